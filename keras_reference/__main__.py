@@ -1,0 +1,101 @@
+"""``python -m keras_reference``: run the tutorial and write a run folder like the port's.
+
+The folder gets ``results.json`` (the shared schema), ``best_model.h5``, ``accuracy.png`` and
+``loss.png``. User mistakes (bad data, an --out that already holds results) end with one line
+on stderr and exit status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import keras_reference  # noqa: F401  (pins KERAS_BACKEND before keras loads)
+from keras_reference.data import FOLDERS, DataError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; every default is the tutorial's.
+
+    Args:
+        argv: The arguments without the program name; None reads ``sys.argv``.
+    """
+    p = argparse.ArgumentParser(
+        prog="python -m keras_reference",
+        description="Run the Keras MNIST CNN tutorial and write results.json, the best model "
+        "and the learning curves into --out.",
+    )
+    p.add_argument(
+        "--data-dir",
+        default="../shared/data",
+        help="data root holding MNIST/raw (IDX files); when they are absent, "
+        "keras.datasets.<dataset>.load_data() downloads them (default: %(default)s)",
+    )
+    p.add_argument("--dataset", choices=sorted(FOLDERS), default="mnist")
+    p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=2, help="EarlyStopping patience (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="keras.utils.set_random_seed (default: 0)")
+    p.add_argument("--out", required=True, help="run folder; must not hold a results.json")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="also call tf.config.experimental.enable_op_determinism() (TensorFlow backend)",
+    )
+    p.add_argument(
+        "--verbose",
+        choices=["auto", "0", "1", "2"],
+        default="auto",
+        help="Keras fit/evaluate verbosity; 2 prints one line per epoch (default: auto)",
+    )
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.patience < 0:
+        p.error("--epochs must be >= 1 and --patience >= 0")
+    args.verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tutorial from the command line and return the exit status.
+
+    Args:
+        argv: The arguments without the program name; None reads ``sys.argv``.
+    """
+    args = parse_args(argv)
+    if args.deterministic and os.environ["KERAS_BACKEND"] != "tensorflow":
+        backend = os.environ["KERAS_BACKEND"]
+        return _fail(f"--deterministic needs KERAS_BACKEND=tensorflow, not {backend}")
+
+    # Imported here so that --help and argument errors do not wait for TensorFlow to load.
+    from keras_reference.results import check_out_dir, write_results
+    from keras_reference.tutorial import run_tutorial
+
+    try:
+        out = check_out_dir(args.out)
+        results = run_tutorial(
+            data_dir=args.data_dir,
+            out=out,
+            epochs=args.epochs,
+            patience=args.patience,
+            seed=args.seed,
+            dataset=args.dataset,
+            deterministic=args.deterministic,
+            verbose=args.verbose,
+        )
+    except (DataError, FileExistsError) as e:
+        return _fail(str(e))
+    path = write_results(out, results)
+    print(
+        f"wrote {path}: {results['epochs_run']} epochs, best epoch {results['best_epoch']}, "
+        f"test accuracy {results['test_accuracy']:.4f}"
+    )
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

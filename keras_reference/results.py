@@ -1,0 +1,111 @@
+"""What a run records: per-epoch times, the best epoch, versions, device and ``results.json``.
+
+The file has the same schema as the Lightning port's, so the comparison reads both alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+RESULTS_NAME = "results.json"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of each epoch, training plus validation.
+
+    Put it first in ``callbacks``: Keras calls ``on_epoch_end`` in list order, after the
+    validation pass, so the time excludes the checkpoint save of the callbacks after it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+
+
+def best_epoch(val_loss: list[float]) -> int:
+    """Return the 1-based epoch of the lowest val_loss, the one ModelCheckpoint kept.
+
+    Args:
+        val_loss: Per-epoch validation losses. ``save_best_only`` saves on strict improvement
+            only, so on a tie the first epoch wins, as with ``np.argmin``; NaN never wins.
+    """
+    finite = [v if math.isfinite(v) else math.inf for v in val_loss]
+    return int(np.argmin(finite)) + 1
+
+
+def versions() -> dict[str, str]:
+    """Return the Python, NumPy, Keras and backend package versions of this run."""
+    found = {"python": platform.python_version(), "numpy": np.__version__}
+    backend = keras.backend.backend()
+    for package in ("keras", backend, "h5py", "matplotlib"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[package] = metadata.version(package)
+    return found
+
+
+def device_name() -> str:
+    """Describe where Keras computes, e.g. ``"cpu (tensorflow, 2 cores)"``."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"gpu ({backend}, {details.get('device_name', gpus[0].name)})"
+    return f"cpu ({backend}, {os.cpu_count()} cores, {platform.machine()})"
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Create the run folder, refusing one that already holds a results.json.
+
+    Args:
+        out_dir: The run folder; new, empty, or without a results.json.
+
+    Raises:
+        FileExistsError: with a one-line message, so a finished run is never overwritten.
+    """
+    out = Path(out_dir)
+    if (out / RESULTS_NAME).exists():
+        raise FileExistsError(f"{out / RESULTS_NAME} exists; choose a new --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``results.json`` through a temp file and a rename, so no half file appears.
+
+    Args:
+        out_dir: The run folder.
+        results: The shared schema's fields (see the lightning_mnist results writer).
+    """
+    path = Path(out_dir) / RESULTS_NAME
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,175 @@
+"""The tutorial's code, in the tutorial's order and with its names (``/work/shared/TUTORIAL.md``).
+
+Steps 1-10 below are the tutorial's. The differences, each marked ``# not in the tutorial``:
+a seed, an optional data dir with the IDX files, a run folder instead of the working directory,
+``savefig`` instead of ``plt.show()``, an epoch timer, and the returned results. The tutorial
+also fits once without callbacks before the run with callbacks; like the issue, this runs only
+the fit with callbacks, whose best model it evaluates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import matplotlib
+import numpy as np
+
+from keras_reference.data import load_data
+from keras_reference.model import build_model
+from keras_reference.results import EpochTimer, best_epoch, device_name, versions
+
+matplotlib.use("Agg")  # not in the tutorial: write PNGs, never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+# Keras 3 still saves and loads `.h5` (its legacy HDF5 format), so the tutorial's file name
+# stays. It logs a deprecation warning on every save, i.e. on every better epoch.
+BEST_MODEL_NAME = "best_model.h5"
+
+
+def plot_curve(
+    train: list[float], val: list[float], string1: str, location: str, out: Path
+) -> None:
+    """The tutorial's plot_curve; it saves ``<string1 lower-cased>.png`` into ``out``.
+
+    Args:
+        train: Per-epoch training values.
+        val: Per-epoch validation values.
+        string1: The metric's name for the title and the y label, e.g. ``"Accuracy"``.
+        location: The legend's ``loc``, e.g. ``"lower right"``.
+        out: The run folder (not in the tutorial, which calls ``plt.show()``).
+    """
+    plt.plot(train)
+    plt.plot(val)
+    plt.title("model " + string1)
+    plt.ylabel(string1)
+    plt.xlabel("epoch")
+    plt.legend(["train", "val"], loc=location)
+    plt.savefig(out / f"{string1.lower()}.png")
+    plt.close()
+
+
+def run_tutorial(
+    data_dir: str | Path | None,
+    out: Path,
+    epochs: int = 100,
+    patience: int = 2,
+    seed: int = 0,
+    dataset: str = "mnist",
+    deterministic: bool = False,
+    verbose: str | int = "auto",
+) -> dict[str, Any]:
+    """Run the tutorial and return its results (the shared results.json schema).
+
+    Args:
+        data_dir: The data root holding ``MNIST/raw``; None uses ``keras.datasets`` directly.
+        out: An existing run folder for the best model and the two plots.
+        epochs: ``fit``'s epochs (the tutorial's 100; early stopping ends the run sooner).
+        patience: ``EarlyStopping``'s patience in epochs.
+        seed: Seeds Python, NumPy and the backend through ``keras.utils.set_random_seed``.
+        dataset: ``"mnist"`` or ``"fashion_mnist"``.
+        deterministic: Also make TF's ops deterministic (slower; TensorFlow backend only).
+        verbose: ``fit``/``evaluate``'s verbose: ``"auto"``, 0, 1 or 2.
+    """
+    keras.utils.set_random_seed(seed)  # not in the tutorial
+    if deterministic:  # not in the tutorial
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    _log_h5_warning_once()
+
+    # 1. Load MNIST: 60,000 train and 10,000 test images, uint8 28x28.
+    (x_train, y_train), (x_test, y_test) = load_data(data_dir, dataset)
+    # 2. Add the channel axis (Keras is channels-last): (60000, 28, 28) -> (60000, 28, 28, 1).
+    x_train = np.expand_dims(x_train, axis=-1)
+    x_test = np.expand_dims(x_test, axis=-1)
+    # 3. One-hot labels, as categorical_crossentropy expects.
+    num_classes = 10
+    y_train = keras.utils.to_categorical(y_train, num_classes)
+    y_test = keras.utils.to_categorical(y_test, num_classes)
+    # 4. Scale the pixels to [0, 1].
+    x_train = x_train.astype("float32")
+    x_test = x_test.astype("float32")
+    x_train /= 255
+    x_test /= 255
+
+    # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy.
+    model = build_model(num_classes)
+
+    # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256,
+    # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
+    best_model_path = out / BEST_MODEL_NAME
+    my_callbacks = [
+        EpochTimer(),  # not in the tutorial; first, so it times train + val only
+        keras.callbacks.ModelCheckpoint(filepath=str(best_model_path), save_best_only=True),
+        keras.callbacks.EarlyStopping(patience=patience),
+    ]
+    start = time.perf_counter()
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_split=0.2,
+        batch_size=256,
+        epochs=epochs,
+        callbacks=my_callbacks,
+        verbose=verbose,
+    )
+    fit_seconds = time.perf_counter() - start
+
+    # 8. The learning curves.
+    plot_curve(
+        history.history["accuracy"], history.history["val_accuracy"], "Accuracy", "lower right", out
+    )
+    plot_curve(history.history["loss"], history.history["val_loss"], "Loss", "upper right", out)
+
+    # 9. Load the best model (the last epochs after it overfit).
+    model = keras.models.load_model(best_model_path)
+
+    # 10. Evaluate it on the test set.
+    loss, acc = model.evaluate(x_test, y_test, verbose=verbose)
+    print("Testing Accuracy: ", round(acc * 100, 2))
+    print("Testing Loss: ", round(loss, 2))
+
+    hist = {k: [float(v) for v in history.history[k]] for k in _HISTORY_KEYS}
+    return {
+        "framework": "keras",
+        "dataset": dataset,
+        "seed": seed,
+        "epochs_run": len(hist["loss"]),
+        "best_epoch": best_epoch(hist["val_loss"]),
+        "history": hist,
+        "epoch_seconds": my_callbacks[0].epoch_seconds,
+        "fit_seconds": fit_seconds,
+        "test_loss": float(loss),
+        "test_accuracy": float(acc),
+        "test_samples": len(x_test),
+        "params": model.count_params(),
+        "best_model": BEST_MODEL_NAME,
+        "device": device_name(),
+        "versions": versions(),
+    }
+
+
+_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class _OnceFilter(logging.Filter):
+    """Drops Keras's "HDF5 is legacy" warning after its first appearance."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "saving your model as an HDF5 file" not in record.getMessage():
+            return True
+        first, self.seen = not self.seen, True
+        return first
+
+
+def _log_h5_warning_once() -> None:
+    """Let Keras's "HDF5 is legacy" warning through once instead of on every better epoch."""
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _OnceFilter) for f in absl_logger.filters):
+        absl_logger.addFilter(_OnceFilter())

@@ -1,0 +1,3 @@
+"""The Keras MNIST CNN tutorial, ported to PyTorch Lightning."""
+
+__version__ = "0.1.0"

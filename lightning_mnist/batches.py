@@ -1,0 +1,86 @@
+"""In-memory batching: a dataset held as one tensor, batches taken as index slices.
+
+A ``DataLoader`` over a ``Dataset`` does per-sample Python work (``__getitem__``
+plus collate) for every image; here a batch is one ``index_select``. Under DDP
+each process takes its own part of every global batch, so the union over ranks
+is the whole epoch with no duplicates and no padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+
+def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's contiguous part of ``indices``; parts differ in size by at most one."""
+    return torch.tensor_split(indices, world_size)[rank]
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffle order of an epoch, a pure function of (seed, epoch).
+
+    Deriving it instead of drawing it from a running generator makes a resumed
+    run see exactly the batches an uninterrupted run would have seen.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class TensorBatches:
+    """Iterate over ``(x[idx], y[idx])`` batches of in-memory tensors.
+
+    Args:
+        x: Inputs, first dimension = samples.
+        y: Targets, first dimension = samples.
+        batch_size: Global batch size (summed over all ranks).
+        shuffle: Reshuffle every epoch (training) or keep the file order (evaluation).
+        seed: Base seed of the shuffle order.
+        epoch_fn: Returns the current epoch, so the order follows the trainer.
+        rank: This process's rank.
+        world_size: Number of processes.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.shuffle, self.seed, self.epoch_fn = shuffle, seed, epoch_fn
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        if self.shuffle:  # every rank steps through every global batch
+            return -(-n // self.batch_size)
+        return -(-len(shard(torch.arange(n), self.rank, self.world_size)) // self.local_batch)
+
+    @property
+    def local_batch(self) -> int:
+        return max(1, self.batch_size // self.world_size)
+
+    def indices(self) -> list[torch.Tensor]:
+        """The index tensor of each of this rank's batches in the current epoch."""
+        n = len(self.x)
+        if self.shuffle:
+            # Training: split each global batch of the epoch's order between the ranks.
+            order = epoch_order(n, self.seed, self.epoch_fn())
+            return [shard(b, self.rank, self.world_size) for b in order.split(self.batch_size)]
+        # Evaluation: each rank scores its own contiguous part exactly once.
+        return list(shard(torch.arange(n), self.rank, self.world_size).split(self.local_batch))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in self.indices():
+            idx = idx.to(self.x.device)
+            yield self.x.index_select(0, idx), self.y.index_select(0, idx)

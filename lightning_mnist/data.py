@@ -1,0 +1,117 @@
+"""MNISTDataModule: IDX files -> in-memory tensors -> Keras-identical split -> batches."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from lightning_mnist.batches import TensorBatches
+from lightning_mnist.files import load_arrays
+
+
+def keras_split(n: int, validation_split: float) -> tuple[range, range]:
+    """Keras ``validation_split``: the LAST ``split`` fraction, taken before any shuffle.
+
+    Keras computes ``split_at = floor(n * (1 - split))`` (PARITY.md #1): for
+    60,000 images and 0.2, train is rows 0..47999 and validation rows 48000..59999.
+    """
+    split_at = int(n * (1.0 - validation_split))
+    return range(0, split_at), range(split_at, n)
+
+
+def to_tensor(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) / 255, as the tutorial's ``astype('float32') / 255``."""
+    x = torch.from_numpy(images.copy()).to(torch.float32).div_(255.0).unsqueeze(1)
+    return x, torch.from_numpy(labels.astype("int64"))
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST (or any dataset in its IDX format) held in memory, split as Keras splits.
+
+    Args:
+        data_dir: Folder in torchvision's layout (``<data_dir>/MNIST/raw/*-ubyte``).
+        dataset: Which IDX dataset: ``mnist`` or ``fashion_mnist``.
+        batch_size: Global batch size; under DDP each of N processes takes batch_size / N.
+        validation_split: Fraction of the training files held out, from the end, as Keras does.
+        fetch: When files are missing, fetch them (verified) in ``prepare_data``.
+        shuffle_seed: Seed of the per-epoch shuffle order; None uses the run's seed.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        dataset: str = "mnist",
+        batch_size: int = 256,
+        validation_split: float = 0.2,
+        fetch: bool = True,
+        shuffle_seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+        if not 0.0 < validation_split < 1.0:
+            raise ValueError(f"data.validation_split must be in (0, 1), got {validation_split}")
+        self.save_hyperparameters()
+        self.data_dir, self.dataset = data_dir, dataset
+        self.batch_size, self.validation_split = batch_size, validation_split
+        self.fetch, self.shuffle_seed = fetch, shuffle_seed
+        self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def prepare_data(self) -> None:
+        if self.fetch:
+            from lightning_mnist.fetch import prepare
+
+            prepare(self.data_dir, self.dataset)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tensors:
+            return
+        self._check_world_size()
+        x_train, y_train, x_test, y_test = load_arrays(self.data_dir, self.dataset)
+        x, y = to_tensor(x_train, y_train)
+        train, val = keras_split(len(x), self.validation_split)
+        self.split_indices = {"train": train, "val": val}
+        self.tensors = {
+            "train": (x[train.start : train.stop], y[train.start : train.stop]),
+            "val": (x[val.start : val.stop], y[val.start : val.stop]),
+            "test": to_tensor(x_test, y_test),
+        }
+
+    def _check_world_size(self) -> None:
+        world = self.trainer.world_size if self.trainer else 1
+        if self.batch_size % world:
+            raise ValueError(
+                f"data.batch_size {self.batch_size} is the global batch and must divide by the "
+                f"{world} processes; use a multiple of {world}"
+            )
+
+    def _batches(self, split: str, shuffle: bool = False) -> TensorBatches:
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer else torch.device("cpu")
+        x, y = self.tensors[split]
+        if x.device != device:  # keep the data resident on the training device
+            x, y = x.to(device), y.to(device)
+            self.tensors[split] = (x, y)
+        seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed()
+        return TensorBatches(
+            x,
+            y,
+            self.batch_size,
+            shuffle=shuffle,
+            seed=int(seed) % 2**31,
+            epoch_fn=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
+        )
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val")
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test")
+
+    def predict_dataloader(self) -> TensorBatches:
+        return self._batches("test")

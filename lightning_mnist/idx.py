@@ -1,0 +1,238 @@
+"""IDX files (MNIST's on-disk format): the dataset specs, reading and writing.
+
+An IDX file is a big-endian header (two zero bytes, a type code, the number of
+dimensions, then one uint32 per dimension) followed by the raw uint8 payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGES_MAGIC = 2051  # 0x00000803: uint8, 3 dimensions
+LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dimension
+
+
+class DataError(ValueError):
+    """A data file or dataset name is wrong; the one-line message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    """One of a dataset's four files, as it must be on disk (uncompressed).
+
+    Args:
+        name: file name inside the raw dir, e.g. ``train-images-idx3-ubyte``.
+        magic: ``IMAGES_MAGIC`` or ``LABELS_MAGIC``.
+        count: number of images or labels.
+        md5: MD5 of the uncompressed file, or None where no official one is known.
+        gz_md5: MD5 of the ``<name>.gz`` that the mirrors serve (checked at download only).
+        rows: image height (images only).
+        cols: image width (images only).
+    """
+
+    name: str
+    magic: int
+    count: int
+    md5: str | None = None
+    gz_md5: str | None = None
+    rows: int = 28
+    cols: int = 28
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.magic == IMAGES_MAGIC:
+            return (self.count, self.rows, self.cols)
+        return (self.count,)
+
+    @property
+    def size(self) -> int:
+        return 4 + 4 * len(self.shape) + int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset in torchvision's layout: ``<data_dir>/<folder>/raw/<file>``.
+
+    Tests pass a tiny spec (see :func:`make_spec`) to ``load_arrays``/``prepare``
+    instead of switching verification off.
+
+    Args:
+        name: the ``dataset`` argument users pass, e.g. ``"mnist"``.
+        folder: torchvision's folder name, e.g. ``"MNIST"``.
+        train_images: the training images file.
+        train_labels: the training labels file.
+        test_images: the test images file.
+        test_labels: the test labels file.
+        num_classes: labels must lie in ``0 .. num_classes - 1``.
+        mirrors: base URLs serving ``<file>.gz`` (torchvision's mirrors).
+    """
+
+    name: str
+    folder: str
+    train_images: IdxFile
+    train_labels: IdxFile
+    test_images: IdxFile
+    test_labels: IdxFile
+    num_classes: int = 10
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def files(self) -> tuple[IdxFile, ...]:
+        return (self.train_images, self.train_labels, self.test_images, self.test_labels)
+
+    def raw_dir(self, data_dir: str | Path) -> Path:
+        return Path(data_dir) / self.folder / "raw"
+
+
+_NONE4: tuple[str | None, ...] = (None, None, None, None)
+
+
+def make_spec(
+    name: str,
+    folder: str,
+    n_train: int = 60000,
+    n_test: int = 10000,
+    md5s: tuple[str | None, ...] = _NONE4,
+    gz_md5s: tuple[str | None, ...] = _NONE4,
+    mirrors: tuple[str, ...] = (),
+    num_classes: int = 10,
+) -> DatasetSpec:
+    """A spec with MNIST's four file names, in the order train images, train labels, test
+    images, test labels.
+
+    Args:
+        name: dataset name.
+        folder: folder under the data dir (the raw files live in ``<folder>/raw``).
+        n_train: training examples.
+        n_test: test examples.
+        md5s: MD5s of the uncompressed files (None: not checked, unless recorded at fetch).
+        gz_md5s: MD5s of the ``.gz`` files on the mirrors.
+        mirrors: base URLs of the ``.gz`` files.
+        num_classes: number of label values.
+    """
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+    names += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    magics = (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC)
+    counts = (n_train, n_train, n_test, n_test)
+    files = [IdxFile(*args) for args in zip(names, magics, counts, md5s, gz_md5s, strict=True)]
+    return DatasetSpec(name, folder, *files, num_classes=num_classes, mirrors=mirrors)
+
+
+# MD5s of the official uncompressed files and of torchvision's .gz downloads
+# (../shared/PARITY.md, "MNIST bytes"; torchvision/datasets/mnist.py).
+MNIST = make_spec(
+    "mnist",
+    "MNIST",
+    md5s=(
+        "6bbc9ace898e44ae57da46a324031adb",
+        "a25bea736e30d166cdddb491f175f624",
+        "2646ac647ad5339dbf082846283269ea",
+        "27ae3e4e09519cfbb04c329615203637",
+    ),
+    gz_md5s=(
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        "9fb629c4189551a2d022fa330f9573f3",
+        "ec29112dd5afa0611ce80d1b7f02629c",
+    ),
+    mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+)
+
+# Zalando publishes MD5s of the .gz files only (zalandoresearch/fashion-mnist README; the same
+# ones torchvision pins), and we found no published MD5 of the uncompressed files. So:
+# - at download, each .gz is checked against its official MD5 before it is unpacked;
+# - on load, the uncompressed files get size, magic, header dims and label range checks, plus
+#   the MD5 that `prepare` recorded in <raw>/MD5SUMS right after it checked the .gz (this
+#   catches later truncation or bit flips). Files copied in by hand have no recorded MD5 until
+#   `lightning-mnist-data fetch` finds torchvision's .gz next to them and records one.
+FASHION_MNIST = make_spec(
+    "fashion_mnist",
+    "FashionMNIST",
+    gz_md5s=(
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bef4ecab320f06d8554ea6380940ec79",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+)
+
+DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
+
+
+def get_spec(dataset: str | DatasetSpec) -> DatasetSpec:
+    """The spec for a dataset name (``"mnist"``, ``"fashion_mnist"``); a spec passes through.
+
+    Args:
+        dataset: a name from ``DATASETS`` (``-`` and ``_`` are the same) or a ``DatasetSpec``.
+    """
+    if isinstance(dataset, DatasetSpec):
+        return dataset
+    try:
+        return DATASETS[dataset.lower().replace("-", "_")]
+    except KeyError:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}") from None
+
+
+def md5_hex(data: bytes | bytearray | memoryview) -> str:
+    """MD5 of ``data`` as hex (an integrity check, not security, hence usedforsecurity=False)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def parse_idx(buf: bytes | bytearray) -> np.ndarray:
+    """Decode IDX bytes (uint8 payload) into an array of the header's shape.
+
+    The array shares ``buf``'s memory: pass a ``bytearray`` to get a writable array.
+
+    Args:
+        buf: the whole file's bytes.
+    """
+    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08:
+        raise ValueError("not a uint8 IDX file (bad magic number)")
+    ndim = buf[3]
+    header = 4 + 4 * ndim
+    if len(buf) < header:
+        raise ValueError(f"IDX header needs {header} bytes but the file has {len(buf)}")
+    shape = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape))
+    if len(buf) != expected:
+        raise ValueError(f"IDX header says {expected} bytes but the file has {len(buf)}")
+    return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX bytes (the inverse of :func:`parse_idx`).
+
+    Args:
+        array: any shape; values must already be 0..255.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.tobytes()
+
+
+def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename, so no half file appears.
+
+    Args:
+        path: destination; its parent dirs are created.
+        data: the full content.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,222 @@
+"""Turn a user's image file into an MNIST-style 28x28 digit, as MNIST itself was prepared.
+
+MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on a black
+background, size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing
+gives the grey levels), then placed in a 28x28 field so that their centre of mass sits at
+the centre. Measured on the training set, the centre of mass is at row/column index
+14.0 +- 0.29 (an integer shift of the 20x20 box), so that is the target here.
+
+User images are usually the opposite (dark ink on white paper or on a transparent layer),
+of any size, with the digit anywhere; ``prepare_image`` undoes all of that:
+
+1. open with PIL (decompression-bomb limits kept), grayscale, alpha composited onto white;
+2. invert if the background (the median of the border pixels) is light;
+3. subtract the background level, stretch the ink to 255, crop to the ink's bounding box;
+4. fit into 20x20 keeping the aspect ratio (antialiased resize, long side 20);
+5. paste into 28x28 so the centre of mass lands on (14, 14);
+6. divide by 255.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# PIL format names we accept, and the file suffixes that go with them. GIF and TIFF may hold
+# several frames; the first one is used.
+SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
+    "PNG": (".png",),
+    "JPEG": (".jpg", ".jpeg"),
+    "BMP": (".bmp",),
+    "GIF": (".gif",),
+    "TIFF": (".tif", ".tiff"),
+    "WEBP": (".webp",),
+}
+IMAGE_SUFFIXES: frozenset[str] = frozenset(s for v in SUPPORTED_FORMATS.values() for s in v)
+
+FIELD = 28  # MNIST image side
+BOX = 20  # MNIST size-normalisation box
+CENTRE = 14.0  # measured MNIST centre of mass (row and column index), see module docstring
+# The background is "light" when the median border pixel is above mid-grey.
+LIGHT_BACKGROUND = 127
+# Ink must stand out from the background by this many grey levels, or the image is blank.
+# It is above JPEG noise on a white page (a few levels) and below a faint pencil line.
+MIN_CONTRAST = 40
+# Pixels above background + this fraction of the ink contrast count as ink for the crop.
+# A little above 0: MNIST's own box is the box of every non-zero pixel, but scans and JPEGs
+# carry faint noise that must not widen the box.
+INK_FRACTION = 0.1
+SUPPORTED_NAMES = ", ".join(SUPPORTED_FORMATS)
+
+
+class ImageError(Exception):
+    """An image file cannot be used; the message names the file and says what is wrong."""
+
+
+def load_grayscale(path: str | Path) -> np.ndarray:
+    """Open an image file as a uint8 (H, W) grayscale array, with any alpha composited onto white.
+
+    Args:
+        path: The image file.
+
+    Raises:
+        ImageError: The file is missing, empty, not a decodable image, of an unsupported
+            format, or larger than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes); pass a PNG or JPEG image")
+    with warnings.catch_warnings():
+        # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse both alike.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                fmt = img.format
+                if fmt not in SUPPORTED_FORMATS:
+                    raise ImageError(
+                        f"{path}: unsupported image format {fmt}; use one of {SUPPORTED_NAMES}"
+                    )
+                img.seek(0)
+                img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
+                return _to_gray(img)
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ImageError(
+                f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels, PIL's "
+                "decompression-bomb limit); scale it down first"
+            ) from None
+        except Image.UnidentifiedImageError:
+            raise ImageError(_unidentified_message(path)) from None
+        except Exception as e:  # noqa: BLE001 - decoders raise many types on corrupt files
+            raise ImageError(f"{path}: cannot decode image ({e}); re-save it as PNG") from None
+
+
+def _unidentified_message(path: Path) -> str:
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return (
+            f"{path}: not a supported image ({path.suffix or 'no suffix'}); use {SUPPORTED_NAMES}"
+        )
+    return f"{path}: not a valid image (PIL cannot identify it); re-save it as PNG"
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
+    """Grayscale uint8 array; transparency is composited onto white (the page a user drew on)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit grayscale: PIL's convert("L") clips at 255 instead of scaling.
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+    if "A" in img.getbands() or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def ink_on_black(gray: np.ndarray) -> np.ndarray:
+    """Make ink bright on a dark background, as in MNIST: invert when the border is light.
+
+    Args:
+        gray: uint8 (H, W) grayscale image.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return 255 - gray if np.median(border) > LIGHT_BACKGROUND else gray
+
+
+def crop_to_ink(img: np.ndarray) -> np.ndarray | None:
+    """Remove the background level, stretch the ink to 0..255 and crop to the ink's box.
+
+    Args:
+        img: uint8 (H, W), ink bright on a dark background.
+
+    Returns:
+        float32 (h, w) in [0, 255], or None when there is no ink (a blank image).
+    """
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    bg = float(np.median(border))
+    peak = float(img.max())
+    if peak - bg < MIN_CONTRAST:
+        return None
+    rows = np.flatnonzero((img > bg + INK_FRACTION * (peak - bg)).any(axis=1))
+    cols = np.flatnonzero((img > bg + INK_FRACTION * (peak - bg)).any(axis=0))
+    box = img[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
+    # Paper is rarely pure white and pens rarely pure black; MNIST's are 0 and 255.
+    return np.clip((box - bg) * (255.0 / (peak - bg)), 0.0, 255.0)
+
+
+def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Resize so the long side is ``box`` pixels, keeping the aspect ratio (antialiased).
+
+    Args:
+        ink: float32 (h, w) in [0, 255].
+        box: Side of the square to fit into.
+    """
+    h, w = ink.shape
+    scale = box / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL takes (width, height)
+    # Lanczos in PIL widens its kernel when shrinking, so it antialiases; clip its ringing.
+    out = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32)).resize(
+        size, Image.Resampling.LANCZOS
+    )
+    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 255.0)
+
+
+def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE) -> np.ndarray:
+    """Paste into a ``field`` x ``field`` black square with the centre of mass at ``centre``.
+
+    The shift is a whole number of pixels, as in MNIST. It is clamped so no ink falls off
+    the field, which only matters for very lopsided shapes.
+
+    Args:
+        digit: float32 (h, w), h and w at most ``field``.
+        field: Output side.
+        centre: Target row and column index of the centre of mass.
+    """
+    h, w = digit.shape
+    mass = float(digit.sum())
+    cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / mass
+    cx = float((digit.sum(axis=0) * np.arange(w)).sum()) / mass
+    top = min(max(round(centre - cy), 0), field - h)
+    left = min(max(round(centre - cx), 0), field - w)
+    out = np.zeros((field, field), dtype=np.float32)
+    out[top : top + h, left : left + w] = digit
+    return out
+
+
+def prepare_array(gray: np.ndarray) -> np.ndarray | None:
+    """Steps 2-6 on a uint8 grayscale array; None when the image holds no ink.
+
+    Args:
+        gray: uint8 (H, W) grayscale image, any background.
+    """
+    ink = crop_to_ink(ink_on_black(gray))
+    if ink is None:
+        return None
+    digit = fit_box(ink)
+    if digit.sum() <= 0:  # nothing survived the resize (cannot happen for real ink)
+        return None
+    return (centre_by_mass(digit) / 255.0).astype(np.float32)
+
+
+def prepare_image(path: str | Path) -> np.ndarray:
+    """Read an image of a handwritten digit and prepare it as an MNIST digit.
+
+    Args:
+        path: PNG, JPEG, BMP, GIF, TIFF or WEBP file of one digit, any size and background.
+
+    Returns:
+        float32 (28, 28) in [0, 1], white ink on black, centred by mass.
+
+    Raises:
+        ImageError: The file is not a usable image, or it is blank.
+    """
+    out = prepare_array(load_grayscale(path))
+    if out is None:
+        raise ImageError(f"{path}: blank image (no ink found); draw a digit on it")
+    return out

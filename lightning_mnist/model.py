@@ -1,0 +1,91 @@
+"""The tutorial's CNN as a plain ``nn.Module`` (no Lightning), layer for layer.
+
+Reference (the Keras ``Sequential`` of the tutorial, ../shared/TUTORIAL.md)::
+
+    Convolution2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1))
+    MaxPooling2D(pool_size=(2, 2))
+    Flatten()
+    Dense(32, activation="relu")
+    Dropout(0.5)
+    Dense(10, activation="softmax")
+
+``forward`` returns logits: the final softmax lives in the loss (cross-entropy)
+and in ``predict`` only (PARITY.md #6).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+IMAGE_SIZE = 28
+KERNEL = 3
+POOL = 2
+
+
+class TutorialCNN(nn.Module):
+    """Conv(3x3, ReLU) -> MaxPool(2x2) -> Flatten -> Dense(ReLU) -> Dropout -> Dense (logits).
+
+    Args:
+        filters: Convolution filters (the tutorial uses 32).
+        hidden: Units of the hidden dense layer (the tutorial uses 32).
+        dropout: Dropout rate before the last layer, in [0, 1) (the tutorial uses 0.5).
+        num_classes: Output classes.
+        keras_init: Glorot-uniform kernels and zero biases, as Keras initialises
+            (PARITY.md #4). False keeps PyTorch's default initialisation.
+        pool_before_relu: Apply max-pooling before the ReLU. The result is identical
+            (max and ReLU commute) and pooling a 4x smaller tensor is faster.
+    """
+
+    def __init__(
+        self,
+        filters: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.5,
+        num_classes: int = 10,
+        keras_init: bool = True,
+        pool_before_relu: bool = True,
+    ) -> None:
+        super().__init__()
+        if filters <= 0 or hidden <= 0 or num_classes <= 0:
+            raise ValueError(
+                f"filters, hidden and num_classes must be positive, got {filters}, {hidden}, "
+                f"{num_classes}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        conv_size = IMAGE_SIZE - KERNEL + 1  # 26
+        pooled = conv_size // POOL  # 13
+        self.pool_before_relu = pool_before_relu
+        # Conv2D(32, 3x3): (N, 1, 28, 28) -> (N, 32, 26, 26)
+        self.conv = nn.Conv2d(1, filters, KERNEL)
+        # MaxPooling2D(2x2): (N, 32, 26, 26) -> (N, 32, 13, 13)
+        self.pool = nn.MaxPool2d(POOL)
+        # Flatten in Keras's NHWC order (PARITY.md #5): (N, 32, 13, 13) -> (N, 13 * 13 * 32)
+        # Dense(32, relu): (N, 5408) -> (N, 32)
+        self.fc1 = nn.Linear(pooled * pooled * filters, hidden)
+        # Dropout(0.5)
+        self.dropout = nn.Dropout(dropout)
+        # Dense(10): (N, 32) -> (N, 10), logits
+        self.fc2 = nn.Linear(hidden, num_classes)
+        if keras_init:
+            self.reset_parameters_keras()
+
+    def reset_parameters_keras(self) -> None:
+        """Keras defaults: ``glorot_uniform`` kernels and ``zeros`` biases."""
+        for layer in (self.conv, self.fc1, self.fc2):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = torch.relu(self.pool(x)) if self.pool_before_relu else self.pool(torch.relu(x))
+        # NHWC flatten: free (a view) when x is channels_last, as the fast path keeps it.
+        x = x.permute(0, 2, 3, 1).flatten(1)
+        x = self.dropout(torch.relu(self.fc1(x)))
+        return self.fc2(x)
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters, as Keras ``count_params()`` reports."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

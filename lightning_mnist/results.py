@@ -1,0 +1,106 @@
+"""results.json: the record of a run, in the schema shared with keras_reference."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import numpy
+    import torch
+    import torchmetrics
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def describe_device(trainer: L.Trainer) -> str:
+    import torch
+
+    dev = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
+    return f"{dev.type} x{trainer.world_size} ({name}, {torch.get_num_threads()} threads)"
+
+
+class HistoryRecorder(Callback):
+    """Per-epoch history (Keras meaning) and epoch wall times.
+
+    Its state travels in checkpoints, so a resumed run keeps the history of the
+    epochs it did before the interruption.
+    """
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
+        self.epoch_seconds: list[float] = []
+        self._t0 = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Runs after the epoch's validation, so this time covers train + val, like Keras's.
+        self.epoch_seconds.append(time.perf_counter() - self._t0)
+        metrics = trainer.callback_metrics
+        for k in HISTORY_KEYS:
+            self.history[k].append(float(metrics[k]) if k in metrics else float("nan"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "epoch_seconds": self.epoch_seconds}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = {k: list(v) for k, v in state_dict["history"].items()}
+        self.epoch_seconds = list(state_dict["epoch_seconds"])
+
+
+def build_results(
+    recorder: HistoryRecorder,
+    trainer: L.Trainer,
+    test: dict[str, float],
+    seed: int,
+    dataset: str,
+    params: int,
+    best_model: str,
+    fit_seconds: float,
+) -> dict[str, Any]:
+    val_loss = recorder.history["val_loss"]
+    best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else 0
+    return {
+        "framework": "lightning",
+        "dataset": dataset,
+        "seed": seed,
+        "epochs_run": len(val_loss),
+        "best_epoch": best_epoch,
+        "history": recorder.history,
+        "epoch_seconds": recorder.epoch_seconds,
+        "fit_seconds": fit_seconds,
+        "test_loss": test["test_loss"],
+        "test_accuracy": test["test_accuracy"],
+        "test_samples": int(test["test_samples"]),
+        "params": params,
+        "best_model": best_model,
+        "device": describe_device(trainer),
+        "versions": versions(),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> Path:
+    path = Path(path)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+    return path

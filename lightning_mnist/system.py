@@ -1,0 +1,139 @@
+"""The LightningModule: loss, metrics with Keras's meaning, Adam, predict."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import SumMetric
+
+from lightning_mnist.model import TutorialCNN
+
+
+class EpochMeans(nn.Module):
+    """Sample-weighted epoch means of loss and accuracy, summed across DDP ranks.
+
+    Keras reports a metric as the mean over every sample seen in the epoch
+    (PARITY.md #2); summing (loss * n, correct, n) and dividing once gives exactly
+    that, and torchmetrics syncs the sums so every image counts once over all ranks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss_sum, self.correct, self.count = SumMetric(), SumMetric(), SumMetric()
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = y.numel()
+        self.loss_sum.update(loss.detach() * n)
+        self.correct.update((logits.argmax(1) == y).sum())
+        self.count.update(torch.tensor(float(n), device=y.device))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        count = self.count.compute()
+        return {
+            "loss": self.loss_sum.compute() / count,
+            "accuracy": self.correct.compute() / count,
+            "samples": count,
+        }
+
+    def reset(self) -> None:
+        for m in (self.loss_sum, self.correct, self.count):
+            m.reset()
+
+
+class MNISTClassifier(L.LightningModule):
+    """The tutorial's CNN trained with Adam on categorical cross-entropy.
+
+    Args:
+        filters: Convolution filters.
+        hidden: Units of the hidden dense layer.
+        dropout: Dropout rate, in [0, 1).
+        num_classes: Output classes.
+        keras_init: Keras initialisation (Glorot-uniform kernels, zero biases).
+        lr: Adam learning rate (Keras default 1e-3).
+        betas: Adam betas (Keras default 0.9, 0.999).
+        eps: Adam epsilon; Keras's default is 1e-7, torch's 1e-8 (PARITY.md #3).
+        channels_last: Run convolutions in NHWC memory layout (faster on CPU).
+        pool_before_relu: Pool before ReLU: identical result, a quarter of the ReLU work.
+    """
+
+    def __init__(
+        self,
+        filters: int = 32,
+        hidden: int = 32,
+        dropout: float = 0.5,
+        num_classes: int = 10,
+        keras_init: bool = True,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-7,
+        channels_last: bool = True,
+        pool_before_relu: bool = True,
+    ) -> None:
+        super().__init__()
+        if lr <= 0:
+            raise ValueError(f"model.lr must be positive, got {lr}")
+        self.save_hyperparameters()
+        self.model = TutorialCNN(filters, hidden, dropout, num_classes, keras_init, pool_before_relu)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.means = nn.ModuleDict({f"{s}_means": EpochMeans() for s in ("fit", "val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=self.memory_format))
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        # Cross-entropy on logits with integer labels == Keras's softmax + categorical_crossentropy.
+        loss = F.cross_entropy(logits, y)
+        self.means[f"{stage}_means"].update(loss, logits, y)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "fit")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        x = batch[0] if isinstance(batch, list | tuple) else batch
+        probs = torch.softmax(self(x), dim=1)
+        return {"pred": probs.argmax(1), "probs": probs}
+
+    def _log_epoch(self, stage: str) -> None:
+        prefix = {"fit": "", "val": "val_", "test": "test_"}[stage]
+        means = self.means[f"{stage}_means"]
+        values = means.compute()
+        means.reset()
+        for name, value in values.items():
+            # Already summed over ranks by torchmetrics, so no sync_dist here.
+            self.log(prefix + name, value, prog_bar=name != "samples", sync_dist=False)
+
+    def on_train_epoch_start(self) -> None:
+        # Dropout masks derive from (seed, epoch, rank): a resumed run draws the same ones.
+        seed = (self._base_seed * 1_000_003 + self.current_epoch) * 1009 + self.global_rank
+        torch.manual_seed(seed % 2**63)
+
+    def on_fit_start(self) -> None:
+        self._base_seed = torch.initial_seed()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("fit")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_epoch("val")
+        else:
+            self.means["val_means"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        h = self.hparams
+        return torch.optim.Adam(self.parameters(), lr=h.lr, betas=tuple(h.betas), eps=h.eps)

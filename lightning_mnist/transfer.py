@@ -1,0 +1,217 @@
+"""Move weights between the Keras tutorial model and ``TutorialCNN`` with h5py only.
+
+Keras files read (the layouts Keras 3.15 writes, checked with h5py):
+
+- ``.weights.h5`` (``model.save_weights``): ``layers/<auto name>/vars/0`` (kernel) and ``/1``
+  (bias). The group names come from the layer classes in model order, numbered per class:
+  ``conv2d``, ``max_pooling2d``, ``flatten``, ``dense``, ``dropout``, ``dense_1``.
+- ``.keras`` (``model.save``): a zip holding the same ``model.weights.h5``.
+- legacy ``.h5`` (``model.save("best_model.h5")``, as the tutorial does, Keras 2 or 3):
+  ``model_weights/`` whose ``layer_names`` attribute lists the layers in model order and whose
+  per-layer ``weight_names`` attribute lists kernel then bias. A Keras 2 weights-only ``.h5``
+  has the same attributes at the root.
+
+Layout (PARITY.md #5): Keras is channels-last. A Conv2D kernel is HWIO and becomes torch's
+OIHW by ``transpose(3, 2, 0, 1)``. A Dense kernel is (in, out) and ``nn.Linear.weight`` is
+(out, in), so it is transposed. Keras's Flatten reads (H, W, C) and so does ``TutorialCNN``
+(it flattens ``x.permute(0, 2, 3, 1)``), so the rows of fc1's kernel need no permutation.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from lightning_mnist.model import TutorialCNN
+
+# Weighted layers of the tutorial model, in model order: (torch module name, Keras group).
+WEIGHTED_LAYERS: tuple[tuple[str, str], ...] = (("conv", "conv2d"), ("fc1", "dense"), ("fc2", "dense_1"))
+# Weightless Keras layers, written only so the file mirrors what Keras itself saves.
+WEIGHTLESS_LAYERS: tuple[tuple[str, str], ...] = (
+    ("pool", "max_pooling2d"),
+    ("flatten", "flatten"),
+    ("dropout", "dropout"),
+)
+
+KerasArrays = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def keras_layout_state(model: TutorialCNN) -> KerasArrays:
+    """The model's weights as Keras arrays: ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``.
+
+    Args:
+        model: The torch model; its tensors are copied to float32 NumPy arrays.
+    """
+
+    def np32(t: torch.Tensor) -> np.ndarray:
+        return t.detach().to("cpu", torch.float32).numpy().copy()
+
+    return {
+        "conv": (np32(model.conv.weight).transpose(2, 3, 1, 0), np32(model.conv.bias)),  # OIHW -> HWIO
+        "fc1": (np32(model.fc1.weight).T, np32(model.fc1.bias)),  # (out, in) -> (in, out)
+        "fc2": (np32(model.fc2.weight).T, np32(model.fc2.bias)),
+    }
+
+
+def load_keras_state(model: TutorialCNN, arrays: KerasArrays, source: str = "weights") -> None:
+    """Copy Keras-layout arrays (as ``keras_layout_state`` returns) into the model, in place.
+
+    Args:
+        model: The torch model to fill; its device and dtype are kept.
+        arrays: ``{"conv"|"fc1"|"fc2": (kernel, bias)}`` in Keras layout.
+        source: Name of where the arrays came from, for error messages.
+
+    Raises:
+        ValueError: A shape differs from the model's, i.e. not the tutorial's architecture.
+    """
+    expected = keras_layout_state(model)
+    converted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (want_kernel, want_bias) in expected.items():
+        kernel, bias = (np.asarray(a, dtype=np.float32) for a in arrays[name])
+        if kernel.shape != want_kernel.shape or bias.shape != want_bias.shape:
+            raise ValueError(
+                f"{source}: layer {name} has kernel {kernel.shape} and bias {bias.shape}, but "
+                f"this TutorialCNN needs {want_kernel.shape} and {want_bias.shape}; pass a file "
+                "saved from the tutorial's model with the same filters/hidden/num_classes"
+            )
+        converted[name] = (kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T, bias)
+    with torch.no_grad():  # all shapes are checked first, so a bad file changes nothing
+        for name, (weight, bias) in converted.items():
+            layer = getattr(model, name)
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
+            layer.bias.copy_(torch.from_numpy(bias))
+
+
+def _natural_key(name: str) -> tuple[str, int]:
+    # Keras numbers repeated classes "dense", "dense_1", ..., "dense_10": sort by number.
+    match = re.fullmatch(r"(.*?)(?:_(\d+))?", name)
+    assert match is not None
+    return match.group(1), int(match.group(2) or 0)
+
+
+def _weighted_layers_v3(layers: h5py.Group) -> list[list[np.ndarray]]:
+    # Keras 3 stores no cross-class order; in a Sequential CNN the conv layers (4-D kernels)
+    # come before the dense layers, and each class is numbered in model order.
+    found = []
+    for group_name in layers:
+        vars_group = layers[group_name].get("vars")
+        if vars_group is not None and len(vars_group):
+            arrays = [vars_group[str(i)][()] for i in range(len(vars_group))]
+            found.append((-arrays[0].ndim, _natural_key(group_name), arrays))
+    return [arrays for *_, arrays in sorted(found, key=lambda item: item[:2])]
+
+
+def _weighted_layers_legacy(root: h5py.Group) -> list[list[np.ndarray]]:
+    found = []
+    for layer_name in root.attrs["layer_names"]:
+        group = root[_str(layer_name)]
+        names = [_str(n) for n in group.attrs.get("weight_names", [])]
+        if names:
+            found.append([group[n][()] for n in names])
+    return found
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _read_h5(f: h5py.File) -> list[list[np.ndarray]]:
+    if "layers" in f:
+        return _weighted_layers_v3(f["layers"])
+    if "model_weights" in f:
+        return _weighted_layers_legacy(f["model_weights"])
+    if "layer_names" in f.attrs:
+        return _weighted_layers_legacy(f)
+    raise ValueError("no 'layers' or 'model_weights' group")
+
+
+def read_keras_weights(path: str | Path) -> KerasArrays:
+    """Read the tutorial model's weights from a ``.keras``, ``.h5`` or ``.weights.h5`` file.
+
+    Args:
+        path: The Keras file; its format is recognised from its content, not its name.
+
+    Returns:
+        ``{"conv": (HWIO kernel, bias), "fc1": (kernel, bias), "fc2": (kernel, bias)}``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: Not a Keras weights file, or not three layers Conv2D, Dense, Dense.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such Keras file")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                payload = io.BytesIO(archive.read("model.weights.h5"))
+            with h5py.File(payload, "r") as f:
+                layers = _read_h5(f)
+        else:
+            with h5py.File(path, "r") as f:
+                layers = _read_h5(f)
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(
+            f"{path}: not a Keras .keras/.h5/.weights.h5 file ({e}); save it with "
+            "model.save('x.keras') or model.save_weights('x.weights.h5')"
+        ) from None
+    kinds = [
+        f"{a[0].ndim}-D kernel" if len(a) == 2 else f"{len(a)} arrays" for a in layers
+    ]
+    if len(layers) != 3 or [len(a) for a in layers] != [2, 2, 2] or [
+        a[0].ndim for a in layers
+    ] != [4, 2, 2]:
+        raise ValueError(
+            f"{path}: expected the tutorial's 3 weighted layers Conv2D, Dense, Dense (kernel and "
+            f"bias each), found {len(layers)}: {kinds}; this file holds another architecture"
+        )
+    return {name: (arrays[0], arrays[1]) for (name, _), arrays in zip(WEIGHTED_LAYERS, layers)}
+
+
+def load_keras_weights(model: TutorialCNN, path: str | Path) -> None:
+    """Load a Keras tutorial model's weights into ``model``, in place.
+
+    Args:
+        model: A ``TutorialCNN`` whose filters/hidden/num_classes match the file.
+        path: A ``.keras``, legacy ``.h5`` (e.g. the tutorial's ``best_model.h5``) or
+            ``.weights.h5`` file.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: The file is not the tutorial's architecture at the model's sizes.
+    """
+    load_keras_state(model, read_keras_weights(path), source=str(path))
+
+
+def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
+    """Write the model's weights as a Keras 3 ``.weights.h5`` file.
+
+    ``keras_reference.model.build_model().load_weights(path)`` accepts it. The file holds no
+    optimizer state, so a compiled Keras model warns "Skipping variable loading for optimizer"
+    and keeps its own (fresh) optimizer.
+
+    Args:
+        model: The torch model to export.
+        path: Output file; Keras requires the name to end in ``.weights.h5``.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"{path}: Keras loads weights only from a name ending in .weights.h5")
+    arrays = keras_layout_state(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        for torch_name, group_name in WEIGHTED_LAYERS + WEIGHTLESS_LAYERS:
+            vars_group = f.create_group(f"layers/{group_name}/vars")
+            vars_group.attrs["name"] = torch_name  # Keras records the layer's name here
+            for i, array in enumerate(arrays.get(torch_name, ())):
+                vars_group.create_dataset(str(i), data=array)
+    return path
