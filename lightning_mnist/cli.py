@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.model import count_params
 from lightning_mnist.plots import plot_history
+from lightning_mnist.predictions import PredictionCSV
 from lightning_mnist.results import HistoryRecorder, build_results, write_json
 from lightning_mnist.system import MNISTClassifier
 
@@ -46,8 +47,11 @@ class MNISTCLI(LightningCLI):
         # value is reproduced by 2 (PARITY.md #7).
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
-            {"early_stopping.monitor": "val_loss", "early_stopping.mode": "min",
-             "early_stopping.patience": 2}
+            {
+                "early_stopping.monitor": "val_loss",
+                "early_stopping.mode": "min",
+                "early_stopping.patience": 2,
+            }
         )
         parser.set_defaults(
             {
@@ -63,7 +67,7 @@ class MNISTCLI(LightningCLI):
             root = config.get("default_root_dir") or DEFAULT_ROOT
             config["logger"] = CSVLogger(save_dir=root, name="")
         self.recorder = HistoryRecorder()
-        return super()._instantiate_trainer(config, [*callbacks, self.recorder])
+        return super()._instantiate_trainer(config, [*callbacks, self.recorder, PredictionCSV()])
 
     def before_fit(self) -> None:
         self._fit_t0 = time.perf_counter()
@@ -75,9 +79,16 @@ class MNISTCLI(LightningCLI):
             return
         # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
         ckpt = trainer.checkpoint_callback.best_model_path or None
-        (test,) = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt,
-                               verbose=False)
+        (test,) = trainer.test(
+            self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False
+        )
         if not trainer.is_global_zero:
+            return
+        if trainer.fast_dev_run:  # a smoke test: no run folder is written
+            print(
+                f"fast_dev_run: test accuracy {test['test_accuracy']:.4f} on "
+                f"{int(test['test_samples'])} images"
+            )
             return
         run_dir = Path(trainer.log_dir)
         results = build_results(

@@ -31,8 +31,15 @@ def plot_history(history: dict[str, list[float]], out_dir: Path, title: str = ""
     """``accuracy.png`` and ``loss.png`` from a Keras-style history dict."""
     out_dir = Path(out_dir)
     return [
-        plot_curve(history["accuracy"], history["val_accuracy"], "accuracy", "lower right",
-                   out_dir / "accuracy.png", title),
-        plot_curve(history["loss"], history["val_loss"], "loss", "upper right",
-                   out_dir / "loss.png", title),
+        plot_curve(
+            history["accuracy"],
+            history["val_accuracy"],
+            "accuracy",
+            "lower right",
+            out_dir / "accuracy.png",
+            title,
+        ),
+        plot_curve(
+            history["loss"], history["val_loss"], "loss", "upper right", out_dir / "loss.png", title
+        ),
     ]

@@ -75,7 +75,9 @@ class MNISTClassifier(L.LightningModule):
         if lr <= 0:
             raise ValueError(f"model.lr must be positive, got {lr}")
         self.save_hyperparameters()
-        self.model = TutorialCNN(filters, hidden, dropout, num_classes, keras_init, pool_before_relu)
+        self.model = TutorialCNN(
+            filters, hidden, dropout, num_classes, keras_init, pool_before_relu
+        )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.means = nn.ModuleDict({f"{s}_means": EpochMeans() for s in ("fit", "val", "test")})
@@ -101,9 +103,10 @@ class MNISTClassifier(L.LightningModule):
         self._step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        x = batch[0] if isinstance(batch, list | tuple) else batch
+        x, y = batch
+        # Softmax only where probabilities are reported (PARITY.md #6).
         probs = torch.softmax(self(x), dim=1)
-        return {"pred": probs.argmax(1), "probs": probs}
+        return {"pred": probs.argmax(1), "probs": probs, "label": y}
 
     def _log_epoch(self, stage: str) -> None:
         prefix = {"fit": "", "val": "val_", "test": "test_"}[stage]

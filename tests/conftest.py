@@ -1,0 +1,48 @@
+"""Shared fixtures: the real data dir (fails loudly when missing) and tiny IDX files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_mnist.idx import encode_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path:
+    """MNIST_DATA_DIR, else ``../shared/data`` beside the repo."""
+    return Path(os.environ.get("MNIST_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The real MNIST files; a test that needs them FAILS (never skips) without them."""
+    path = real_data_dir()
+    raw = path / "MNIST" / "raw"
+    if not (raw / "train-images-idx3-ubyte").is_file():
+        pytest.fail(f"real MNIST not found in {raw}; set MNIST_DATA_DIR (tests never download)")
+    return path
+
+
+def write_tiny_idx(
+    root: Path, folder: str = "MNIST", n_train: int = 64, n_test: int = 32, seed: int = 0
+) -> Path:
+    """Write four small IDX files in torchvision's layout and return ``root``."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    return root
+
+
+@pytest.fixture
+def tiny_idx_dir(tmp_path: Path) -> Path:
+    return write_tiny_idx(tmp_path / "tiny")

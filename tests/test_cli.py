@@ -1,0 +1,120 @@
+"""The real CLI, driven through ``cli_main([...])``: fit, print_config, test, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lightning_mnist.cli import cli_main
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tutorial.yaml")
+
+
+def _args(data_dir, root, *extra):
+    return [
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(data_dir),
+        "--data.fetch",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
+
+
+def test_print_config_shows_the_tutorial_preset(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["fit", "--config", CONFIG, "--print_config"])
+    assert e.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["data"]["batch_size"] == 256 and cfg["model"]["eps"] == 1e-7
+    assert cfg["early_stopping"]["patience"] == 2 and cfg["checkpoint"]["monitor"] == "val_loss"
+    assert cfg["trainer"]["num_sanity_val_steps"] == 0 and cfg["trainer"]["max_epochs"] == 100
+
+
+@pytest.mark.real_data
+def test_fit_fast_dev_run(data_dir, tmp_path, capsys):
+    cli = cli_main(["fit", *_args(data_dir, tmp_path, "--trainer.fast_dev_run", "true")])
+    assert cli.trainer.state.finished
+    assert "fast_dev_run: test accuracy" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(data_dir, tmp_path_factory) -> Path:
+    """One real epoch on a quarter of the training files (val = last 20% as always)."""
+    root = tmp_path_factory.mktemp("runs")
+    cli = cli_main(
+        [
+            "fit",
+            *_args(
+                data_dir, root, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "0.25"
+            ),
+        ]
+    )
+    return Path(cli.trainer.log_dir)
+
+
+@pytest.mark.real_data
+def test_fit_writes_the_run_folder(one_epoch_run):
+    run = one_epoch_run
+    names = {p.name for p in run.iterdir()}
+    assert {
+        "config.yaml",
+        "metrics.csv",
+        "results.json",
+        "accuracy.png",
+        "loss.png",
+        "checkpoints",
+    } <= names
+    ckpts = {p.name for p in (run / "checkpoints").iterdir()}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    r = json.loads((run / "results.json").read_text())
+    assert r["framework"] == "lightning" and r["test_samples"] == 10000
+    assert r["epochs_run"] == 1 == len(r["epoch_seconds"]) == len(r["history"]["val_loss"])
+    assert r["best_model"].startswith("checkpoints/best-") and r["params"] == 173_738
+
+
+@pytest.mark.real_data
+def test_test_and_predict_from_a_checkpoint(one_epoch_run, data_dir, tmp_path):
+    ckpt = str(one_epoch_run / "checkpoints" / "last.ckpt")
+    cli = cli_main(["test", *_args(data_dir, tmp_path, "--ckpt_path", ckpt)])
+    assert cli.trainer.callback_metrics["test_samples"] == 10000
+    cli = cli_main(["predict", *_args(data_dir, tmp_path, "--ckpt_path", ckpt)])
+    out = Path(cli.trainer.log_dir) / "predictions.csv"
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 10000
+    probs = torch.tensor([[float(r[f"p{i}"]) for i in range(10)] for r in rows[:50]])
+    assert torch.allclose(probs.sum(1), torch.ones(50), atol=1e-4)
+    assert all(
+        int(r["predicted"]) == int(torch.tensor([float(r[f"p{i}"]) for i in range(10)]).argmax())
+        for r in rows[:50]
+    )
+    acc = sum(r["label"] == r["predicted"] for r in rows) / len(rows)
+    assert acc > 0.85
+
+
+@pytest.mark.real_data
+def test_saved_config_reproduces_the_run(one_epoch_run, tmp_path):
+    saved = yaml.safe_load((one_epoch_run / "config.yaml").read_text())
+    assert saved["trainer"]["max_epochs"] == 1 and saved["seed_everything"] == 0
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(one_epoch_run / "config.yaml"),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
+    a = json.loads((one_epoch_run / "results.json").read_text())
+    b = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
+    assert a["history"] == b["history"] and a["test_accuracy"] == b["test_accuracy"]
