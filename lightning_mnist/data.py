@@ -20,7 +20,7 @@ def keras_split(n: int, validation_split: float) -> tuple[range, range]:
 
 
 def to_tensor(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) / 255, as the tutorial's ``astype('float32') / 255``."""
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) / 255, as ``astype('float32') / 255``."""
     x = torch.from_numpy(images.copy()).to(torch.float32).div_(255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype("int64"))
 

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 
 
 class PredictionCSV(BasePredictionWriter):
-    """Writes ``predictions.csv`` (index, label, predicted, probability, p0..p9) to the run folder."""
+    """Write ``predictions.csv`` (index, label, predicted, probability, p0..p9)."""
 
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
@@ -34,7 +34,7 @@ class PredictionCSV(BasePredictionWriter):
                 + [f"p{i}" for i in range(probs.shape[1])]
             )
             for i, (label, pred, row) in enumerate(
-                zip(labels.tolist(), preds.tolist(), probs.tolist())
+                zip(labels.tolist(), preds.tolist(), probs.tolist(), strict=True)
             ):
                 w.writerow([i, label, pred, f"{row[pred]:.6f}"] + [f"{p:.6f}" for p in row])
         correct = int((preds == labels).sum())
