@@ -78,10 +78,13 @@ class MNISTCLI(LightningCLI):
         if trainer.interrupted:
             return
         # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
-        ckpt = trainer.checkpoint_callback.best_model_path or None
+        # Every rank must take the same path here, or the collective calls diverge.
+        ckpt_arg = None if trainer.fast_dev_run else "best"
         (test,) = trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False
+            self.model, datamodule=self.datamodule, ckpt_path=ckpt_arg, verbose=False
         )
+        ckpt = trainer.checkpoint_callback.best_model_path
+        run_dir = Path(trainer.log_dir)  # a collective call under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         if trainer.fast_dev_run:  # a smoke test: no run folder is written
@@ -90,7 +93,6 @@ class MNISTCLI(LightningCLI):
                 f"{int(test['test_samples'])} images"
             )
             return
-        run_dir = Path(trainer.log_dir)
         results = build_results(
             self.recorder,
             trainer,
@@ -114,6 +116,12 @@ class MNISTCLI(LightningCLI):
         )
 
 
+def main() -> int:
+    """Console script ``lightning-mnist``."""
+    cli_main()
+    return 0
+
+
 def cli_main(args: list[str] | None = None) -> MNISTCLI:
     """Entry point of ``lightning-mnist``; tests call it with an argument list."""
     return MNISTCLI(
@@ -126,4 +134,4 @@ def cli_main(args: list[str] | None = None) -> MNISTCLI:
 
 
 if __name__ == "__main__":
-    cli_main(sys.argv[1:])
+    sys.exit(main())

@@ -55,9 +55,9 @@ class HistoryRecorder(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Runs after the epoch's validation, so this time covers train + val, like Keras's.
         self.epoch_seconds.append(time.perf_counter() - self._t0)
-        metrics = trainer.callback_metrics
+        metrics = pl_module.epoch_metrics
         for k in HISTORY_KEYS:
-            self.history[k].append(float(metrics[k]) if k in metrics else float("nan"))
+            self.history[k].append(metrics.get(k, float("nan")))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "epoch_seconds": self.epoch_seconds}

@@ -80,6 +80,7 @@ class MNISTClassifier(L.LightningModule):
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
+        self.epoch_metrics: dict[str, float] = {}  # the latest epoch means, as floats
         self.means = nn.ModuleDict({f"{s}_means": EpochMeans() for s in ("fit", "val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,8 +115,17 @@ class MNISTClassifier(L.LightningModule):
         values = means.compute()
         means.reset()
         for name, value in values.items():
-            # Already summed over ranks by torchmetrics, so no sync_dist here.
-            self.log(prefix + name, value, prog_bar=name != "samples", sync_dist=False)
+            self.epoch_metrics[prefix + name] = float(value)
+            # torchmetrics already summed over ranks, so every rank holds the same value
+            # and sync_dist's mean leaves it unchanged.
+            self.log(
+                prefix + name,
+                value,
+                prog_bar=name != "samples",
+                sync_dist=True,
+                on_step=False,
+                on_epoch=True,
+            )
 
     def on_train_epoch_start(self) -> None:
         # Dropout masks derive from (seed, epoch, rank): a resumed run draws the same ones.
@@ -125,8 +135,12 @@ class MNISTClassifier(L.LightningModule):
     def on_fit_start(self) -> None:
         self._base_seed = torch.initial_seed()
 
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("fit")
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # Log the epoch's training means after its last batch, before validation, so
+        # callbacks that record the epoch in on_train_epoch_end (which Lightning runs
+        # before this module's own hook) see them.
+        if batch_idx == self.trainer.num_training_batches - 1:
+            self._log_epoch("fit")
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
