@@ -1,10 +1,11 @@
 """Load a dataset's four IDX files from a data dir, verified on every load, as NumPy arrays.
 
 Every load checks each file's exact size, magic number, header dims, label range and the
-MD5 of the whole file. The MD5 of the four MNIST files (55 MB) costs about 0.11 s on a
-2-core VM, under the 0.2 s budget of issue 5, so it is recomputed on every load instead of
-cached: a cache keyed on size and mtime would miss a byte flipped with the mtime kept, and
-would need a writable place next to read-only data.
+MD5 of the whole file. The MD5 of the four MNIST files (55 MB) costs 0.11 s on an idle
+2-core VM (0.26 s while other jobs shared the cores), about issue 5's 0.2 s budget, so it is
+recomputed on every load rather than cached: a cache keyed on size and mtime would miss
+exactly the failure it is for (bit rot and in-place edits keep the mtime), and it would need
+a writable place next to data that is often read-only.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from lightning_mnist.idx import (
     write_atomic,
 )
 
-__all__ = ["DataError", "FileCheck", "check_files", "load_arrays", "fetch_command"]
-
 RECORD_NAME = "MD5SUMS"  # in the raw dir, `md5sum -c` format; written by `prepare` only
 
 
@@ -42,6 +41,7 @@ class FileCheck:
         md5_source: which MD5 it was held to: ``"official"``, ``"recorded"`` (in MD5SUMS
             when it was fetched) or ``"none"`` (no MD5 known: only size/magic/dims/labels).
         error: one line saying what is wrong and what to do, or None when the file is good.
+        missing: the file does not exist (``prepare`` fetches only missing files).
     """
 
     name: str
@@ -50,6 +50,7 @@ class FileCheck:
     md5: str | None
     md5_source: str
     error: str | None
+    missing: bool = False
 
     @property
     def ok(self) -> bool:
@@ -135,6 +136,9 @@ def _check_one(
         size = path.stat().st_size
     except FileNotFoundError:
         error = f"{path}: missing. Run `{fetch_command(data_dir, spec)}`"
+        return None, FileCheck(f.name, path, None, None, md5_source, error, missing=True)
+    except OSError as e:  # e.g. a parent is a file, or no permission on the dir
+        error = f"{path}: cannot read it ({e.strerror}). Check --data-dir"
         return None, FileCheck(f.name, path, None, None, md5_source, error)
     arr, found_md5, error = None, None, None
     try:

