@@ -104,6 +104,7 @@ def write_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(results, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

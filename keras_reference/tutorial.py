@@ -1,10 +1,11 @@
 """The tutorial's code, in the tutorial's order and with its names (``/work/shared/TUTORIAL.md``).
 
-Steps 1-10 below are the tutorial's. The differences, each marked ``# not in the tutorial``:
-a seed, an optional data dir with the IDX files, a run folder instead of the working directory,
-``savefig`` instead of ``plt.show()``, an epoch timer, and the returned results. The tutorial
-also fits once without callbacks before the run with callbacks; like the issue, this runs only
-the fit with callbacks, whose best model it evaluates.
+Steps 1-10 below are the tutorial's; lines marked ``# not in the tutorial`` are additions: a
+seed, an epoch timer, a run folder instead of the working directory, ``savefig`` instead of
+``plt.show()`` and the returned results. Step 1 reads the same IDX files as the port and calls
+the tutorial's ``mnist.load_data()`` only when they are absent. The tutorial also fits once
+without callbacks before the fit with callbacks; as issue 3 asks, this runs only the fit with
+callbacks, whose best model it evaluates.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ matplotlib.use("Agg")  # not in the tutorial: write PNGs, never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 
 # Keras 3 still saves and loads `.h5` (its legacy HDF5 format), so the tutorial's file name
-# stays. It logs a deprecation warning on every save, i.e. on every better epoch.
+# stays. Keras logs a deprecation warning on every save (every better epoch); it is shown once.
 BEST_MODEL_NAME = "best_model.h5"
 
 
@@ -48,7 +49,7 @@ def plot_curve(
     plt.ylabel(string1)
     plt.xlabel("epoch")
     plt.legend(["train", "val"], loc=location)
-    plt.savefig(out / f"{string1.lower()}.png")
+    plt.savefig(out / f"{string1.lower()}.png")  # not in the tutorial: plt.show()
     plt.close()
 
 
@@ -74,14 +75,15 @@ def run_tutorial(
         deterministic: Also make TF's ops deterministic (slower; TensorFlow backend only).
         verbose: ``fit``/``evaluate``'s verbose: ``"auto"``, 0, 1 or 2.
     """
-    keras.utils.set_random_seed(seed)  # not in the tutorial
+    keras.utils.set_random_seed(seed)  # not in the tutorial: Python, NumPy and backend seeds
     if deterministic:  # not in the tutorial
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     _log_h5_warning_once()
 
-    # 1. Load MNIST: 60,000 train and 10,000 test images, uint8 28x28.
+    # 1. Load MNIST: 60,000 train and 10,000 test images, uint8 28x28 (from the IDX files, or
+    # the tutorial's `mnist.load_data()` when they are absent).
     (x_train, y_train), (x_test, y_test) = load_data(data_dir, dataset)
     # 2. Add the channel axis (Keras is channels-last): (60000, 28, 28) -> (60000, 28, 28, 1).
     x_train = np.expand_dims(x_train, axis=-1)
@@ -96,14 +98,16 @@ def run_tutorial(
     x_train /= 255
     x_test /= 255
 
-    # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy.
+    # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy
+    # (model.py; it notes the Keras 3 names of the tutorial's Keras 1/2 imports).
     model = build_model(num_classes)
 
     # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256,
     # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
-    best_model_path = out / BEST_MODEL_NAME
+    best_model_path = out / BEST_MODEL_NAME  # not in the tutorial: in the run folder
+    timer = EpochTimer()  # not in the tutorial
     my_callbacks = [
-        EpochTimer(),  # not in the tutorial; first, so it times train + val only
+        timer,  # first, so it times train + val without the checkpoint save
         keras.callbacks.ModelCheckpoint(filepath=str(best_model_path), save_best_only=True),
         keras.callbacks.EarlyStopping(patience=patience),
     ]
@@ -125,7 +129,7 @@ def run_tutorial(
     )
     plot_curve(history.history["loss"], history.history["val_loss"], "Loss", "upper right", out)
 
-    # 9. Load the best model (the last epochs after it overfit).
+    # 9. Load the best model; the epochs after it, where val_loss rose again, are dropped.
     model = keras.models.load_model(best_model_path)
 
     # 10. Evaluate it on the test set.
@@ -134,14 +138,14 @@ def run_tutorial(
     print("Testing Loss: ", round(loss, 2))
 
     hist = {k: [float(v) for v in history.history[k]] for k in _HISTORY_KEYS}
-    return {
+    return {  # not in the tutorial: the shared results.json schema
         "framework": "keras",
         "dataset": dataset,
         "seed": seed,
         "epochs_run": len(hist["loss"]),
         "best_epoch": best_epoch(hist["val_loss"]),
         "history": hist,
-        "epoch_seconds": my_callbacks[0].epoch_seconds,
+        "epoch_seconds": timer.epoch_seconds,
         "fit_seconds": fit_seconds,
         "test_loss": float(loss),
         "test_accuracy": float(acc),

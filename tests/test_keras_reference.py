@@ -1,0 +1,197 @@
+"""Tests of keras_reference: the model, the data reader, the run folder and the import boundary.
+
+The real-data test runs the CLI in a subprocess, so TensorFlow's global state (seeds, op
+determinism) stays out of the pytest process and ``sys.modules`` shows what the run imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="keras_reference needs the [keras] extra")
+
+import keras_reference  # noqa: E402, F401  (pins KERAS_BACKEND before keras loads)
+from keras_reference.data import DataError, load_data, parse_idx, read_idx  # noqa: E402
+
+pytestmark = pytest.mark.keras
+
+REPO = Path(__file__).resolve().parents[1]
+# `data_dir` (conftest.py) is the real data root; it fails the test when MNIST is missing.
+# Modules the reference must never load: the port and the torch stack it builds on.
+FORBIDDEN = ("torch", "torchvision", "torchmetrics", "lightning", "lightning_mnist")
+
+
+def _run(code: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _idx(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+# --- model ----------------------------------------------------------------------------------
+
+
+def test_model_summary_shapes_and_params() -> None:
+    from keras_reference.model import build_model
+
+    model = build_model()
+    shapes = [(layer.name, tuple(layer.output.shape)) for layer in model.layers]
+    assert shapes == [
+        ("conv", (None, 26, 26, 32)),  # 28 - 3 + 1 = 26, "valid" padding
+        ("pool", (None, 13, 13, 32)),
+        ("flatten", (None, 13 * 13 * 32)),
+        ("fc1", (None, 32)),
+        ("dropout", (None, 32)),
+        ("fc2", (None, 10)),
+    ]
+    # conv 3*3*1*32 + 32, fc1 5408*32 + 32, fc2 32*10 + 10
+    assert model.count_params() == 173_738
+    assert model.loss == "categorical_crossentropy"
+    assert type(model.optimizer).__name__ == "Adam"
+    assert model.layers[-1].activation.__name__ == "softmax"
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def test_parse_idx_round_trip_and_truncation() -> None:
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    assert np.array_equal(parse_idx(_idx(images)), images)
+    with pytest.raises(ValueError, match="bytes"):
+        parse_idx(_idx(images)[:-1])
+    with pytest.raises(ValueError, match="magic"):
+        parse_idx(b"\x00\x00\x0d\x01" + bytes(8))
+
+
+def test_read_idx_checks_shape(tmp_path: Path) -> None:
+    path = tmp_path / "labels"
+    path.write_bytes(_idx(np.zeros(5)))
+    assert read_idx(path, 2049, 5).shape == (5,)
+    with pytest.raises(DataError, match="expected"):
+        read_idx(path, 2049, 6)
+
+
+def test_partial_data_dir_is_an_error_not_a_download(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-labels-idx1-ubyte").write_bytes(_idx(np.zeros(60000)))
+    with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
+        load_data(tmp_path)
+
+
+@pytest.mark.real_data
+def test_real_data_matches_keras_layout(data_dir: Path) -> None:
+    (x_train, y_train), (x_test, y_test) = load_data(data_dir)
+    assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
+    assert x_train.dtype == np.uint8 and y_train.dtype == np.uint8
+    assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's well-known start
+    assert y_test[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def test_refuses_an_out_dir_with_results(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from keras_reference.__main__ import main
+
+    (tmp_path / "results.json").write_text("{}")
+    assert main(["--data-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "results.json exists" in err and "\n" not in err
+    assert (tmp_path / "results.json").read_text() == "{}"
+
+
+def test_best_epoch_is_the_first_lowest_val_loss() -> None:
+    from keras_reference.results import best_epoch
+
+    # ModelCheckpoint(save_best_only=True) saves on strict improvement: ties keep the first.
+    assert best_epoch([0.5, 0.3, 0.3, 0.4]) == 2
+    assert best_epoch([float("nan"), 0.2, 0.1]) == 3
+
+
+# --- import boundary ------------------------------------------------------------------------
+
+
+def test_never_imports_torch_or_the_port() -> None:
+    code = (
+        "import sys\n"
+        "import keras_reference.tutorial, keras_reference.__main__\n"
+        "from keras_reference.model import build_model\n"
+        "build_model()\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))\n"
+    )
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- a real run -----------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_three_epochs_on_real_mnist(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # main() in a fresh interpreter, then the forbidden modules it loaded along the way.
+    code = (
+        "import sys\n"
+        "from keras_reference.__main__ import main\n"
+        "rc = main(sys.argv[1:])\n"
+        f"print('FORBIDDEN', sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))\n"
+        "sys.exit(rc)\n"
+    )
+    args = ["--data-dir", str(data_dir), "--epochs", "3", "--out", str(out), "--verbose", "2"]
+    proc = _run(code, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "FORBIDDEN []" in proc.stdout
+    assert "Testing Accuracy: " in proc.stdout
+
+    results = json.loads((out / "results.json").read_text())
+    expected_keys = {
+        "framework", "dataset", "seed", "epochs_run", "best_epoch", "history", "epoch_seconds",
+        "fit_seconds", "test_loss", "test_accuracy", "test_samples", "params", "best_model",
+        "device", "versions",
+    }  # fmt: skip
+    assert expected_keys <= results.keys()
+    assert results["framework"] == "keras" and results["dataset"] == "mnist"
+    assert results["seed"] == 0 and results["epochs_run"] == 3
+    assert set(results["history"]) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in results["history"].values())
+    assert len(results["epoch_seconds"]) == 3 and results["fit_seconds"] > 0
+    val_loss = results["history"]["val_loss"]
+    assert results["best_epoch"] == 1 + int(np.argmin(val_loss))
+    assert results["test_samples"] == 10000 and results["params"] == 173_738
+    assert {"python", "numpy", "keras", "tensorflow"} <= results["versions"].keys()
+    # Three epochs reach about 96.7% (seed 0); 0.95 leaves room for oneDNN rounding.
+    assert results["test_accuracy"] >= 0.95
+    for name in ("accuracy.png", "loss.png", results["best_model"]):
+        assert (out / name).stat().st_size > 0
+
+    # The best model file loads again and scores the same on the test set.
+    import keras
+
+    model = keras.models.load_model(out / results["best_model"])
+    _, (x_test, y_test) = load_data(data_dir)
+    x = np.expand_dims(x_test, axis=-1).astype("float32") / 255
+    loss, acc = model.evaluate(x, keras.utils.to_categorical(y_test, 10), verbose=0)
+    # The same weights on the same images in the same batches: only float summation order in
+    # the mean could differ, far below one image (1e-4).
+    assert acc == pytest.approx(results["test_accuracy"], abs=1e-6)
+    assert loss == pytest.approx(results["test_loss"], rel=1e-4)
