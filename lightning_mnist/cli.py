@@ -8,22 +8,35 @@ accuracy.png and loss.png.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import CSVLogger
 
+from lightning_mnist.checkpoints import (
+    CheckpointError,
+    check_compatible,
+    load_classifier,
+    read_checkpoint,
+)
 from lightning_mnist.data import MNISTDataModule
+from lightning_mnist.files import DataError
 from lightning_mnist.model import count_params
 from lightning_mnist.plots import plot_history
 from lightning_mnist.predictions import PredictionCSV
 from lightning_mnist.results import HistoryRecorder, build_results, write_json
+from lightning_mnist.runfolder import AtomicCheckpointIO, RunLogger, SaveOnInterrupt, find_last
 from lightning_mnist.system import MNISTClassifier
 
 DEFAULT_ROOT = "runs"
+SPECIAL_CKPTS = ("best", "last", "hpc", "registry")
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; shown as one line, exit code 2."""
 
 
 class MNISTCLI(LightningCLI):
@@ -61,16 +74,50 @@ class MNISTCLI(LightningCLI):
             }
         )
 
+    def before_instantiate_classes(self) -> None:
+        # `fit --ckpt_path last` continues the newest run under default_root_dir, in its
+        # own folder, from the end of its last finished epoch.
+        self._resume_version = None
+        cfg = self.config.get(self.subcommand)
+        if self.subcommand != "fit" or cfg.get("ckpt_path") != "last":
+            return
+        root = cfg.trainer.default_root_dir or DEFAULT_ROOT
+        found = find_last(root)
+        if found is None:
+            raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
+        self._resume_version, cfg["ckpt_path"] = found[0], str(found[1])
+        print(f"Resuming {found[1]}")
+
     def _instantiate_trainer(self, config, callbacks):
-        # One CSV-logged run folder per command, under default_root_dir.
+        # One CSV-logged run folder per command (version_N under default_root_dir).
         if config.get("logger") in (None, True):
             root = config.get("default_root_dir") or DEFAULT_ROOT
-            config["logger"] = CSVLogger(save_dir=root, name="")
+            config["logger"] = RunLogger(save_dir=root, name="", version=self._resume_version)
+        if not config.get("plugins"):
+            config["plugins"] = [AtomicCheckpointIO()]
         self.recorder = HistoryRecorder()
-        return super()._instantiate_trainer(config, [*callbacks, self.recorder, PredictionCSV()])
+        extra = [self.recorder, SaveOnInterrupt(), PredictionCSV()]
+        return super()._instantiate_trainer(config, [*callbacks, *extra])
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyper-parameters here; a missing or corrupt
+        # file should fail with one line, not a pickle traceback.
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt and ckpt not in SPECIAL_CKPTS:
+            read_checkpoint(ckpt)
+        super()._parse_ckpt_path()
+
+    def _check_ckpt(self) -> None:
+        ckpt = self.config.get(self.subcommand).get("ckpt_path")
+        if ckpt and ckpt not in SPECIAL_CKPTS:
+            check_compatible(ckpt, self.model)
 
     def before_fit(self) -> None:
+        self._check_ckpt()
         self._fit_t0 = time.perf_counter()
+
+    before_validate = before_test = before_predict = _check_ckpt
 
     def after_fit(self) -> None:
         fit_seconds = time.perf_counter() - self._fit_t0
@@ -116,9 +163,20 @@ class MNISTCLI(LightningCLI):
         )
 
 
-def main() -> int:
-    """Console script ``lightning-mnist``."""
-    cli_main()
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``lightning-mnist``: user mistakes become one line and exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("lightning_mnist").setLevel(logging.INFO)  # show each fetch step
+    try:
+        if args[:1] == ["predict"] and "--images" in args:
+            return predict_images_main(args[1:])
+        cli_main(argv)
+    except USER_ERRORS as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # the argument parser has already printed its error line
+        return e.code if isinstance(e.code, int) else 1
     return 0
 
 
@@ -131,6 +189,47 @@ def cli_main(args: list[str] | None = None) -> MNISTCLI:
         args=args,
         auto_configure_optimizers=False,
     )
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0]
+
+
+def predict_images_main(argv: list[str]) -> int:
+    """``lightning-mnist predict --ckpt_path CKPT --images PATH... [--out FILE]``."""
+    import argparse
+
+    from lightning_mnist.image_predict import run_predict
+
+    parser = argparse.ArgumentParser(
+        prog="lightning-mnist predict",
+        description="Classify your own images of handwritten digits (PNG, JPEG, ...).",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by fit")
+    parser.add_argument("--images", nargs="+", required=True, help="image files and folders")
+    parser.add_argument(
+        "--out",
+        help="a new .csv or .json file (default: image_predictions.csv, "
+        "or the next free image_predictions-N.csv)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out or next_free(Path("image_predictions.csv"))
+    model = load_classifier(args.ckpt_path)
+    return run_predict(model, args.images, out)
+
+
+def next_free(path: Path) -> Path:
+    """``path`` if it does not exist, else ``stem-1``, ``stem-2``, ... (never overwrite)."""
+    n = 0
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+USER_ERRORS = (UserError, DataError, ValueError, FileNotFoundError, CheckpointError)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 
 from lightning_mnist.batches import TensorBatches
-from lightning_mnist.files import load_arrays
+from lightning_mnist.files import DataError, load_arrays
 
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
@@ -58,6 +60,11 @@ class MNISTDataModule(L.LightningDataModule):
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
+        if not Path(self.data_dir).is_dir():
+            raise DataError(
+                f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "
+                "to fetch MNIST into it, or point --data.data_dir at a folder holding MNIST/raw"
+            )
         if self.fetch:
             from lightning_mnist.fetch import prepare
 

@@ -52,8 +52,20 @@ class HistoryRecorder(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # Recorded here, not in on_train_epoch_end, because ModelCheckpoint saves
+        # last.ckpt in on_validation_end (Lightning runs it after the other callbacks),
+        # so the checkpoint holds the history of the epoch it closes.
+        if not trainer.sanity_checking:
+            self._record(trainer, pl_module)
+
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Runs after the epoch's validation, so this time covers train + val, like Keras's.
+        self._record(trainer, pl_module)  # epochs without validation
+
+    def _record(self, trainer, pl_module) -> None:
+        if len(self.epoch_seconds) > trainer.current_epoch:
+            return  # this epoch is already recorded
+        # The time covers train + val, like Keras's per-epoch time.
         self.epoch_seconds.append(time.perf_counter() - self._t0)
         metrics = pl_module.epoch_metrics
         for k in HISTORY_KEYS:

@@ -1,0 +1,58 @@
+"""Open a checkpoint for a user, with one clear line when it is missing, corrupt or foreign."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lightning_mnist.system import MNISTClassifier
+
+
+class CheckpointError(Exception):
+    """The checkpoint cannot be used; the message names it and says why."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, or CheckpointError for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        # Our own Lightning checkpoints hold hyper-parameters (plain Python objects),
+        # so they are not weights-only; only load checkpoints you trust.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated zip, bit flips, not a torch file at all
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"checkpoint {path} holds no Lightning state_dict")
+    return ckpt
+
+
+def check_compatible(path: str | Path, model: torch.nn.Module) -> None:
+    """Raise CheckpointError unless the checkpoint's weights fit ``model`` exactly."""
+    state = read_checkpoint(path)["state_dict"]
+    own = model.state_dict()
+    if set(state) != set(own):
+        raise CheckpointError(
+            f"checkpoint {path} is of another architecture (its layers differ from this model's)"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise CheckpointError(
+                f"checkpoint {path} is of another architecture: {name} has shape "
+                f"{tuple(tensor.shape)}, this model expects {tuple(own[name].shape)}; "
+                "pass the same --model.* settings it was trained with"
+            )
+
+
+def load_classifier(path: str | Path) -> MNISTClassifier:
+    """The trained classifier in eval mode, built from the checkpoint's own hyper-parameters."""
+    ckpt = read_checkpoint(path)
+    try:
+        model = MNISTClassifier(**ckpt.get("hyper_parameters", {}))
+        model.load_state_dict(ckpt["state_dict"])
+    except (TypeError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} is not an MNISTClassifier ({first})") from None
+    return model.eval()

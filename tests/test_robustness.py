@@ -1,0 +1,194 @@
+"""Reproducible runs, exact resume after a kill, atomic checkpoints, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_mnist.cli import main
+from lightning_mnist.runfolder import AtomicCheckpointIO
+from lightning_mnist.system import MNISTClassifier
+
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tutorial.yaml")
+# Short epochs (30 of 188 batches) keep these tests fast; validation and test stay complete.
+SHORT = [
+    "--trainer.limit_train_batches",
+    "30",
+    "--early_stopping.patience",
+    "100",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.fetch",
+    "false",
+]
+
+
+def fit_args(data_dir: Path, root: Path, epochs: int, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(data_dir),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.max_epochs",
+        str(epochs),
+        *SHORT,
+        *extra,
+    ]
+
+
+def run_fit(data_dir: Path, root: Path, epochs: int, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "lightning_mnist.cli", *fit_args(data_dir, root, epochs, *extra)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen) -> str:
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def final_state(run: Path) -> tuple[dict, dict]:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    results = json.loads((run / "results.json").read_text())
+    return ckpt["state_dict"], results
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    (wa, ra), (wb, rb) = final_state(a), final_state(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k  # bitwise
+    assert ra["history"] == rb["history"]
+    assert (ra["best_epoch"], ra["test_accuracy"]) == (rb["best_epoch"], rb["test_accuracy"])
+
+
+@pytest.fixture(scope="module")
+def reference_run(data_dir, tmp_path_factory) -> Path:
+    """An uninterrupted 3-epoch run, seed 0."""
+    root = tmp_path_factory.mktemp("reference")
+    finish(run_fit(data_dir, root, 3))
+    return root / "version_0"
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_same_seed_gives_bitwise_identical_runs(reference_run, data_dir, tmp_path):
+    finish(run_fit(data_dir, tmp_path, 3))
+    assert_same_run(reference_run, tmp_path / "version_0")
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.05)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_killed_run_resumes_exactly(sig, reference_run, data_dir, tmp_path):
+    proc = run_fit(data_dir, tmp_path, 3)
+    run = tmp_path / "version_0"
+    wait_for(run / "checkpoints" / "last.ckpt", proc)  # epoch 1 finished
+    time.sleep(0.5)  # now inside epoch 2
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    if sig != signal.SIGKILL:  # a graceful stop saves where it was
+        assert (run / "checkpoints" / "interrupted.ckpt").is_file(), out[-2000:]
+    assert not (run / "results.json").exists()
+    out = finish(run_fit(data_dir, tmp_path, 3, "--ckpt_path", "last"))
+    assert "Resuming" in out
+    assert not (tmp_path / "version_1").exists()  # resumed in its own run folder
+    assert_same_run(reference_run, run)
+
+
+def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"v": torch.arange(3)}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"v": torch.arange(5)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path)["v"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+def bad(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ")
+    assert not any(line.startswith("Traceback") for line in err)
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--data.batch_size", "0"], "batch_size"),
+        (["--data.batch_size", "-3"], "batch_size"),
+        (["--data.validation_split", "1.5"], "validation_split"),
+        (["--data.validation_split", "0"], "validation_split"),
+        (["--model.dropout", "1.0"], "dropout"),
+        (["--model.unknown_key", "3"], "unknown_key"),
+        (["--data.data_dir", "/no/such/dir"], "/no/such/dir"),
+    ],
+)
+def test_bad_config_values_get_one_line(extra, words, tmp_path, capsys):
+    argv = ["fit", "--config", CONFIG, "--trainer.default_root_dir", str(tmp_path), *extra]
+    assert words in bad(argv, capsys)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_checkpoints_get_one_line(tmp_path, capsys, data_dir):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(os.urandom(1000))
+    # Lightning rebuilds the model from a checkpoint's own hyper-parameters, so a foreign
+    # architecture shows up as weights that fit no tutorial model built from the config.
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": MNISTClassifier(filters=16).state_dict()}, other)
+    base = [
+        "test",
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(data_dir),
+        "--trainer.default_root_dir",
+        str(tmp_path / "runs"),
+    ]
+    assert "not found" in bad([*base, "--ckpt_path", str(tmp_path / "missing.ckpt")], capsys)
+    assert "corrupt" in bad([*base, "--ckpt_path", str(corrupt)], capsys)
+    assert "another architecture" in bad([*base, "--ckpt_path", str(other)], capsys)
+    assert "corrupt" in bad(["predict", "--ckpt_path", str(corrupt), "--images", "x.png"], capsys)
+
+
+def test_resume_without_a_run_says_so(tmp_path, capsys):
+    argv = [
+        "fit",
+        "--config",
+        CONFIG,
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--ckpt_path",
+        "last",
+    ]
+    assert "no run with checkpoints/last.ckpt" in bad(argv, capsys)
