@@ -28,7 +28,13 @@ from lightning_mnist.model import count_params
 from lightning_mnist.plots import plot_history
 from lightning_mnist.predictions import PredictionCSV
 from lightning_mnist.results import HistoryRecorder, build_results, write_json
-from lightning_mnist.runfolder import AtomicCheckpointIO, RunLogger, SaveOnInterrupt, find_last
+from lightning_mnist.runfolder import (
+    AtomicCheckpointIO,
+    RunConfig,
+    RunLogger,
+    SaveOnInterrupt,
+    find_last,
+)
 from lightning_mnist.system import MNISTClassifier
 
 DEFAULT_ROOT = "runs"
@@ -186,6 +192,7 @@ def cli_main(args: list[str] | None = None) -> MNISTCLI:
         MNISTClassifier,
         MNISTDataModule,
         seed_everything_default=0,
+        save_config_callback=RunConfig,
         args=args,
         auto_configure_optimizers=False,
     )

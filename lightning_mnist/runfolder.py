@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.loggers.csv_logs import _ExperimentWriter
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 VERSION = re.compile(r"version_(\d+)$")
 
 
-class _AppendingWriter(_ExperimentWriter):
+class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
         # Keep the rows of the epochs before a resume; later rows are appended.
         if self._fs.isfile(self.metrics_file_path):
@@ -39,11 +40,24 @@ class RunLogger(CSVLogger):
     """CSVLogger whose ``metrics.csv`` survives a resume in the same run folder."""
 
     @property
-    def experiment(self) -> _ExperimentWriter:
+    def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             os.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+class RunConfig(SaveConfigCallback):
+    """Save ``config.yaml``; a resumed run adds ``config.resumed-N.yaml`` beside it."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        log_dir = trainer.log_dir
+        if log_dir and (Path(log_dir) / self.config_filename).exists():  # a resumed run
+            n = 1
+            while (Path(log_dir) / f"config.resumed-{n}.yaml").exists():
+                n += 1
+            self.config_filename = f"config.resumed-{n}.yaml"
+        super().setup(trainer, pl_module, stage)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

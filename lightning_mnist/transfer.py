@@ -28,10 +28,15 @@ import h5py
 import numpy as np
 import torch
 
+from lightning_mnist.idx import write_atomic
 from lightning_mnist.model import TutorialCNN
 
 # Weighted layers of the tutorial model, in model order: (torch module name, Keras group).
-WEIGHTED_LAYERS: tuple[tuple[str, str], ...] = (("conv", "conv2d"), ("fc1", "dense"), ("fc2", "dense_1"))
+WEIGHTED_LAYERS: tuple[tuple[str, str], ...] = (
+    ("conv", "conv2d"),
+    ("fc1", "dense"),
+    ("fc2", "dense_1"),
+)
 # Weightless Keras layers, written only so the file mirrors what Keras itself saves.
 WEIGHTLESS_LAYERS: tuple[tuple[str, str], ...] = (
     ("pool", "max_pooling2d"),
@@ -42,20 +47,33 @@ WEIGHTLESS_LAYERS: tuple[tuple[str, str], ...] = (
 KerasArrays = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def to_keras_layout(tensor: torch.Tensor) -> np.ndarray:
+    """A copy of a torch weight (or its gradient) as a float32 array in Keras layout.
+
+    Args:
+        tensor: A conv weight (OIHW, becomes HWIO), a Linear weight ((out, in), becomes
+            (in, out)) or a bias (unchanged).
+    """
+    array = tensor.detach().to("cpu", torch.float32).numpy()
+    if array.ndim == 4:
+        array = array.transpose(2, 3, 1, 0)
+    elif array.ndim == 2:
+        array = array.T
+    return np.array(array, order="C")  # a copy: .numpy() shares the tensor's memory
+
+
 def keras_layout_state(model: TutorialCNN) -> KerasArrays:
-    """The model's weights as Keras arrays: ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``.
+    """Weights in Keras layout: ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``.
 
     Args:
         model: The torch model; its tensors are copied to float32 NumPy arrays.
     """
-
-    def np32(t: torch.Tensor) -> np.ndarray:
-        return t.detach().to("cpu", torch.float32).numpy().copy()
-
     return {
-        "conv": (np32(model.conv.weight).transpose(2, 3, 1, 0), np32(model.conv.bias)),  # OIHW -> HWIO
-        "fc1": (np32(model.fc1.weight).T, np32(model.fc1.bias)),  # (out, in) -> (in, out)
-        "fc2": (np32(model.fc2.weight).T, np32(model.fc2.bias)),
+        name: (
+            to_keras_layout(getattr(model, name).weight),
+            to_keras_layout(getattr(model, name).bias),
+        )
+        for name, _ in WEIGHTED_LAYERS
     }
 
 
@@ -161,17 +179,16 @@ def read_keras_weights(path: str | Path) -> KerasArrays:
             f"{path}: not a Keras .keras/.h5/.weights.h5 file ({e}); save it with "
             "model.save('x.keras') or model.save_weights('x.weights.h5')"
         ) from None
-    kinds = [
-        f"{a[0].ndim}-D kernel" if len(a) == 2 else f"{len(a)} arrays" for a in layers
-    ]
-    if len(layers) != 3 or [len(a) for a in layers] != [2, 2, 2] or [
-        a[0].ndim for a in layers
-    ] != [4, 2, 2]:
+    if [(len(arrays), arrays[0].ndim) for arrays in layers] != [(2, 4), (2, 2), (2, 2)]:
+        kernels = [arrays[0].shape for arrays in layers]
         raise ValueError(
             f"{path}: expected the tutorial's 3 weighted layers Conv2D, Dense, Dense (kernel and "
-            f"bias each), found {len(layers)}: {kinds}; this file holds another architecture"
+            f"bias each), found {len(layers)} with kernels {kernels}; another architecture"
         )
-    return {name: (arrays[0], arrays[1]) for (name, _), arrays in zip(WEIGHTED_LAYERS, layers)}
+    return {
+        name: (arrays[0], arrays[1])
+        for (name, _), arrays in zip(WEIGHTED_LAYERS, layers, strict=True)
+    }
 
 
 def load_keras_weights(model: TutorialCNN, path: str | Path) -> None:
@@ -207,11 +224,12 @@ def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: Keras loads weights only from a name ending in .weights.h5")
     arrays = keras_layout_state(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
         for torch_name, group_name in WEIGHTED_LAYERS + WEIGHTLESS_LAYERS:
             vars_group = f.create_group(f"layers/{group_name}/vars")
             vars_group.attrs["name"] = torch_name  # Keras records the layer's name here
             for i, array in enumerate(arrays.get(torch_name, ())):
                 vars_group.create_dataset(str(i), data=array)
+    write_atomic(path, buffer.getbuffer())  # an existing file is replaced only when complete
     return path

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lightning_mnist.idx import encode_idx
+# TensorFlow >= 2.20 loads its LLVM globally; importing triton (which torch and lightning
+# pull in lazily) after it segfaults. Import triton first, whatever subset of tests runs.
+with contextlib.suppress(ImportError):
+    import triton  # noqa: F401
+
+from lightning_mnist.idx import encode_idx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
