@@ -1,0 +1,394 @@
+"""``mnist-compare``: the tutorial in Keras and in Lightning, seed by seed, then a report.
+
+Each run is a child process, Keras first and then Lightning for every seed, never two at
+once, so each framework has every core (PARITY.md #12). lightning_mnist never imports
+Keras or TensorFlow: the Keras side runs as ``python -m keras_reference``.
+
+The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
+``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output,
+``settings.json`` and, from :mod:`lightning_mnist.report`, ``report.json``, ``report.md``,
+``compare_accuracy.png`` and ``compare_loss.png``.
+
+Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
+comparison is never overwritten. ``--resume`` continues an interrupted one (same settings,
+finished runs are kept) and ``--report-only`` rewrites only the report files from the saved runs.
+``mnist-compare --bench ...`` runs the speed benchmark instead (:mod:`lightning_mnist.bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+
+from lightning_mnist.report import SETTINGS_JSON, ReportError, epoch_stats, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "tutorial.yaml"
+FRAMEWORKS = ("keras", "lightning")
+
+RESUME_KEYS = ("seeds", "epochs", "patience", "frameworks", "dataset")
+
+
+class CompareError(Exception):
+    """A user mistake or a failed run; the message is one line saying what to do."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``mnist-compare``'s arguments; the defaults are the tutorial's.
+
+    Args:
+        argv: The arguments without the program name; None reads ``sys.argv``.
+    """
+    p = argparse.ArgumentParser(
+        prog="mnist-compare",
+        description="Train the tutorial's CNN with Keras and with Lightning over several seeds "
+        "(one process at a time) and write a side-by-side report. "
+        "`mnist-compare --bench --help` shows the speed benchmark.",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--seeds-list", type=int, nargs="+", help="explicit seeds; overrides --seeds")
+    p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=2, help="EarlyStopping patience (default: 2)")
+    p.add_argument("--data-dir", default="../shared/data", help="holds MNIST/raw (IDX files)")
+    p.add_argument(
+        "--out", default="reports/compare", help="new report folder (default: %(default)s)"
+    )
+    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Lightning preset (YAML)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted --out")
+    p.add_argument(
+        "--report-only", action="store_true", help="rebuild the report of --out; trains nothing"
+    )
+    p.add_argument("--quiet", action="store_true", help="one line per run (logs keep the rest)")
+    p.add_argument("--bench", action="store_true", help="run the speed benchmark instead")
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.seeds < 1 or args.epochs < 1 or args.patience < 0:
+        p.error("--seeds and --epochs must be >= 1 and --patience >= 0")
+    args.seeds = sorted(set(args.seeds_list)) if args.seeds_list else list(range(args.seeds))
+    args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]  # Keras first
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``mnist-compare``; returns the exit status.
+
+    Args:
+        argv: The arguments without the program name; None reads ``sys.argv``.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--bench" in argv:
+        from lightning_mnist.bench import main as bench_main
+
+        return bench_main([a for a in argv if a != "--bench"])
+    args = parse_args(argv)
+    try:
+        report = compare(args)
+    except CompareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; continue with: mnist-compare --resume --out {args.out}",
+            file=sys.stderr,
+        )
+        return 130
+    print(summary_line(report))
+    print(f"Report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every (seed, framework) pair not yet finished, then write the report.
+
+    Args:
+        args: From :func:`parse_args`.
+    """
+    out = Path(args.out)
+    if args.report_only:
+        if not out.is_dir():
+            raise CompareError(f"{out} does not exist; --report-only rebuilds an existing --out")
+        return _write(out, None)
+    settings = _settings(args)
+    if args.resume:
+        settings = _resumed_settings(out, settings)
+    elif out.exists() and any(out.iterdir()):
+        raise CompareError(_exists_message(out, "or pass --resume / --report-only"))
+    plan = [(seed, fw) for seed in args.seeds for fw in args.frameworks]
+    pending = [(s, f) for s, f in plan if not finished_results(out / "runs" / f"{f}-seed{s}")]
+    if pending:
+        check_data(args.data_dir)  # before anything is written: a bad data dir leaves no folder
+    if not args.resume:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SETTINGS_JSON).write_text(json.dumps(settings, indent=2) + "\n")
+    for seed, fw in plan:
+        run = out / "runs" / f"{fw}-seed{seed}"
+        if (seed, fw) not in pending:
+            print(f"[{fw} s{seed}] already finished in {run}; kept")
+            continue
+        common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
+        if fw == "keras":
+            results = run_keras(*common)
+        else:
+            results = run_lightning(*common, config=args.config)
+        print(run_line(results))
+    return _write(out, settings)
+
+
+def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
+    try:
+        return write_report(out, settings)
+    except ReportError as e:
+        raise CompareError(str(e)) from None
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "frameworks": args.frameworks,
+        "dataset": "mnist",
+        "data_dir": str(Path(args.data_dir).resolve()),
+        "config": str(args.config),
+        "command": shlex.join(["mnist-compare", *args.argv]),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg()[0],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings an interrupted comparison in ``out`` started with, if ``settings`` match.
+
+    Raises:
+        CompareError: when ``out`` holds no earlier comparison, or one with other settings.
+    """
+    saved_path = out / SETTINGS_JSON
+    if not saved_path.exists():
+        raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
+    saved = json.loads(saved_path.read_text())
+    diff = [k for k in RESUME_KEYS if saved.get(k) != settings[k]]
+    if diff:
+        wanted = " ".join(f"{k}={saved.get(k)}" for k in diff)
+        raise CompareError(f"{out} was started with {wanted}; resume with the same settings")
+    return saved  # the report describes the comparison as it was started
+
+
+def new_out_dir(out: Path, hint: str = "") -> Path:
+    """Create ``out``, refusing one that exists and is not empty (nothing is overwritten).
+
+    Args:
+        out: The folder.
+        hint: Appended to the error, e.g. other options that accept an existing folder.
+
+    Raises:
+        CompareError: when ``out`` exists and is not empty.
+    """
+    if out.exists() and any(out.iterdir()):
+        raise CompareError(_exists_message(out, hint))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _exists_message(out: Path, hint: str = "") -> str:
+    more = f", {hint}" if hint else ""
+    return f"{out} already exists; choose a new --out (e.g. {_free_name(out)}){more}"
+
+
+def _free_name(out: Path) -> Path:
+    n = 2
+    while out.with_name(f"{out.name}-{n}").exists():
+        n += 1
+    return out.with_name(f"{out.name}-{n}")
+
+
+def check_data(data_dir: str) -> None:
+    """Raise CompareError unless ``data_dir`` holds good MNIST IDX files.
+
+    Args:
+        data_dir: Holds MNIST/raw.
+    """
+    # Fail before the first child starts, not minutes later (and never download).
+    from lightning_mnist.files import check_files
+
+    bad = [c for c in check_files(data_dir) if not c.ok]
+    if bad:
+        raise CompareError(bad[0].error)
+
+
+def finished_results(run: Path) -> Path | None:
+    """The newest results.json under a run folder, or None when no run finished there.
+
+    Args:
+        run: A Keras run folder or a Lightning default_root_dir.
+    """
+    found = sorted(run.glob("results.json")) or sorted(
+        run.glob("version_*/results.json"), key=lambda p: p.stat().st_mtime
+    )
+    return found[-1] if found else None
+
+
+def child_env() -> dict[str, str]:
+    """The children's environment: unbuffered output, TF's info logs hidden."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def stream(cmd: list[str], prefix: str, log: Path, quiet: bool = False) -> list[str]:
+    """Run ``cmd``, echo each output line with ``prefix``, save it to ``log``, return the lines.
+
+    Args:
+        cmd: The command.
+        prefix: Put before each echoed line, e.g. ``"[keras s0] "``.
+        log: The file that keeps the whole output.
+        quiet: Do not echo; the log still has everything.
+
+    Raises:
+        CompareError: when the command exits non-zero.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    with log.open("w") as f:
+        f.write(f"$ {shlex.join(cmd)}\n")
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env()
+        )
+        try:
+            for line in proc.stdout:
+                f.write(line)
+                lines.append(line.rstrip("\n"))
+                if not quiet:
+                    print(prefix + lines[-1], flush=True)
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    if rc != 0:
+        tail = " | ".join(x for x in lines[-3:] if x.strip())
+        raise CompareError(f"{shlex.join(cmd[:3])}... exited {rc}: {tail} (full output: {log})")
+    return lines
+
+
+def run_keras(
+    run: Path, data_dir: str, seed: int, epochs: int, patience: int, quiet: bool = False
+) -> dict[str, Any]:
+    """Run ``python -m keras_reference`` into ``run`` and return its results.json.
+
+    Args:
+        run: The Keras run folder (must not hold a results.json).
+        data_dir: Holds MNIST/raw.
+        seed: keras.utils.set_random_seed.
+        epochs: Max epochs.
+        patience: EarlyStopping patience.
+        quiet: Do not echo the child's output.
+    """
+    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir)]
+    cmd += ["--epochs", str(epochs), "--patience", str(patience), "--seed", str(seed)]
+    cmd += ["--out", str(run), "--verbose", "2"]  # one line per epoch, no progress bars
+    stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet)
+    return json.loads((run / "results.json").read_text())
+
+
+def run_lightning(
+    run: Path,
+    data_dir: str,
+    seed: int,
+    epochs: int,
+    patience: int,
+    quiet: bool = False,
+    config: str | Path = DEFAULT_CONFIG,
+) -> dict[str, Any]:
+    """Run ``lightning-mnist fit`` with ``run`` as default_root_dir and return its results.json.
+
+    Args:
+        run: The Trainer's default_root_dir; the run folder is a new ``version_K`` in it.
+        data_dir: Holds MNIST/raw.
+        seed: seed_everything.
+        epochs: Max epochs.
+        patience: EarlyStopping patience.
+        quiet: Do not echo the child's output.
+        config: The Lightning preset.
+    """
+    if not Path(config).is_file():
+        raise CompareError(
+            f"Lightning preset {config} not found; pass --config configs/tutorial.yaml"
+        )
+    cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
+    cmd += ["--data.data_dir", str(data_dir), "--data.fetch", "false"]
+    cmd += ["--trainer.default_root_dir", str(run), "--seed_everything", str(seed)]
+    cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
+    # No progress bar (it would flood a pipe); EpochLine prints one line per epoch instead.
+    cmd += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    cmd += ["--trainer.callbacks+=lightning_mnist.compare.EpochLine"]
+    lines = stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet)
+    folders = [x.split("Run folder:", 1)[1].strip() for x in lines if x.startswith("Run folder:")]
+    path = Path(folders[-1]) / "results.json" if folders else finished_results(run)
+    if path is None or not path.exists():
+        raise CompareError(
+            f"the Lightning run wrote no results.json under {run}; see {run}/run.log"
+        )
+    return json.loads(path.read_text())
+
+
+class EpochLine(Callback):
+    """Prints one Keras-like line per epoch, for a Lightning run without a progress bar."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Runs after the epoch's validation; the system keeps its epoch means as floats.
+        m = getattr(pl_module, "epoch_metrics", {})
+        parts = [
+            f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in m
+        ]
+        secs = time.perf_counter() - self._t0
+        epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        print(f"{epoch} - {secs:.1f}s - " + " - ".join(parts), flush=True)
+
+
+def run_line(results: dict[str, Any]) -> str:
+    """One line for a finished run.
+
+    Args:
+        results: A results.json dict.
+    """
+    secs = epoch_stats(results["epoch_seconds"])["median"]
+    return (
+        f"{results['framework']:<9} seed {results['seed']}: {results['epochs_run']} epochs "
+        f"(best {results['best_epoch']}), test accuracy {100 * results['test_accuracy']:.2f}%, "
+        f"test loss {results['test_loss']:.4f}, {secs:.2f} s/epoch, "
+        f"fit {results['fit_seconds']:.0f} s"
+    )
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """The mean test accuracies and their difference, in one line.
+
+    Args:
+        report: From :func:`lightning_mnist.report.build_report`.
+    """
+    s = report["summary"]
+    parts = [
+        f"{fw} {100 * per['test_accuracy']['mean']:.2f}% (n={per['runs']})"
+        for fw, per in s["frameworks"].items()
+    ]
+    if s["test_accuracy_diff_pp"] is not None:
+        parts.append(f"Lightning - Keras {s['test_accuracy_diff_pp']:+.2f} pp")
+    return "Mean test accuracy: " + ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
