@@ -110,8 +110,10 @@ def plain_torch_epochs(
     from lightning_mnist.data import keras_split, to_tensor
     from lightning_mnist.files import load_arrays
     from lightning_mnist.model import TutorialCNN
+    from lightning_mnist.speed import tune_malloc
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tune_malloc()  # the same allocator setting as the port's CLI default
     torch.manual_seed(seed)
     x_all, y_all = to_tensor(*load_arrays(data_dir)[:2])
     train, val = keras_split(len(x_all), 0.2)

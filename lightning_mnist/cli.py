@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -35,6 +36,7 @@ from lightning_mnist.runfolder import (
     SaveOnInterrupt,
     find_last,
 )
+from lightning_mnist.speed import tune_malloc
 from lightning_mnist.system import MNISTClassifier
 
 DEFAULT_ROOT = "runs"
@@ -49,6 +51,18 @@ class MNISTCLI(LightningCLI):
     """LightningCLI with the tutorial's callbacks always present and configurable."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--tune_malloc",
+            type=bool,
+            default=True,
+            help="Keep freed memory in the process (glibc mallopt); steadier, faster CPU steps",
+        )
+        parser.add_argument(
+            "--num_threads",
+            type=int | None,
+            default=None,
+            help="torch CPU threads per process (default: torch's choice, all cores)",
+        )
         # Keras's ModelCheckpoint(save_best_only=True) monitors val_loss; Lightning's
         # default monitors nothing (PARITY.md #8). save_last lets a run resume.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -81,10 +95,14 @@ class MNISTCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
+        cfg = self.config.get(self.subcommand)
+        if cfg.get("tune_malloc"):
+            tune_malloc()
+        if cfg.get("num_threads"):
+            torch.set_num_threads(cfg.num_threads)
         # `fit --ckpt_path last` continues the newest run under default_root_dir, in its
         # own folder, from the end of its last finished epoch.
         self._resume_version = None
-        cfg = self.config.get(self.subcommand)
         if self.subcommand != "fit" or cfg.get("ckpt_path") != "last":
             return
         root = cfg.trainer.default_root_dir or DEFAULT_ROOT
@@ -120,6 +138,8 @@ class MNISTCLI(LightningCLI):
             check_compatible(ckpt, self.model)
 
     def before_fit(self) -> None:
+        # Checked here, before DDP starts its processes, so the error prints once.
+        self.datamodule.check_world_size(self.trainer.world_size)
         self._check_ckpt()
         self._fit_t0 = time.perf_counter()
 

@@ -73,10 +73,10 @@ class MNISTDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.tensors:
             return
-        self._check_world_size()
         x_train, y_train, x_test, y_test = load_arrays(self.data_dir, self.dataset)
         x, y = to_tensor(x_train, y_train)
         train, val = keras_split(len(x), self.validation_split)
+        self.check_world_size(self.trainer.world_size if self.trainer else 1, len(train))
         self.split_indices = {"train": train, "val": val}
         self.tensors = {
             "train": (x[train.start : train.stop], y[train.start : train.stop]),
@@ -84,12 +84,18 @@ class MNISTDataModule(L.LightningDataModule):
             "test": to_tensor(x_test, y_test),
         }
 
-    def _check_world_size(self) -> None:
-        world = self.trainer.world_size if self.trainer else 1
+    def check_world_size(self, world: int, n_train: int | None = None) -> None:
+        """Refuse a global batch that the processes cannot share (one line for the user)."""
         if self.batch_size % world:
             raise ValueError(
                 f"data.batch_size {self.batch_size} is the global batch and must divide by the "
                 f"{world} processes; use a multiple of {world}"
+            )
+        last = n_train % self.batch_size if n_train else 0
+        if 0 < last < world:
+            raise ValueError(
+                f"the epoch's last batch has {last} images, fewer than the {world} processes; "
+                "choose another data.batch_size"
             )
 
     def _batches(self, split: str, shuffle: bool = False) -> TensorBatches:
