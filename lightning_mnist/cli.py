@@ -157,7 +157,7 @@ class MNISTCLI(LightningCLI):
             self.model, datamodule=self.datamodule, ckpt_path=ckpt_arg, verbose=False
         )
         ckpt = trainer.checkpoint_callback.best_model_path
-        run_dir = Path(trainer.log_dir)  # a collective call under DDP: every rank asks
+        log_dir = trainer.log_dir  # a collective call under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         if trainer.fast_dev_run:  # a smoke test: no run folder is written
@@ -166,6 +166,7 @@ class MNISTCLI(LightningCLI):
                 f"{int(test['test_samples'])} images"
             )
             return
+        run_dir = Path(log_dir)
         results = build_results(
             self.recorder,
             trainer,
