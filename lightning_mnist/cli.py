@@ -150,13 +150,16 @@ class MNISTCLI(LightningCLI):
         trainer = self.trainer
         if trainer.interrupted:
             return
+        # Testing from a checkpoint restores the callbacks' states too, which would roll
+        # the history back to the best epoch: keep the fit's own record first.
+        recorder = self.recorder.snapshot()
+        ckpt = trainer.checkpoint_callback.best_model_path
         # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
         # Every rank must take the same path here, or the collective calls diverge.
         ckpt_arg = None if trainer.fast_dev_run else "best"
         (test,) = trainer.test(
             self.model, datamodule=self.datamodule, ckpt_path=ckpt_arg, verbose=False
         )
-        ckpt = trainer.checkpoint_callback.best_model_path
         log_dir = trainer.log_dir  # a collective call under DDP: every rank asks
         if not trainer.is_global_zero:
             return
@@ -168,7 +171,7 @@ class MNISTCLI(LightningCLI):
             return
         run_dir = Path(log_dir)
         results = build_results(
-            self.recorder,
+            recorder,
             trainer,
             test,
             seed=int(self._get(self.config, "seed_everything") or 0),
@@ -176,6 +179,7 @@ class MNISTCLI(LightningCLI):
             params=count_params(self.model.model),
             best_model=str(Path(ckpt).relative_to(run_dir)) if ckpt else "",
             fit_seconds=fit_seconds,
+            best_epoch=read_checkpoint(ckpt)["epoch"] + 1 if ckpt else None,
         )
         write_json(run_dir / "results.json", results)
         plot_history(results["history"], run_dir)

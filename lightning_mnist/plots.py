@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_curve(train, val, string1: str, location: str, path: Path, title: str = "") -> Path:
@@ -19,6 +20,7 @@ def plot_curve(train, val, string1: str, location: str, path: Path, title: str =
     ax.set_title(f"model {string1}" + (f" ({title})" if title else ""))
     ax.set_ylabel(string1)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(loc=location)
     fig.tight_layout()

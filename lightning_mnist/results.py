@@ -71,6 +71,12 @@ class HistoryRecorder(Callback):
         for k in HISTORY_KEYS:
             self.history[k].append(metrics.get(k, float("nan")))
 
+    def snapshot(self) -> HistoryRecorder:
+        """A copy that later checkpoint restores cannot change."""
+        copy = HistoryRecorder()
+        copy.load_state_dict(self.state_dict())
+        return copy
+
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history, "epoch_seconds": self.epoch_seconds}
 
@@ -88,9 +94,13 @@ def build_results(
     params: int,
     best_model: str,
     fit_seconds: float,
+    best_epoch: int | None = None,
 ) -> dict[str, Any]:
+    """The results.json record; ``best_epoch`` (1-based) is the tested checkpoint's epoch,
+    else the epoch of the lowest val_loss."""
     val_loss = recorder.history["val_loss"]
-    best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else 0
+    if best_epoch is None:
+        best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else 0
     return {
         "framework": "lightning",
         "dataset": dataset,

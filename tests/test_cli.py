@@ -118,3 +118,23 @@ def test_saved_config_reproduces_the_run(one_epoch_run, tmp_path):
     a = json.loads((one_epoch_run / "results.json").read_text())
     b = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
     assert a["history"] == b["history"] and a["test_accuracy"] == b["test_accuracy"]
+
+
+@pytest.mark.real_data
+def test_results_keep_every_epoch_when_the_best_is_not_the_last(data_dir, tmp_path):
+    # Testing the best checkpoint restores callback states; the history must not roll back.
+    # mode=max makes epoch 1 (the highest val_loss) the "best" of two epochs.
+    extra = [
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "10",
+        "--checkpoint.mode",
+        "max",
+        "--early_stopping.patience",
+        "5",
+    ]
+    cli = cli_main(["fit", *_args(data_dir, tmp_path, *extra)])
+    r = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
+    assert r["epochs_run"] == 2 and len(r["epoch_seconds"]) == 2
+    assert r["best_epoch"] == 1 and r["best_model"].startswith("checkpoints/best-00-")
