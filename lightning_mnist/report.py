@@ -20,6 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from lightning_mnist.idx import write_atomic  # noqa: E402
+
 REPORT_JSON, REPORT_MD, SETTINGS_JSON = "report.json", "report.md", "settings.json"
 PLOTS = {"accuracy": "compare_accuracy.png", "loss": "compare_loss.png"}
 FRAMEWORK_ORDER = ("keras", "lightning")
@@ -183,9 +185,7 @@ def write_report(out_dir: str | Path, settings: dict[str, Any] | None = None) ->
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # no half-written report if interrupted
+    write_atomic(path, text.encode())  # no half-written report if interrupted
 
 
 def _pct(x: float) -> str:

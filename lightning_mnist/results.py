@@ -11,6 +11,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from lightning_mnist.idx import write_atomic
+
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
@@ -122,7 +124,5 @@ def build_results(
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     path = Path(path)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
     return path

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_mnist.idx import write_atomic
 
 VERSION = re.compile(r"version_(\d+)$")
 
@@ -61,21 +63,12 @@ class RunConfig(SaveConfigCallback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace``."""
+    """Serialise in memory, then write a temp file, fsync and rename (``write_atomic``)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(Path(path), buffer.getbuffer())
 
 
 class SaveOnInterrupt(Callback):
