@@ -138,3 +138,28 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(data_dir, tmp_pa
     r = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
     assert r["epochs_run"] == 2 and len(r["epoch_seconds"]) == 2
     assert r["best_epoch"] == 1 and r["best_model"].startswith("checkpoints/best-00-")
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_three_tutorial_epochs_reach_96_percent(data_dir, tmp_path):
+    cli = cli_main(["fit", *_args(data_dir, tmp_path, "--trainer.max_epochs", "3")])
+    r = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
+    keys = {
+        "framework",
+        "seed",
+        "epochs_run",
+        "best_epoch",
+        "history",
+        "epoch_seconds",
+        "fit_seconds",
+        "test_loss",
+        "test_accuracy",
+        "test_samples",
+        "device",
+        "versions",
+    }
+    assert keys <= r.keys()
+    assert all(len(r["history"][k]) == 3 for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+    assert r["test_samples"] == 10000
+    assert r["test_accuracy"] >= 0.96
