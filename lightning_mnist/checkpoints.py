@@ -50,7 +50,9 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     """The trained classifier in eval mode, built from the checkpoint's own hyper-parameters."""
     ckpt = read_checkpoint(path)
     try:
-        model = MNISTClassifier(**ckpt.get("hyper_parameters", {}))
+        # LightningCLI adds private keys such as "_instantiator" to the saved hparams.
+        hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k[:1] != "_"}
+        model = MNISTClassifier(**hparams)
         model.load_state_dict(ckpt["state_dict"])
     except (TypeError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
