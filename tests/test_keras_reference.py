@@ -15,7 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow", reason="keras_reference needs the [keras] extra")
+if os.environ.get("CI"):  # CI installs [dev]: a missing TensorFlow must fail, not skip
+    import tensorflow  # noqa: F401
+else:
+    pytest.importorskip("tensorflow", reason="keras_reference needs the [keras] extra")
 
 import keras_reference  # noqa: E402, F401  (pins KERAS_BACKEND before keras loads)
 from keras_reference.data import DataError, load_data, parse_idx, read_idx  # noqa: E402
