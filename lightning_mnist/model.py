@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_mnist import fused
+
 IMAGE_SIZE = 28
 KERNEL = 3
 POOL = 2
@@ -35,6 +37,9 @@ class TutorialCNN(nn.Module):
             (PARITY.md #4). False keeps PyTorch's default initialisation.
         pool_before_relu: Apply max-pooling before the ReLU. The result is identical
             (max and ReLU commute) and pooling a 4x smaller tensor is faster.
+        conv_pool: ``fused`` runs Conv + MaxPool as one CPU kernel that never stores the
+            conv output (``fused.py``); ``native`` uses PyTorch's conv2d and max_pool2d;
+            ``auto`` picks fused where it applies (CPU, kernel compiled) and native elsewhere.
     """
 
     def __init__(
@@ -45,6 +50,7 @@ class TutorialCNN(nn.Module):
         num_classes: int = 10,
         keras_init: bool = True,
         pool_before_relu: bool = True,
+        conv_pool: str = "auto",
     ) -> None:
         super().__init__()
         if filters <= 0 or hidden <= 0 or num_classes <= 0:
@@ -56,7 +62,9 @@ class TutorialCNN(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         conv_size = IMAGE_SIZE - KERNEL + 1  # 26
         pooled = conv_size // POOL  # 13
-        self.pool_before_relu = pool_before_relu
+        if conv_pool not in ("auto", "fused", "native"):
+            raise ValueError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
+        self.pool_before_relu, self.conv_pool = pool_before_relu, conv_pool
         # Conv2D(32, 3x3): (N, 1, 28, 28) -> (N, 32, 26, 26)
         self.conv = nn.Conv2d(1, filters, KERNEL)
         # MaxPooling2D(2x2): (N, 32, 26, 26) -> (N, 32, 13, 13)
@@ -78,10 +86,16 @@ class TutorialCNN(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        x = torch.relu(self.pool(x)) if self.pool_before_relu else self.pool(torch.relu(x))
-        # NHWC flatten: free (a view) when x is channels_last, as the fast path keeps it.
-        x = x.permute(0, 2, 3, 1).flatten(1)
+        if self.conv_pool != "native" and fused.supports(x, self.conv):
+            # Conv + pool + ReLU in one kernel, already NHWC: (N, 1, 28, 28) -> (N, 13, 13, 32)
+            x = fused.ConvPoolReLU.apply(x, self.conv.weight, self.conv.bias).flatten(1)
+        else:
+            if self.conv_pool == "fused":
+                raise RuntimeError("conv_pool='fused' needs a CPU float32 input and a C compiler")
+            x = self.conv(x)
+            x = torch.relu(self.pool(x)) if self.pool_before_relu else self.pool(torch.relu(x))
+            # NHWC flatten: free (a view) when x is channels_last, as the fast path keeps it.
+            x = x.permute(0, 2, 3, 1).flatten(1)
         x = self.dropout(torch.relu(self.fc1(x)))
         return self.fc2(x)
 

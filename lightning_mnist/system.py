@@ -56,6 +56,7 @@ class MNISTClassifier(L.LightningModule):
         eps: Adam epsilon; Keras's default is 1e-7, torch's 1e-8 (PARITY.md #3).
         channels_last: Run convolutions in NHWC memory layout (faster on CPU).
         pool_before_relu: Pool before ReLU: identical result, a quarter of the ReLU work.
+        conv_pool: ``auto`` (fused CPU kernel where it applies), ``fused`` or ``native``.
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class MNISTClassifier(L.LightningModule):
         eps: float = 1e-7,
         channels_last: bool = True,
         pool_before_relu: bool = True,
+        conv_pool: str = "auto",
     ) -> None:
         super().__init__()
         if lr <= 0:

@@ -53,3 +53,67 @@ def test_pool_before_relu_is_the_same_function():
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(ValueError):
         TutorialCNN(**kwargs)
+
+
+def _pair():
+    torch.manual_seed(0)
+    native = TutorialCNN(conv_pool="native").to(memory_format=torch.channels_last)
+    fast = TutorialCNN(conv_pool="fused")
+    fast.load_state_dict(native.state_dict())
+    return native, fast
+
+
+def test_fused_conv_pool_matches_pytorch_forward_and_gradients():
+    from lightning_mnist import fused
+
+    assert fused.available(), "the C kernel did not build (is a C compiler installed?)"
+    native, fast = _pair()
+    x = torch.rand(37, 1, 28, 28)  # an odd batch: uneven per-thread ranges
+    x[:5, :, :10] = 0  # blank regions give exact ties in the pooling windows
+    y = torch.randint(0, 10, (37,))
+    for m in (native, fast):
+        m.eval()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+    # float32 sums in another order: a few ulps of the largest terms
+    assert torch.allclose(native(x), fast(x), atol=1e-6)
+    for p, q in zip(native.parameters(), fast.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_fused_ties_go_to_the_first_window_position():
+    from lightning_mnist.fused import ConvPoolReLU
+
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x = torch.zeros(1, 1, 28, 28)  # every window ties at the bias
+    w = conv.weight.detach().requires_grad_()
+    b = torch.tensor([0.5, -0.5], requires_grad=True)  # ReLU keeps channel 0, cuts channel 1
+    out = ConvPoolReLU.apply(x, w, b)
+    assert out.shape == (1, 13, 13, 2)
+    out.sum().backward()
+    # one position per window (not four), and nothing through ReLU's zeros
+    assert torch.equal(b.grad, torch.tensor([169.0, 0.0]))
+
+
+def test_fused_is_deterministic():
+    _, fast = _pair()
+    fast.eval()  # no dropout: both passes see the same function
+    x = torch.rand(64, 1, 28, 28)
+    grads = []
+    for _ in range(2):
+        fast.zero_grad()
+        fast(x).sum().backward()
+        grads.append([p.grad.clone() for p in fast.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_auto_falls_back_to_pytorch_without_the_kernel(monkeypatch):
+    from lightning_mnist import fused
+
+    native, _ = _pair()
+    auto = TutorialCNN(conv_pool="auto").to(memory_format=torch.channels_last)
+    auto.load_state_dict(native.state_dict())
+    monkeypatch.setattr(fused, "available", lambda: False)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(auto.eval()(x), native.eval()(x))
+    with pytest.raises(RuntimeError, match="fused"):
+        TutorialCNN(conv_pool="fused")(x)
