@@ -17,6 +17,27 @@ with contextlib.suppress(ImportError):
 from lightning_mnist.idx import encode_idx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+TUTORIAL = str(REPO / "configs" / "tutorial.yaml")
+
+
+def cli_args(data_dir: Path, root: Path, *extra: str, presets: tuple[str, ...] = ()) -> list[str]:
+    """Options for the real CLI on the tutorial preset: given data, a run root, no fetch and
+    no progress bar. Extra presets follow tutorial.yaml; ``extra`` comes last and wins."""
+    configs = [arg for p in presets for arg in ("--config", p)]
+    return [
+        "--config",
+        TUTORIAL,
+        *configs,
+        "--data.data_dir",
+        str(data_dir),
+        "--data.fetch",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
 
 
 def real_data_dir() -> Path:

@@ -9,31 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TUTORIAL, cli_args
 
 from lightning_mnist.cli import cli_main
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tutorial.yaml")
-
-
-def _args(data_dir, root, *extra):
-    return [
-        "--config",
-        CONFIG,
-        "--data.data_dir",
-        str(data_dir),
-        "--data.fetch",
-        "false",
-        "--trainer.default_root_dir",
-        str(root),
-        "--trainer.enable_progress_bar",
-        "false",
-        *extra,
-    ]
+_args = cli_args
 
 
 def test_print_config_shows_the_tutorial_preset(capsys):
     with pytest.raises(SystemExit) as e:
-        cli_main(["fit", "--config", CONFIG, "--print_config"])
+        cli_main(["fit", "--config", TUTORIAL, "--print_config"])
     assert e.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["data"]["batch_size"] == 256 and cfg["model"]["eps"] == 1e-7

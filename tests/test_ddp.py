@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_args
 
 REPO = Path(__file__).resolve().parents[1]
-TUTORIAL = str(REPO / "configs" / "tutorial.yaml")
 DDP = str(REPO / "configs" / "ddp.yaml")
 BIN = Path(sys.executable).parent
 TIMEOUT = 300  # a hung collective fails the test instead of hanging CI (runs take < 60 s)
@@ -29,29 +29,19 @@ pytestmark = pytest.mark.real_data
 
 
 def _args(data_dir: Path, root: Path, *extra: str, devices: int = 0) -> list[str]:
-    """CLI options; ``devices`` > 0 adds the DDP preset on that many CPU processes.
-
-    The presets come first: an option after a ``--config`` overrides what it sets.
-    """
-    ddp = ["--config", DDP, "--trainer.devices", str(devices)] if devices else []
-    return [
-        "--config",
-        TUTORIAL,
+    """CLI options on CPU; ``devices`` > 0 adds the DDP preset on that many processes."""
+    ddp = ["--trainer.devices", str(devices)] if devices else []
+    return cli_args(
+        data_dir,
+        root,
         *ddp,
         "--trainer.accelerator",
         "cpu",
-        "--data.data_dir",
-        str(data_dir),
-        "--data.fetch",
-        "false",
-        "--trainer.default_root_dir",
-        str(root),
-        "--trainer.enable_progress_bar",
-        "false",
         "--trainer.enable_model_summary",
         "false",
         *extra,
-    ]
+        presets=(DDP,) if devices else (),
+    )
 
 
 def _env() -> dict[str, str]:

@@ -12,39 +12,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TUTORIAL, cli_args
 
 from lightning_mnist.cli import main
 from lightning_mnist.runfolder import AtomicCheckpointIO
 from lightning_mnist.system import MNISTClassifier
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "tutorial.yaml")
 # Short epochs (30 of 188 batches) keep these tests fast; validation and test stay complete.
-SHORT = [
-    "--trainer.limit_train_batches",
-    "30",
-    "--early_stopping.patience",
-    "100",
-    "--trainer.enable_progress_bar",
-    "false",
-    "--data.fetch",
-    "false",
-]
+SHORT = ["--trainer.limit_train_batches", "30", "--early_stopping.patience", "100"]
 
 
 def fit_args(data_dir: Path, root: Path, epochs: int, *extra: str) -> list[str]:
-    return [
-        "fit",
-        "--config",
-        CONFIG,
-        "--data.data_dir",
-        str(data_dir),
-        "--trainer.default_root_dir",
-        str(root),
-        "--trainer.max_epochs",
-        str(epochs),
-        *SHORT,
-        *extra,
-    ]
+    return ["fit", *cli_args(data_dir, root, "--trainer.max_epochs", str(epochs), *SHORT, *extra)]
 
 
 def run_fit(data_dir: Path, root: Path, epochs: int, *extra: str) -> subprocess.Popen:
@@ -154,7 +133,7 @@ def bad(argv: list[str], capsys) -> str:
     ],
 )
 def test_bad_config_values_get_one_line(extra, words, tmp_path, capsys):
-    argv = ["fit", "--config", CONFIG, "--trainer.default_root_dir", str(tmp_path), *extra]
+    argv = ["fit", "--config", TUTORIAL, "--trainer.default_root_dir", str(tmp_path), *extra]
     assert words in bad(argv, capsys)
     assert not any(tmp_path.iterdir())  # nothing written
 
@@ -169,7 +148,7 @@ def test_bad_checkpoints_get_one_line(tmp_path, capsys, data_dir):
     base = [
         "test",
         "--config",
-        CONFIG,
+        TUTORIAL,
         "--data.data_dir",
         str(data_dir),
         "--trainer.default_root_dir",
@@ -185,7 +164,7 @@ def test_resume_without_a_run_says_so(tmp_path, capsys):
     argv = [
         "fit",
         "--config",
-        CONFIG,
+        TUTORIAL,
         "--trainer.default_root_dir",
         str(tmp_path),
         "--ckpt_path",
