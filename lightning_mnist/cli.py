@@ -100,6 +100,10 @@ class MNISTCLI(LightningCLI):
             tune_malloc()
         if cfg.get("num_threads"):
             torch.set_num_threads(cfg.num_threads)
+        if cfg.trainer.get("fast_dev_run"):
+            # A smoke test writes nothing; Lightning's ModelCheckpoint.on_train_end would
+            # still save last.ckpt under default_root_dir.
+            cfg.checkpoint.save_last = False
         # `fit --ckpt_path last` continues the newest run under default_root_dir, in its
         # own folder, from the end of its last finished epoch.
         self._resume_version = None

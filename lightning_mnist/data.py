@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 
 from lightning_mnist.batches import TensorBatches
 from lightning_mnist.files import DataError, load_arrays
+from lightning_mnist.idx import get_spec
 
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
@@ -23,7 +25,9 @@ def keras_split(n: int, validation_split: float) -> tuple[range, range]:
 
 def to_tensor(images, labels) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) / 255, as ``astype('float32') / 255``."""
-    x = torch.from_numpy(images.copy()).to(torch.float32).div_(255.0).unsqueeze(1)
+    # .to(float32) makes the new tensor; from_numpy only needs a writable view to read from.
+    x = torch.from_numpy(np.require(images, requirements="W")).to(torch.float32)
+    x = x.div_(255.0).unsqueeze(1)
     return x, torch.from_numpy(labels.astype("int64"))
 
 
@@ -65,7 +69,11 @@ class MNISTDataModule(L.LightningDataModule):
                 f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "
                 "to fetch MNIST into it, or point --data.data_dir at a folder holding MNIST/raw"
             )
-        if self.fetch:
+        # Only a missing file needs the fetch chain; setup() verifies every file on load
+        # anyway, so checking them here too would read and hash 55 MB twice per run.
+        raw = get_spec(self.dataset).raw_dir(self.data_dir)
+        missing = [f for f in get_spec(self.dataset).files if not (raw / f.name).is_file()]
+        if missing and self.fetch:
             from lightning_mnist.fetch import prepare
 
             prepare(self.data_dir, self.dataset)

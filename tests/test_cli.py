@@ -31,6 +31,7 @@ def test_fit_fast_dev_run(data_dir, tmp_path, capsys):
     cli = cli_main(["fit", *_args(data_dir, tmp_path, "--trainer.fast_dev_run", "true")])
     assert cli.trainer.state.finished
     assert "fast_dev_run: test accuracy" in capsys.readouterr().out
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # a smoke test writes nothing
 
 
 @pytest.fixture(scope="module")
