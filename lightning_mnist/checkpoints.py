@@ -29,9 +29,15 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def check_compatible(path: str | Path, model: torch.nn.Module) -> None:
-    """Raise CheckpointError unless the checkpoint's weights fit ``model`` exactly."""
-    state = read_checkpoint(path)["state_dict"]
+def check_compatible(path: str | Path, model: torch.nn.Module, ckpt: dict | None = None) -> None:
+    """Raise CheckpointError unless the checkpoint's weights fit ``model`` exactly.
+
+    Args:
+        path: The checkpoint file (named in errors).
+        model: The model it must fit.
+        ckpt: The already loaded checkpoint, if the caller has it.
+    """
+    state = (ckpt or read_checkpoint(path))["state_dict"]
     own = model.state_dict()
     if set(state) != set(own):
         raise CheckpointError(

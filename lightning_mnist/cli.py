@@ -132,14 +132,14 @@ class MNISTCLI(LightningCLI):
         # file should fail with one line, not a pickle traceback.
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
-        if ckpt and ckpt not in SPECIAL_CKPTS:
-            read_checkpoint(ckpt)
+        self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
         super()._parse_ckpt_path()
 
     def _check_ckpt(self) -> None:
         ckpt = self.config.get(self.subcommand).get("ckpt_path")
         if ckpt and ckpt not in SPECIAL_CKPTS:
-            check_compatible(ckpt, self.model)
+            loaded = self._ckpt[1] if self._ckpt and self._ckpt[0] == ckpt else None
+            check_compatible(ckpt, self.model, loaded)
 
     def before_fit(self) -> None:
         # Checked here, before DDP starts its processes, so the error prints once.
