@@ -28,9 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--data-dir",
-        default="../shared/data",
+        default=os.environ.get("MNIST_DATA_DIR") or "data",
         help="data root holding MNIST/raw (IDX files); when they are absent, "
-        "keras.datasets.<dataset>.load_data() downloads them (default: %(default)s)",
+        "keras.datasets.<dataset>.load_data() downloads them "
+        "(default: $MNIST_DATA_DIR, else data)",
     )
     p.add_argument("--dataset", choices=sorted(FOLDERS), default="mnist")
     p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")

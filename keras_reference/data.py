@@ -26,8 +26,8 @@ FILES: tuple[tuple[str, int, int], ...] = (
     ("t10k-labels-idx1-ubyte", 2049, 10000),
 )
 
-# MD5s of the official uncompressed MNIST files (PARITY.md, "MNIST bytes"); a bit flip that keeps
-# the header intact is caught only here. Other datasets get the structural checks alone.
+# MD5s of the official uncompressed MNIST files (docs/parity.md, "MNIST bytes"); a bit flip
+# that keeps the header intact is caught only here. Other datasets get the structural checks alone.
 MD5S: dict[str, dict[str, str]] = {
     "mnist": {
         "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
@@ -48,7 +48,7 @@ def raw_dir(data_dir: str | Path, dataset: str = "mnist") -> Path:
     """Return the folder that holds a dataset's IDX files.
 
     Args:
-        data_dir: The data root, e.g. ``../shared/data``.
+        data_dir: The data root, e.g. ``data``.
         dataset: ``"mnist"`` or ``"fashion_mnist"``.
     """
     if dataset not in FOLDERS:

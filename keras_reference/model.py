@@ -1,6 +1,6 @@
 """The tutorial's Keras CNN, built and compiled exactly as the tutorial does.
 
-Layer order and sizes mirror the tutorial's ``Sequential`` (see ``/work/shared/TUTORIAL.md``)
+Layer order and sizes mirror the tutorial's ``Sequential`` (see ``docs/tutorial.md``)
 and ``lightning_mnist.model.TutorialCNN`` (conv, pool, fc1, dropout, fc2). The Keras layers get
 the same names as the torch modules so that weight-transfer code can pair them by name:
 
@@ -51,7 +51,7 @@ def build_model(num_classes: int = 10) -> keras.Sequential:
     model.add(Dense(32, activation="relu", name="fc1"))
     model.add(Dropout(0.5, name="dropout"))
     # The softmax is part of the model; Keras recovers the logits inside the TF loss
-    # (the torch port returns logits instead, PARITY.md row 6).
+    # (the torch port returns logits instead, docs/parity.md #6).
     model.add(Dense(num_classes, activation="softmax", name="fc2"))
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model

@@ -1,10 +1,10 @@
-"""The tutorial's code, in the tutorial's order and with its names (``/work/shared/TUTORIAL.md``).
+"""The tutorial's code, in the tutorial's order and with its names (``docs/tutorial.md``).
 
 Steps 1-10 below are the tutorial's; lines marked ``# not in the tutorial`` are additions: a
 seed, an epoch timer, a run folder instead of the working directory, ``savefig`` instead of
 ``plt.show()`` and the returned results. Step 1 reads the same IDX files as the port and calls
 the tutorial's ``mnist.load_data()`` only when they are absent. The tutorial also fits once
-without callbacks before the fit with callbacks; as issue 3 asks, this runs only the fit with
+without callbacks before the fit with callbacks; this runs only the fit with
 callbacks, whose best model it evaluates.
 """
 

@@ -32,6 +32,7 @@ from lightning_mnist.compare import (
     run_keras,
     run_lightning,
 )
+from lightning_mnist.files import default_data_dir
 from lightning_mnist.report import epoch_stats
 
 TRAIN_SAMPLES, VAL_SAMPLES, BATCH = 48_000, 12_000, 256
@@ -164,13 +165,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "after the other; print a Markdown table and write bench.json.",
     )
     p.add_argument("--epochs", type=int, default=5, help="epochs each (default: %(default)s)")
-    p.add_argument("--data-dir", default="../shared/data", help="holds MNIST/raw (IDX files)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="holds MNIST/raw (IDX files), fetched and verified when missing "
+        "(default: $MNIST_DATA_DIR, else data)",
+    )
     p.add_argument("--out", default="reports/bench", help="new folder (default: %(default)s)")
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe-seconds", type=float, default=1.0, help="matmul probe duration")
     p.add_argument("--quiet", action="store_true", help="do not echo the children's output")
     args = p.parse_args(argv)
+    args.default_data_dir = args.data_dir is None
+    args.data_dir = args.data_dir or default_data_dir()
     if args.epochs < 2:
         p.error("--epochs must be >= 2: the first epoch is warm-up and is not timed")
     args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]
@@ -183,7 +191,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     Args:
         args: From :func:`parse_args`.
     """
-    check_data(args.data_dir)
+    check_data(args.data_dir, create=args.default_data_dir)
     out = new_out_dir(Path(args.out))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     size = 8192 if device.type == "cuda" else 2048  # big enough to reach the peak

@@ -25,7 +25,7 @@ from lightning_mnist.checkpoints import (
 )
 from lightning_mnist.data import MNISTDataModule
 from lightning_mnist.files import DataError
-from lightning_mnist.model import count_params
+from lightning_mnist.model import conv_path, count_params
 from lightning_mnist.plots import plot_history
 from lightning_mnist.predictions import PredictionCSV
 from lightning_mnist.results import HistoryRecorder, build_results, write_json
@@ -64,7 +64,7 @@ class MNISTCLI(LightningCLI):
             help="torch CPU threads per process (default: torch's choice, all cores)",
         )
         # Keras's ModelCheckpoint(save_best_only=True) monitors val_loss; Lightning's
-        # default monitors nothing (PARITY.md #8). save_last lets a run resume.
+        # default monitors nothing (docs/parity.md #8). save_last lets a run resume.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -77,7 +77,7 @@ class MNISTCLI(LightningCLI):
             }
         )
         # Keras's EarlyStopping has patience 0 and Lightning's 3; the tutorial's hidden
-        # value is reproduced by 2 (PARITY.md #7).
+        # value is reproduced by 2 (docs/parity.md #7).
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults(
             {
@@ -184,6 +184,7 @@ class MNISTCLI(LightningCLI):
             best_model=str(Path(ckpt).relative_to(run_dir)) if ckpt else "",
             fit_seconds=fit_seconds,
             best_epoch=read_checkpoint(ckpt)["epoch"] + 1 if ckpt else None,
+            conv_path=conv_path(self.model.model, trainer.strategy.root_device),
         )
         write_json(run_dir / "results.json", results)
         plot_history(results["history"], run_dir)
@@ -191,7 +192,8 @@ class MNISTCLI(LightningCLI):
         print(
             f"\nRun folder: {run_dir}\n"
             f"Epochs run: {results['epochs_run']} (best {results['best_epoch']}), "
-            f"median {secs[len(secs) // 2]:.2f} s/epoch, fit {fit_seconds:.1f} s\n"
+            f"median {secs[len(secs) // 2]:.2f} s/epoch, fit {fit_seconds:.1f} s, "
+            f"conv path {results['conv_path']}\n"
             f"Testing Accuracy:  {100 * results['test_accuracy']:.2f}  "
             f"({results['test_samples']} images, best checkpoint)\n"
             f"Testing Loss:  {results['test_loss']:.4f}"

@@ -1,7 +1,7 @@
 """``mnist-compare``: the tutorial in Keras and in Lightning, seed by seed, then a report.
 
 Each run is a child process, Keras first and then Lightning for every seed, never two at
-once, so each framework has every core (PARITY.md #12). lightning_mnist never imports
+once, so each framework has every core (docs/parity.md #12). lightning_mnist never imports
 Keras or TensorFlow: the Keras side runs as ``python -m keras_reference``.
 
 The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
@@ -29,10 +29,11 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from lightning_mnist.files import DEFAULT_DATA_DIR, default_data_dir
+from lightning_mnist.presets import preset_path
 from lightning_mnist.report import SETTINGS_JSON, ReportError, epoch_stats, write_report
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "tutorial.yaml"
+DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
 FRAMEWORKS = ("keras", "lightning")
 
 RESUME_KEYS = ("seeds", "epochs", "patience", "frameworks", "dataset")
@@ -58,12 +59,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds-list", type=int, nargs="+", help="explicit seeds; overrides --seeds")
     p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")
     p.add_argument("--patience", type=int, default=2, help="EarlyStopping patience (default: 2)")
-    p.add_argument("--data-dir", default="../shared/data", help="holds MNIST/raw (IDX files)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"holds MNIST/raw (IDX files), fetched and verified when missing "
+        f"(default: $MNIST_DATA_DIR, else {DEFAULT_DATA_DIR})",
+    )
     p.add_argument(
         "--out", default="reports/compare", help="new report folder (default: %(default)s)"
     )
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="Lightning preset (YAML)")
+    p.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="Lightning preset: a YAML file or a shipped preset's name (default: %(default)s)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out")
     p.add_argument(
         "--report-only", action="store_true", help="rebuild the report of --out; trains nothing"
@@ -72,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bench", action="store_true", help="run the speed benchmark instead")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.default_data_dir = args.data_dir is None
+    args.data_dir = args.data_dir or default_data_dir()
     if args.seeds < 1 or args.epochs < 1 or args.patience < 0:
         p.error("--seeds and --epochs must be >= 1 and --patience >= 0")
     args.seeds = sorted(set(args.seeds_list)) if args.seeds_list else list(range(args.seeds))
@@ -126,7 +138,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     plan = [(seed, fw) for seed in args.seeds for fw in args.frameworks]
     pending = [(s, f) for s, f in plan if not finished_results(out / "runs" / f"{f}-seed{s}")]
     if pending:
-        check_data(args.data_dir)  # before anything is written: a bad data dir leaves no folder
+        # Before anything is written: a bad data dir leaves no folder.
+        check_data(args.data_dir, create=args.default_data_dir)
     if not args.resume:
         out.mkdir(parents=True, exist_ok=True)
         (out / SETTINGS_JSON).write_text(json.dumps(settings, indent=2) + "\n")
@@ -158,7 +171,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "patience": args.patience,
         "frameworks": args.frameworks,
         "dataset": "mnist",
-        "data_dir": str(Path(args.data_dir).resolve()),
+        "data_dir": str(args.data_dir),
         "config": str(args.config),
         "command": shlex.join(["mnist-compare", *args.argv]),
         "cpu_count": os.cpu_count(),
@@ -212,18 +225,27 @@ def _free_name(out: Path) -> Path:
     return out.with_name(f"{out.name}-{n}")
 
 
-def check_data(data_dir: str) -> None:
-    """Raise CompareError unless ``data_dir`` holds good MNIST IDX files.
+def check_data(data_dir: str, create: bool = False) -> None:
+    """Make sure ``data_dir`` holds good MNIST IDX files, fetching missing ones (verified).
 
     Args:
         data_dir: Holds MNIST/raw.
-    """
-    # Fail before the first child starts, not minutes later (and never download).
-    from lightning_mnist.files import check_files
+        create: Create ``data_dir`` when it does not exist (the default data dir only).
 
-    bad = [c for c in check_files(data_dir) if not c.ok]
-    if bad:
-        raise CompareError(bad[0].error)
+    Raises:
+        CompareError: when the files are bad or cannot be fetched, before any child starts.
+    """
+    from lightning_mnist.fetch import prepare
+    from lightning_mnist.idx import DataError
+
+    if create:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+    if not Path(data_dir).is_dir():
+        raise CompareError(f"data dir {data_dir} does not exist; pass --data-dir DIR")
+    try:
+        prepare(data_dir)
+    except DataError as e:
+        raise CompareError(str(e)) from None
 
 
 def finished_results(run: Path) -> Path | None:
@@ -321,10 +343,10 @@ def run_lightning(
         quiet: Do not echo the child's output.
         config: The Lightning preset.
     """
-    if not Path(config).is_file():
-        raise CompareError(
-            f"Lightning preset {config} not found; pass --config configs/tutorial.yaml"
-        )
+    try:
+        config = preset_path(config)
+    except FileNotFoundError as e:
+        raise CompareError(str(e)) from None
     cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
     cmd += ["--data.data_dir", str(data_dir), "--data.fetch", "false"]
     cmd += ["--trainer.default_root_dir", str(run), "--seed_everything", str(seed)]

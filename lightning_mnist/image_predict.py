@@ -109,7 +109,7 @@ def classify(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> tor
         with torch.no_grad():
             for i in range(0, len(images), batch_size):
                 x = torch.from_numpy(images[i : i + batch_size]).unsqueeze(1).to(device)
-                # The model returns logits (PARITY.md #6); softmax only here, for reporting.
+                # The model returns logits (docs/parity.md #6); softmax only here, for reporting.
                 out.append(torch.softmax(model(x).float(), dim=1).cpu())
     finally:
         model.train(was_training)

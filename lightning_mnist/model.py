@@ -1,6 +1,6 @@
 """The tutorial's CNN as a plain ``nn.Module`` (no Lightning), layer for layer.
 
-Reference (the Keras ``Sequential`` of the tutorial, ../shared/TUTORIAL.md)::
+Reference (the Keras ``Sequential`` of the tutorial, docs/tutorial.md)::
 
     Convolution2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1))
     MaxPooling2D(pool_size=(2, 2))
@@ -10,15 +10,20 @@ Reference (the Keras ``Sequential`` of the tutorial, ../shared/TUTORIAL.md)::
     Dense(10, activation="softmax")
 
 ``forward`` returns logits: the final softmax lives in the loss (cross-entropy)
-and in ``predict`` only (PARITY.md #6).
+and in ``predict`` only (docs/parity.md #6).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
-from lightning_mnist import fused
+from lightning_mnist.ops import convpool
+from lightning_mnist.ops.build import OpUnavailable
+
+ConvPool = Literal["native", "fused", "auto"]
 
 IMAGE_SIZE = 28
 KERNEL = 3
@@ -34,12 +39,15 @@ class TutorialCNN(nn.Module):
         dropout: Dropout rate before the last layer, in [0, 1) (the tutorial uses 0.5).
         num_classes: Output classes.
         keras_init: Glorot-uniform kernels and zero biases, as Keras initialises
-            (PARITY.md #4). False keeps PyTorch's default initialisation.
+            (docs/parity.md #4). False keeps PyTorch's default initialisation.
         pool_before_relu: Apply max-pooling before the ReLU. The result is identical
             (max and ReLU commute) and pooling a 4x smaller tensor is faster.
-        conv_pool: ``fused`` runs Conv + MaxPool as one CPU kernel that never stores the
-            conv output (``fused.py``); ``native`` uses PyTorch's conv2d and max_pool2d;
-            ``auto`` picks fused where it applies (CPU, kernel compiled) and native elsewhere.
+        conv_pool: ``native`` (default) uses PyTorch's conv2d and max_pool2d. ``fused`` runs
+            Conv + MaxPool + ReLU on the CPU as one registered operator that never stores the
+            conv output (``ops/convpool.py``), built before the first step; it is an error
+            when it cannot be built. ``auto`` uses it when it can be built, with a warning
+            otherwise. Either way, inputs it does not cover (GPU, gradients wanted for the
+            image) take PyTorch's path.
     """
 
     def __init__(
@@ -50,7 +58,7 @@ class TutorialCNN(nn.Module):
         num_classes: int = 10,
         keras_init: bool = True,
         pool_before_relu: bool = True,
-        conv_pool: str = "auto",
+        conv_pool: ConvPool = "native",
     ) -> None:
         super().__init__()
         if filters <= 0 or hidden <= 0 or num_classes <= 0:
@@ -65,11 +73,18 @@ class TutorialCNN(nn.Module):
         if conv_pool not in ("auto", "fused", "native"):
             raise ValueError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
         self.pool_before_relu, self.conv_pool = pool_before_relu, conv_pool
+        self.fused = conv_pool == "auto" and convpool.available()
+        if conv_pool == "fused":
+            try:
+                convpool.load()
+            except OpUnavailable as e:
+                raise ValueError(f"conv_pool fused: {e}") from None
+            self.fused = True
         # Conv2D(32, 3x3): (N, 1, 28, 28) -> (N, 32, 26, 26)
         self.conv = nn.Conv2d(1, filters, KERNEL)
         # MaxPooling2D(2x2): (N, 32, 26, 26) -> (N, 32, 13, 13)
         self.pool = nn.MaxPool2d(POOL)
-        # Flatten in Keras's NHWC order (PARITY.md #5): (N, 32, 13, 13) -> (N, 13 * 13 * 32)
+        # Flatten in Keras's NHWC order (docs/parity.md #5): (N, 32, 13, 13) -> (N, 13 * 13 * 32)
         # Dense(32, relu): (N, 5408) -> (N, 32)
         self.fc1 = nn.Linear(pooled * pooled * filters, hidden)
         # Dropout(0.5)
@@ -86,18 +101,21 @@ class TutorialCNN(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv_pool != "native" and fused.supports(x, self.conv):
-            # Conv + pool + ReLU in one kernel, already NHWC: (N, 1, 28, 28) -> (N, 13, 13, 32)
-            x = fused.ConvPoolReLU.apply(x, self.conv.weight, self.conv.bias).flatten(1)
+        if self.fused and convpool.supports(x, self.conv):
+            # Conv + pool + ReLU in one operator, already NHWC: (N, 1, 28, 28) -> (N, 13, 13, 32)
+            x = convpool.conv_pool_relu(x, self.conv.weight, self.conv.bias).flatten(1)
         else:
-            if self.conv_pool == "fused":
-                raise RuntimeError("conv_pool='fused' needs a CPU float32 input and a C compiler")
             x = self.conv(x)
             x = torch.relu(self.pool(x)) if self.pool_before_relu else self.pool(torch.relu(x))
             # NHWC flatten: free (a view) when x is channels_last, as the fast path keeps it.
             x = x.permute(0, 2, 3, 1).flatten(1)
         x = self.dropout(torch.relu(self.fc1(x)))
         return self.fc2(x)
+
+
+def conv_path(model: TutorialCNN, device: torch.device | str = "cpu") -> str:
+    """Which conv+pool path ``model`` runs on ``device``: ``fused`` or ``native``."""
+    return "fused" if model.fused and torch.device(device).type == "cpu" else "native"
 
 
 def count_params(model: nn.Module) -> int:

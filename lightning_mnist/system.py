@@ -8,14 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import SumMetric
 
-from lightning_mnist.model import TutorialCNN
+from lightning_mnist.model import ConvPool, TutorialCNN
 
 
 class EpochMeans(nn.Module):
     """Sample-weighted epoch means of loss and accuracy, summed across DDP ranks.
 
     Keras reports a metric as the mean over every sample seen in the epoch
-    (PARITY.md #2); summing (loss * n, correct, n) and dividing once gives exactly
+    (docs/parity.md #2); summing (loss * n, correct, n) and dividing once gives exactly
     that, and torchmetrics syncs the sums so every image counts once over all ranks.
     """
 
@@ -53,10 +53,11 @@ class MNISTClassifier(L.LightningModule):
         keras_init: Keras initialisation (Glorot-uniform kernels, zero biases).
         lr: Adam learning rate (Keras default 1e-3).
         betas: Adam betas (Keras default 0.9, 0.999).
-        eps: Adam epsilon; Keras's default is 1e-7, torch's 1e-8 (PARITY.md #3).
+        eps: Adam epsilon; Keras's default is 1e-7, torch's 1e-8 (docs/parity.md #3).
         channels_last: Run convolutions in NHWC memory layout (faster on CPU).
         pool_before_relu: Pool before ReLU: identical result, a quarter of the ReLU work.
-        conv_pool: ``auto`` (fused CPU kernel where it applies), ``fused`` or ``native``.
+        conv_pool: ``native`` (PyTorch's ops, default), ``fused`` (the opt-in CPU operator,
+            an error where it cannot be built) or ``auto`` (fused where it can be built).
     """
 
     def __init__(
@@ -71,14 +72,14 @@ class MNISTClassifier(L.LightningModule):
         eps: float = 1e-7,
         channels_last: bool = True,
         pool_before_relu: bool = True,
-        conv_pool: str = "auto",
+        conv_pool: ConvPool = "native",
     ) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"model.lr must be positive, got {lr}")
         self.save_hyperparameters()
         self.model = TutorialCNN(
-            filters, hidden, dropout, num_classes, keras_init, pool_before_relu
+            filters, hidden, dropout, num_classes, keras_init, pool_before_relu, conv_pool
         )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
@@ -107,7 +108,7 @@ class MNISTClassifier(L.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch
-        # Softmax only where probabilities are reported (PARITY.md #6).
+        # Softmax only where probabilities are reported (docs/parity.md #6).
         probs = torch.softmax(self(x), dim=1)
         return {"pred": probs.argmax(1), "probs": probs, "label": y}
 

@@ -11,7 +11,7 @@ Keras files read (the layouts Keras 3.15 writes, checked with h5py):
   per-layer ``weight_names`` attribute lists kernel then bias. A Keras 2 weights-only ``.h5``
   has the same attributes at the root.
 
-Layout (PARITY.md #5): Keras is channels-last. A Conv2D kernel is HWIO and becomes torch's
+Layout (docs/parity.md #5): Keras is channels-last. A Conv2D kernel is HWIO and becomes torch's
 OIHW by ``transpose(3, 2, 0, 1)``. A Dense kernel is (in, out) and ``nn.Linear.weight`` is
 (out, in), so it is transposed. Keras's Flatten reads (H, W, C) and so does ``TutorialCNN``
 (it flattens ``x.permute(0, 2, 3, 1)``), so the rows of fc1's kernel need no permutation.

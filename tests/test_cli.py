@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TUTORIAL, cli_args
+from helpers import TUTORIAL, cli_args
 
 from lightning_mnist.cli import cli_main
 

@@ -18,10 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli_args
+from helpers import DDP, cli_args
 
-REPO = Path(__file__).resolve().parents[1]
-DDP = str(REPO / "configs" / "ddp.yaml")
 BIN = Path(sys.executable).parent
 TIMEOUT = 300  # a hung collective fails the test instead of hanging CI (runs take < 60 s)
 

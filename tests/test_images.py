@@ -360,13 +360,6 @@ def test_run_predict_exit_codes(
 # ---- acceptance: MNIST digits redrawn as users draw them -----------------------------------
 
 
-def data_dir() -> Path:
-    d = Path(os.environ.get("MNIST_DATA_DIR", REPO.parent / "shared" / "data"))
-    if not (d / "MNIST" / "raw").is_dir():
-        pytest.fail(f"MNIST data not found in {d}; set MNIST_DATA_DIR to the data dir")
-    return d
-
-
 def train_quickly(x: np.ndarray, y: np.ndarray, seed: int = 0) -> TutorialCNN:
     """One epoch of the tutorial's recipe (Adam 1e-3, Keras eps 1e-7, batch 256), plain torch."""
     torch.manual_seed(seed)
@@ -410,10 +403,10 @@ def as_user_drawing(digit: np.ndarray, k: int, rng: np.random.Generator) -> Imag
 
 
 @pytest.mark.real_data
-def test_redrawn_mnist_digits_predicted_as_originals(tmp_path: Path) -> None:
+def test_redrawn_mnist_digits_predicted_as_originals(tmp_path: Path, data_dir: Path) -> None:
     from lightning_mnist.files import load_arrays
 
-    x_train, y_train, x_test, y_test = load_arrays(data_dir())
+    x_train, y_train, x_test, y_test = load_arrays(data_dir)
     model = train_quickly(x_train, y_train)
     rng = np.random.default_rng(0)
     sample = np.sort(rng.choice(len(x_test), 200, replace=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TUTORIAL, cli_args
+from helpers import TUTORIAL, cli_args
 
 from lightning_mnist.cli import main
 from lightning_mnist.runfolder import AtomicCheckpointIO

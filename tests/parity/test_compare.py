@@ -101,7 +101,7 @@ def test_runs_keras_then_lightning_per_seed(tmp_path, monkeypatch):
 
         return run
 
-    monkeypatch.setattr(compare, "check_data", lambda data_dir: None)
+    monkeypatch.setattr(compare, "check_data", lambda data_dir, create=False: None)
     monkeypatch.setattr(compare, "run_keras", fake_run("keras"))
     monkeypatch.setattr(compare, "run_lightning", fake_run("lightning"))
     out = tmp_path / "new" / "cmp"
@@ -160,7 +160,7 @@ def test_epoch_stats_skip_the_first_epoch():
 
 
 def test_bench_floor_and_table():
-    # Issue 6: about 1.8 MFLOP per training sample, about 87 GFLOP per 48,000-image epoch.
+    # About 1.8 MFLOP per training sample, about 87 GFLOP per 48,000-image epoch.
     assert train_flops_per_sample() == pytest.approx(1.8e6, rel=0.02)
     assert 48_000 * train_flops_per_sample() == pytest.approx(87e9, rel=0.01)
     stats = {"median": 2.0, "min": 1.9, "max": 2.2, "samples_per_s": 24_000, "floor_share": 0.3}
@@ -193,7 +193,7 @@ def test_bench_floor_and_table():
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_compare_short_form(data_dir, tmp_path, capsys):
-    """Issue 4's CI form: 3 epochs each, one seed; both >= 96% and within 1 point."""
+    """The short form run in CI: 3 epochs each, one seed; both >= 96% and within 1 point."""
     out = tmp_path / "cmp"
     args = ["--seeds", "1", "--epochs", "3", "--data-dir", str(data_dir), "--out", str(out)]
     assert main([*args, "--quiet"]) == 0
@@ -202,7 +202,7 @@ def test_compare_short_form(data_dir, tmp_path, capsys):
     print(f"short comparison: {acc}, {report['summary']['test_accuracy_diff_pp']:+.2f} pp")
     assert set(acc) == {"keras", "lightning"}
     assert all(r["epochs_run"] <= 3 and r["test_loss"] > 0 for r in report["rows"])
-    # Issue 4: after 3 epochs both reach 96%, and seed-to-seed noise of a 3-epoch run stays
+    # After 3 epochs both reach 96%, and seed-to-seed noise of a 3-epoch run stays
     # well inside 1 point (the tutorial's 5 Keras seeds spread 0.09 points at convergence).
     assert min(acc.values()) >= 0.96
     assert abs(acc["lightning"] - acc["keras"]) <= 0.01

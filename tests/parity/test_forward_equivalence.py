@@ -22,7 +22,7 @@ from lightning_mnist.transfer import export_keras_weights, load_keras_weights
 
 pytestmark = [pytest.mark.keras, pytest.mark.real_data]
 
-SOFTMAX_ATOL = 1e-5  # issue 4, point 2
+SOFTMAX_ATOL = 1e-5  # the parity bar for transferred weights
 CHUNK = 1000  # images per forward call: bounds the (N, 32, 26, 26) activations to ~87 MB
 # Short trainings that move the weights away from their initialisation: one Keras epoch of
 # 20 steps of 256, and 10 torch steps (a torch CPU step here costs ~4x a Keras XLA step).

@@ -2,7 +2,7 @@
 
 Keras runs the body of its own ``train_step`` eagerly: ``model(x, training=True)``, the compiled
 loss (``categorical_crossentropy`` on the softmax output; TF recovers the logits from the softmax
-op, PARITY.md #6), ``tf.GradientTape``, then the compiled Adam (Keras defaults: lr 1e-3,
+op, docs/parity.md #6), ``tf.GradientTape``, then the compiled Adam (Keras defaults: lr 1e-3,
 β 0.9/0.999, ε 1e-7). Dropout is switched off by setting the layer's ``rate`` to 0, which makes
 ``Dropout.call`` return its input even with ``training=True``. Torch runs
 ``TutorialCNN(dropout=0.0)``, ``F.cross_entropy`` on logits, autograd and ``torch.optim.Adam``.
@@ -26,7 +26,7 @@ Tolerances are derived, not tuned (u = 2**-24, the float32 unit roundoff):
   lr·|f_{ε/√(1-β₂)}(g) - f_{ε_torch}(g)| = lr·|g|·|c_k - ε_torch| / ((|g| + c_k)(|g| + ε_torch)),
   at most lr·(√c_k - √ε_torch)/(√c_k + √ε_torch), reached at |g| = √(c_k·ε_torch): 0.70·lr at
   |g| = 5.6e-7 for ε_torch = 1e-7. So the tutorial preset cannot match Keras's first step
-  (PARITY.md #3), and a per-weight bound is needed, not one number. ε_torch = ε/√(1-β₂) =
+  (docs/parity.md #3), and a per-weight bound is needed, not one number. ε_torch = ε/√(1-β₂) =
   3.16e-6 matches it. On top come the two frameworks' different float32 gradients, bounded
   through f's slope c/(|g| + c)², Keras's float32 bias correction (a factor 1 - 6.7e-6, see
   ``KERAS_STEP_SCALE``) and float32 rounding of the new weights. (ε_torch = ε·√(1-β₂) goes the

@@ -1,0 +1,1 @@
+"""Opt-in accelerated operators. Nothing here runs unless a model asks for it."""

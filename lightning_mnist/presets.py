@@ -1,0 +1,34 @@
+"""The LightningCLI presets shipped inside the package (``lightning_mnist/configs/*.yaml``).
+
+In a clone, ``configs/`` at the top of the repository is a link to the same folder, so
+``--config configs/tutorial.yaml`` works there; an installed package finds them here.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+
+def preset_names() -> list[str]:
+    """The names of the shipped presets, e.g. ``["ddp", "tutorial"]``."""
+    folder = files("lightning_mnist") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """An existing YAML file: ``name_or_path`` itself, or the shipped preset of that name.
+
+    Raises:
+        FileNotFoundError: when it is neither a file nor the name of a shipped preset.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    if name in preset_names():
+        # A regular install unpacks package data as files, so this is a real path.
+        return Path(str(files("lightning_mnist") / "configs" / f"{name}.yaml"))
+    raise FileNotFoundError(
+        f"preset {name_or_path} not found: give a YAML file or one of {preset_names()}"
+    )
