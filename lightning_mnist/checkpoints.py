@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -19,9 +20,15 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        # Our own Lightning checkpoints hold hyper-parameters (plain Python objects),
-        # so they are not weights-only; only load checkpoints you trust.
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain Python values only. A checkpoint may come from
+        # anyone, and a full unpickler would run whatever code the file names.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"checkpoint {path} is not a plain checkpoint: refusing to unpickle code"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
     except Exception as e:  # truncated zip, bit flips, not a torch file at all
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:

@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args[:1] == ["predict"] and "--images" in args:
             return predict_images_main(args[1:])
+        if args[:1] == ["export"]:
+            from lightning_mnist.export import main as export_main
+
+            return export_main(args[1:])
         cli_main(argv)
     except USER_ERRORS as e:
         print(f"error: {one_line(e)}", file=sys.stderr)

@@ -11,7 +11,7 @@ import torch
 import yaml
 from helpers import TUTORIAL, cli_args
 
-from lightning_mnist.cli import cli_main
+from lightning_mnist.cli import cli_main, main
 
 _args = cli_args
 
@@ -163,3 +163,46 @@ def test_predict_images_from_a_fit_checkpoint(one_epoch_run, tmp_path, capsys):
     assert len(rows) == 4
     right = sum(r["predicted"] == Path(r["file"]).stem.split("label")[1] for r in rows)
     assert right >= 3  # a quarter-epoch model; the full tutorial model gets all four
+
+
+@pytest.fixture(scope="module")
+def trained_ckpt(data_dir, tmp_path_factory) -> Path:
+    """A checkpoint from a short real fit (one partial epoch)."""
+    root = tmp_path_factory.mktemp("export-run")
+    extra = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "40")
+    assert main(["fit", *cli_args(data_dir, root, *extra)]) == 0
+    return next(root.glob("version_*/checkpoints/last.ckpt"))
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "exported-program"])
+def test_export_matches_the_model_on_real_images(trained_ckpt, data_dir, tmp_path, fmt, capsys):
+    out = tmp_path / f"model.{fmt}"
+    args = ["export", "--ckpt_path", str(trained_ckpt), "--format", fmt, "--out", str(out)]
+    args += ["--data.data_dir", str(data_dir), "--check_images", "300"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["images"] == 300 and report["equal_predictions"] == 300
+    assert report["max_abs_softmax_diff"] <= 1e-5 and out.is_file()
+    assert main(args) == 2  # an existing file is never overwritten
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.real_data
+def test_export_of_a_fused_checkpoint_uses_stock_ops(data_dir, tmp_path, capsys):
+    from lightning_mnist.ops import convpool
+
+    convpool.load()
+    root = tmp_path / "runs"
+    extra = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10")
+    extra += ("--model.conv_pool", "fused")
+    assert main(["fit", *cli_args(data_dir, root, *extra)]) == 0
+    results = json.loads(next(root.glob("version_*/results.json")).read_text())
+    assert results["conv_path"] == "fused"
+    ckpt = next(root.glob("version_*/checkpoints/last.ckpt"))
+    out = tmp_path / "m.pt2"
+    args = ["export", "--ckpt_path", str(ckpt), "--format", "exported-program", "--out", str(out)]
+    assert main([*args, "--data.data_dir", str(data_dir), "--check_images", "200"]) == 0
+    program = torch.export.load(str(out))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert not any("lightning_mnist" in t for t in targets)
