@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also call tf.config.experimental.enable_op_determinism() (TensorFlow backend)",
     )
     p.add_argument(
+        "--jit-compile",
+        action="store_true",
+        help="compile the model with XLA (jit_compile=True); the tutorial does not",
+    )
+    p.add_argument(
         "--verbose",
         choices=["auto", "0", "1", "2"],
         default="auto",
@@ -82,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             dataset=args.dataset,
             deterministic=args.deterministic,
             verbose=args.verbose,
+            jit_compile=True if args.jit_compile else "auto",
         )
     except (DataError, FileExistsError) as e:
         return _fail(str(e))

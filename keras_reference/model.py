@@ -33,11 +33,13 @@ from keras.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 INPUT_SHAPE: tuple[int, int, int] = (28, 28, 1)  # NHWC without N: Keras is channels-last.
 
 
-def build_model(num_classes: int = 10) -> keras.Sequential:
+def build_model(num_classes: int = 10, jit_compile: bool | str = "auto") -> keras.Sequential:
     """Build and compile the tutorial's Sequential CNN.
 
     Args:
         num_classes: Size of the softmax output layer (10 for MNIST and Fashion-MNIST).
+        jit_compile: ``compile``'s XLA switch. The tutorial leaves Keras's ``"auto"``, which
+            on a CPU-only TensorFlow means no XLA; ``True`` is the tuned-Keras benchmark row.
 
     Returns:
         The compiled model: ``loss='categorical_crossentropy', optimizer='adam',
@@ -53,5 +55,10 @@ def build_model(num_classes: int = 10) -> keras.Sequential:
     # The softmax is part of the model; Keras recovers the logits inside the TF loss
     # (the torch port returns logits instead, docs/parity.md #6).
     model.add(Dense(num_classes, activation="softmax", name="fc2"))
-    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    model.compile(
+        loss="categorical_crossentropy",
+        optimizer="adam",
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
     return model

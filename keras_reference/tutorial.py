@@ -62,6 +62,7 @@ def run_tutorial(
     dataset: str = "mnist",
     deterministic: bool = False,
     verbose: str | int = "auto",
+    jit_compile: bool | str = "auto",
 ) -> dict[str, Any]:
     """Run the tutorial and return its results (the shared results.json schema).
 
@@ -74,6 +75,7 @@ def run_tutorial(
         dataset: ``"mnist"`` or ``"fashion_mnist"``.
         deterministic: Also make TF's ops deterministic (slower; TensorFlow backend only).
         verbose: ``fit``/``evaluate``'s verbose: ``"auto"``, 0, 1 or 2.
+        jit_compile: ``compile``'s XLA switch (the tutorial's ``"auto"``, or ``True``).
     """
     keras.utils.set_random_seed(seed)  # not in the tutorial: Python, NumPy and backend seeds
     if deterministic:  # not in the tutorial
@@ -100,7 +102,7 @@ def run_tutorial(
 
     # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy
     # (model.py; it notes the Keras 3 names of the tutorial's Keras 1/2 imports).
-    model = build_model(num_classes)
+    model = build_model(num_classes, jit_compile)
 
     # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256,
     # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
@@ -152,6 +154,7 @@ def run_tutorial(
         "test_samples": len(x_test),
         "params": model.count_params(),
         "best_model": BEST_MODEL_NAME,
+        "jit_compile": jit_compile,
         "device": device_name(),
         "versions": versions(),
     }

@@ -36,8 +36,17 @@ from lightning_mnist.files import default_data_dir
 from lightning_mnist.report import epoch_stats
 
 TRAIN_SAMPLES, VAL_SAMPLES, BATCH = 48_000, 12_000, 256
-FRAMEWORKS = ("keras", "lightning", "torch")
-NAMES = {"keras": "Keras", "lightning": "Lightning", "torch": "plain PyTorch"}
+# One row each, run in this order: Keras as the tutorial runs it and with XLA, Lightning and a
+# plain PyTorch loop each with PyTorch's stock ops and with the opt-in fused operator.
+FRAMEWORKS = ("keras", "keras_xla", "lightning", "lightning_fused", "torch", "torch_fused")
+NAMES = {
+    "keras": "Keras (tutorial)",
+    "keras_xla": "Keras + XLA (jit_compile=True)",
+    "lightning": "Lightning, stock ops",
+    "lightning_fused": "Lightning, fused op",
+    "torch": "plain PyTorch loop, stock ops",
+    "torch_fused": "plain PyTorch loop, fused op",
+}
 
 
 def train_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
@@ -93,7 +102,11 @@ def probe_flops(device: torch.device, size: int = 2048, seconds: float = 1.0) ->
 
 
 def plain_torch_epochs(
-    data_dir: str, epochs: int, seed: int = 0, device: torch.device | None = None
+    data_dir: str,
+    epochs: int,
+    seed: int = 0,
+    device: torch.device | None = None,
+    conv_pool: str = "native",
 ) -> dict[str, list[float]]:
     """Train the tutorial with a bare PyTorch loop and the port's kernels; per-epoch results.
 
@@ -106,6 +119,7 @@ def plain_torch_epochs(
         epochs: Epochs to run.
         seed: torch.manual_seed and the shuffle seed.
         device: Where to train; None picks CUDA when present, as Lightning's "auto" does.
+        conv_pool: The model's conv path, as ``--model.conv_pool``.
     """
     from lightning_mnist.batches import TensorBatches
     from lightning_mnist.data import keras_split, to_tensor
@@ -121,7 +135,7 @@ def plain_torch_epochs(
     x, y = x_all[: train.stop].to(device), y_all[: train.stop].to(device)
     xv, yv = x_all[val.start :].to(device), y_all[val.start :].to(device)
     fmt = torch.channels_last
-    model = TutorialCNN().to(device, memory_format=fmt)
+    model = TutorialCNN(conv_pool=conv_pool).to(device, memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
     now = {"epoch": 0}  # the shuffle order is a function of (seed, epoch), as in the port
     train_batches = TensorBatches(
@@ -202,17 +216,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     print(f"floor {epoch_flop / 1e9:.1f} GFLOP / epoch = {floor_s:.3f} s")
     results: dict[str, Any] = {}
     load_before = os.getloadavg()
-    # Patience = epochs: early stopping can never fire, every framework runs all epochs.
-    common = (args.data_dir, args.seed, args.epochs, args.epochs, args.quiet)
     for fw in args.frameworks:
-        if fw == "keras":
-            r = run_keras(out / "keras", *common)
-        elif fw == "lightning":
-            r = run_lightning(out / "lightning", *common)
-        else:
-            print(f"[torch] plain loop, {args.epochs} epochs on {device.type}", flush=True)
-            r = plain_torch_epochs(args.data_dir, args.epochs, args.seed, device)
-            print(f"[torch] val accuracy per epoch: {r['val_accuracy']}")
+        r = run_row(fw, out, args, device)
         stats = epoch_stats(r["epoch_seconds"])
         results[fw] = {
             **stats,
@@ -233,7 +238,10 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "epoch_floor_s": floor_s,
         "frameworks": results,
         "ratio_lightning_keras": _ratio(results, "lightning", "keras"),
+        "ratio_lightning_fused_keras": _ratio(results, "lightning_fused", "keras"),
+        "ratio_lightning_fused_keras_xla": _ratio(results, "lightning_fused", "keras_xla"),
         "lightning_overhead_pct": _pct_over(results, "lightning", "torch"),
+        "lightning_fused_overhead_pct": _pct_over(results, "lightning_fused", "torch_fused"),
         "machine": {
             "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
@@ -246,6 +254,24 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench.md").write_text(render_markdown(report))
     return report
+
+
+def run_row(fw: str, out: Path, args: argparse.Namespace, device: torch.device) -> dict:
+    """Run one benchmark row and return its per-epoch results."""
+    # Patience = epochs: early stopping can never fire, every row runs all epochs.
+    common = (args.data_dir, args.seed, args.epochs, args.epochs, args.quiet)
+    fused = ("--model.conv_pool", "fused")
+    if fw == "keras":
+        return run_keras(out / fw, *common)
+    if fw == "keras_xla":
+        return run_keras(out / fw, *common, extra=("--jit-compile",))
+    if fw in ("lightning", "lightning_fused"):
+        return run_lightning(out / fw, *common, extra=fused if fw.endswith("fused") else ())
+    conv_pool = "fused" if fw.endswith("fused") else "native"
+    print(f"[{fw}] plain loop ({conv_pool}), {args.epochs} epochs on {device.type}", flush=True)
+    r = plain_torch_epochs(args.data_dir, args.epochs, args.seed, device, conv_pool)
+    print(f"[{fw}] val accuracy per epoch: {r['val_accuracy']}")
+    return r
 
 
 def _ratio(results: dict[str, Any], a: str, b: str) -> float | None:
@@ -280,9 +306,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     p, m = report["probe"], report["machine"]
     notes = [
         "",
-        f"Lightning/Keras ratio of median s/epoch: {_fmt(report['ratio_lightning_keras'])}. "
-        f"Lightning overhead over a plain PyTorch loop: "
-        f"{_fmt(report['lightning_overhead_pct'], '{:+.1f}%')}.",
+        "Ratios of median s/epoch: Lightning stock / Keras "
+        f"{_fmt(report.get('ratio_lightning_keras'))}, Lightning fused / Keras "
+        f"{_fmt(report.get('ratio_lightning_fused_keras'))}, Lightning fused / Keras + XLA "
+        f"{_fmt(report.get('ratio_lightning_fused_keras_xla'))}. Lightning's overhead over the "
+        "plain loop with the same ops: stock "
+        f"{_fmt(report.get('lightning_overhead_pct'), '{:+.1f}%')}, fused "
+        f"{_fmt(report.get('lightning_fused_overhead_pct'), '{:+.1f}%')}.",
         f"An epoch is 188 training steps over {report['train_samples']:,} images plus "
         f"validation over {report['val_samples']:,}; samples/s divides the training images by "
         "that whole time. Compute floor: "

@@ -36,7 +36,7 @@ from lightning_mnist.report import SETTINGS_JSON, ReportError, epoch_stats, writ
 DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
 FRAMEWORKS = ("keras", "lightning")
 
-RESUME_KEYS = ("seeds", "epochs", "patience", "frameworks", "dataset")
+RESUME_KEYS = ("seeds", "epochs", "patience", "frameworks", "dataset", "lightning_args")
 
 
 class CompareError(Exception):
@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config",
         default=DEFAULT_CONFIG,
         help="Lightning preset: a YAML file or a shipped preset's name (default: %(default)s)",
+    )
+    p.add_argument(
+        "--lightning-args",
+        default="",
+        help='more options for every Lightning run, e.g. "--model.conv_pool fused"',
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out")
     p.add_argument(
@@ -152,7 +157,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         if fw == "keras":
             results = run_keras(*common)
         else:
-            results = run_lightning(*common, config=args.config)
+            extra = tuple(shlex.split(args.lightning_args))
+            results = run_lightning(*common, config=args.config, extra=extra)
         print(run_line(results))
     return _write(out, settings)
 
@@ -173,6 +179,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": "mnist",
         "data_dir": str(args.data_dir),
         "config": str(args.config),
+        "lightning_args": args.lightning_args,
         "command": shlex.join(["mnist-compare", *args.argv]),
         "cpu_count": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0],
@@ -304,7 +311,13 @@ def stream(cmd: list[str], prefix: str, log: Path, quiet: bool = False) -> list[
 
 
 def run_keras(
-    run: Path, data_dir: str, seed: int, epochs: int, patience: int, quiet: bool = False
+    run: Path,
+    data_dir: str,
+    seed: int,
+    epochs: int,
+    patience: int,
+    quiet: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run ``python -m keras_reference`` into ``run`` and return its results.json.
 
@@ -315,8 +328,9 @@ def run_keras(
         epochs: Max epochs.
         patience: EarlyStopping patience.
         quiet: Do not echo the child's output.
+        extra: More ``keras_reference`` options, e.g. ``("--jit-compile",)``.
     """
-    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir)]
+    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir), *extra]
     cmd += ["--epochs", str(epochs), "--patience", str(patience), "--seed", str(seed)]
     cmd += ["--out", str(run), "--verbose", "2"]  # one line per epoch, no progress bars
     stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet)
@@ -331,6 +345,7 @@ def run_lightning(
     patience: int,
     quiet: bool = False,
     config: str | Path = DEFAULT_CONFIG,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Run ``lightning-mnist fit`` with ``run`` as default_root_dir and return its results.json.
 
@@ -342,6 +357,7 @@ def run_lightning(
         patience: EarlyStopping patience.
         quiet: Do not echo the child's output.
         config: The Lightning preset.
+        extra: More Lightning CLI options, e.g. ``("--model.conv_pool", "fused")``.
     """
     try:
         config = preset_path(config)
@@ -353,7 +369,7 @@ def run_lightning(
     cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
     # No progress bar (it would flood a pipe); EpochLine prints one line per epoch instead.
     cmd += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    cmd += ["--trainer.callbacks+=lightning_mnist.compare.EpochLine"]
+    cmd += ["--trainer.callbacks+=lightning_mnist.compare.EpochLine", *extra]
     lines = stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet)
     folders = [x.split("Run folder:", 1)[1].strip() for x in lines if x.startswith("Run folder:")]
     path = Path(folders[-1]) / "results.json" if folders else finished_results(run)

@@ -60,7 +60,9 @@ def export(model: TutorialCNN, fmt: Format, out: Path) -> None:
         try:
             import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
         except ImportError:
-            raise ExportError("ONNX export needs the [export] extra: pip install -e '.[export]'")
+            raise ExportError(
+                "ONNX export needs the [export] extra: pip install '.[export]'"
+            ) from None
         program = torch.onnx.export(
             model, (example,), dynamo=True, dynamic_shapes={"x": {0: batch}}, verbose=False
         )

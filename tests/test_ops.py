@@ -180,3 +180,13 @@ def test_default_model_is_stock_pytorch():
     model = TutorialCNN()
     assert model.conv_pool == "native" and not model.fused and conv_path(model) == "native"
     assert isinstance(Path(build.SOURCE), Path) and build.SOURCE.suffix == ".cpp"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
+def test_runs_in_torchs_own_thread_pool():
+    # One OpenMP runtime in the process: the operator's parallel regions are torch's pool.
+    x = torch.rand(64, 1, 28, 28)
+    convpool.conv_pool_relu(x, torch.randn(8, 1, 3, 3), torch.zeros(8))
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    runtimes = {line.split()[-1] for line in maps if "gomp" in line or "libomp" in line}
+    assert len(runtimes) <= 1, runtimes

@@ -51,9 +51,15 @@ def flags() -> list[str]:
     """Compile and link flags for this torch."""
     from torch.utils import cpp_extension
 
-    std = "-std=c++20" if torch_version() >= (2, 10) else "-std=c++17"
+    # GNU mode, as a C build would be: it contracts a*b+c into FMA instructions.
+    std = "-std=gnu++20" if torch_version() >= (2, 10) else "-std=gnu++17"
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    # at::parallel_for is inline code: in a torch built with OpenMP it is an `omp parallel`
+    # region, which needs -fopenmp to run in torch's pool at all (it links the libgomp.so.1
+    # that torch has already loaded); elsewhere it calls torch's own native pool.
+    parallel = ["-fopenmp"] if torch._C.has_openmp else []
     return [
+        *parallel,
         "-O3",
         "-march=native",
         "-shared",
