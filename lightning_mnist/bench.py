@@ -33,6 +33,7 @@ from lightning_mnist.compare import (
     run_lightning,
 )
 from lightning_mnist.files import default_data_dir
+from lightning_mnist.presets import preset_path
 from lightning_mnist.report import epoch_stats
 
 TRAIN_SAMPLES, VAL_SAMPLES, BATCH = 48_000, 12_000, 256
@@ -43,9 +44,9 @@ NAMES = {
     "keras": "Keras (tutorial)",
     "keras_xla": "Keras + XLA (jit_compile=True)",
     "lightning": "Lightning, stock ops",
-    "lightning_fused": "Lightning, fused op",
+    "lightning_fused": "Lightning, fast-cpu preset (fused op, malloc setting)",
     "torch": "plain PyTorch loop, stock ops",
-    "torch_fused": "plain PyTorch loop, fused op",
+    "torch_fused": "plain PyTorch loop, fused op, malloc setting",
 }
 
 
@@ -107,6 +108,7 @@ def plain_torch_epochs(
     seed: int = 0,
     device: torch.device | None = None,
     conv_pool: str = "native",
+    malloc: bool = False,
 ) -> dict[str, list[float]]:
     """Train the tutorial with a bare PyTorch loop and the port's kernels; per-epoch results.
 
@@ -120,6 +122,7 @@ def plain_torch_epochs(
         seed: torch.manual_seed and the shuffle seed.
         device: Where to train; None picks CUDA when present, as Lightning's "auto" does.
         conv_pool: The model's conv path, as ``--model.conv_pool``.
+        malloc: Apply the opt-in allocator setting, as ``--tune_malloc true``.
     """
     from lightning_mnist.batches import TensorBatches
     from lightning_mnist.data import keras_split, to_tensor
@@ -128,7 +131,8 @@ def plain_torch_epochs(
     from lightning_mnist.speed import tune_malloc
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tune_malloc()  # the same allocator setting as the port's CLI default
+    if malloc:
+        tune_malloc()
     torch.manual_seed(seed)
     x_all, y_all = to_tensor(*load_arrays(data_dir)[:2])
     train, val = keras_split(len(x_all), 0.2)
@@ -260,16 +264,17 @@ def run_row(fw: str, out: Path, args: argparse.Namespace, device: torch.device) 
     """Run one benchmark row and return its per-epoch results."""
     # Patience = epochs: early stopping can never fire, every row runs all epochs.
     common = (args.data_dir, args.seed, args.epochs, args.epochs, args.quiet)
-    fused = ("--model.conv_pool", "fused")
+    fast_cpu = ("--config", str(preset_path("fast-cpu")))  # fused op + allocator setting
     if fw == "keras":
         return run_keras(out / fw, *common)
     if fw == "keras_xla":
         return run_keras(out / fw, *common, extra=("--jit-compile",))
     if fw in ("lightning", "lightning_fused"):
-        return run_lightning(out / fw, *common, extra=fused if fw.endswith("fused") else ())
-    conv_pool = "fused" if fw.endswith("fused") else "native"
+        return run_lightning(out / fw, *common, extra=fast_cpu if fw.endswith("fused") else ())
+    fast = fw.endswith("fused")
+    conv_pool = "fused" if fast else "native"
     print(f"[{fw}] plain loop ({conv_pool}), {args.epochs} epochs on {device.type}", flush=True)
-    r = plain_torch_epochs(args.data_dir, args.epochs, args.seed, device, conv_pool)
+    r = plain_torch_epochs(args.data_dir, args.epochs, args.seed, device, conv_pool, malloc=fast)
     print(f"[{fw}] val accuracy per epoch: {r['val_accuracy']}")
     return r
 

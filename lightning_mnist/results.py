@@ -98,10 +98,12 @@ def build_results(
     fit_seconds: float,
     best_epoch: int | None = None,
     conv_path: str = "native",
+    tune_malloc: bool = False,
 ) -> dict[str, Any]:
     """The results.json record; ``best_epoch`` (1-based) is the tested checkpoint's epoch,
     else the epoch of the lowest val_loss; ``conv_path`` is the conv+pool path that ran
-    (``native``: PyTorch's ops, ``fused``: the opt-in operator)."""
+    (``native``: PyTorch's ops, ``fused``: the opt-in operator) and ``tune_malloc`` whether
+    the opt-in allocator setting was on."""
     val_loss = recorder.history["val_loss"]
     if best_epoch is None:
         best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else 0
@@ -119,6 +121,7 @@ def build_results(
         "test_samples": int(test["test_samples"]),
         "params": params,
         "conv_path": conv_path,
+        "tune_malloc": tune_malloc,
         "best_model": best_model,
         "device": describe_device(trainer),
         "versions": versions(),
