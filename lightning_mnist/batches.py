@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from lightning_mnist.errors import ConfigError
+
 
 def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """This rank's contiguous part of ``indices``; parts differ in size by at most one."""
@@ -54,7 +56,7 @@ class TensorBatches:
         world_size: int = 1,
     ) -> None:
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle, self.seed, self.epoch_fn = shuffle, seed, epoch_fn

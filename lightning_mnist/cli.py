@@ -1,54 +1,82 @@
-"""The Lightning CLI: ``lightning-mnist fit|validate|test|predict``, and the defaults of a run.
+"""The Lightning CLI: ``lightning-mnist fit|validate|test|predict|export``.
 
-A run folder is the Trainer's log dir (``<default_root_dir>/version_N``), new for
-every command, so nothing already written is ever overwritten. ``fit`` leaves in it:
-config.yaml, checkpoints/{best-*.ckpt,last.ckpt}, metrics.csv, results.json,
-accuracy.png and loss.png.
+Every piece of a run is in the config, so ``--print_config`` shows it and a user can change
+or remove it: the run logger (``trainer.logger``), ModelCheckpoint (``checkpoint``),
+EarlyStopping (``early_stopping``), the project's callbacks (``trainer.callbacks``), the
+atomic checkpoint writer (``trainer.plugins``) and the optimizer (``optimizer``).
+
+The run folder is ``<default_root_dir>/version_N``, decided here before anything is built:
+the next free N, the run being resumed (``fit --ckpt_path last``), or the SLURM job id, so a
+requeued job continues in its own folder. It holds config.yaml, checkpoints/, metrics.csv,
+results.json and the plots whatever loggers are chosen; other loggers write where they are
+told, in addition.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from jsonargparse import Namespace
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_mnist.checkpoints import (
-    CheckpointError,
-    check_compatible,
-    load_classifier,
-    read_checkpoint,
-)
+from lightning_mnist.checkpoints import CheckpointError, check_compatible, read_checkpoint
 from lightning_mnist.data import MNISTDataModule
-from lightning_mnist.files import DataError
+from lightning_mnist.errors import UserError
+from lightning_mnist.idx import DataError, get_spec
 from lightning_mnist.model import conv_path, count_params
+from lightning_mnist.ops.build import OpUnavailable
 from lightning_mnist.plots import plot_history
-from lightning_mnist.predictions import PredictionCSV
 from lightning_mnist.results import HistoryRecorder, build_results, write_json
-from lightning_mnist.runfolder import (
-    AtomicCheckpointIO,
-    RunConfig,
-    RunLogger,
-    SaveOnInterrupt,
-    find_last,
-)
+from lightning_mnist.runfolder import RunConfig, RunLogger, find_last, versions
 from lightning_mnist.speed import tune_malloc
 from lightning_mnist.system import MNISTClassifier
 
 DEFAULT_ROOT = "runs"
 SPECIAL_CKPTS = ("best", "last", "hpc", "registry")
+CALLBACK_GROUPS = ("checkpoint", "early_stopping")
+# Lightning's own MisconfigurationException is a configuration mistake too (e.g. a GPU asked
+# for on a machine without one, max_epochs below -1).
+USER_ERRORS = (UserError, DataError, CheckpointError, OpUnavailable, MisconfigurationException)
+LOG = logging.getLogger("lightning_mnist")
 
-
-class UserError(Exception):
-    """A mistake in what the user asked for; shown as one line, exit code 2."""
+# The tutorial's callbacks. Keras's ModelCheckpoint(save_best_only=True) monitors val_loss;
+# Lightning's default monitors nothing (docs/parity.md #8). save_last lets a run resume.
+CHECKPOINT = {
+    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+    "init_args": {
+        "monitor": "val_loss",
+        "mode": "min",
+        "save_top_k": 1,
+        "save_last": True,
+        "filename": "best-{epoch:02d}-{val_loss:.4f}",
+        "auto_insert_metric_name": False,
+    },
+}
+# Keras's EarlyStopping has patience 0 and Lightning's 3; the tutorial's hidden value is
+# reproduced by 2 (docs/parity.md #7).
+EARLY_STOPPING = {
+    "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+    "init_args": {"monitor": "val_loss", "mode": "min", "patience": 2},
+}
+PROJECT_CALLBACKS = [
+    {"class_path": "lightning_mnist.results.HistoryRecorder"},
+    {"class_path": "lightning_mnist.runfolder.SaveOnInterrupt"},
+    {"class_path": "lightning_mnist.predictions.PredictionCSV"},
+]
 
 
 class MNISTCLI(LightningCLI):
-    """LightningCLI with the tutorial's callbacks always present and configurable."""
+    """LightningCLI with the tutorial's run folder, callbacks and optimizer as config."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -59,113 +87,212 @@ class MNISTCLI(LightningCLI):
             "CPU steps (configs/fast-cpu.yaml turns it on); recorded in results.json",
         )
         parser.add_argument(
+            "--evaluate_initial_weights",
+            type=bool,
+            default=False,
+            help="validate/test/predict without --ckpt_path evaluate the untrained network "
+            "(refused otherwise, so random weights are never reported by mistake)",
+        )
+        parser.add_argument(
             "--num_threads",
             type=int | None,
             default=None,
             help="torch CPU threads per process (default: torch's choice, all cores)",
         )
-        # Keras's ModelCheckpoint(save_best_only=True) monitors val_loss; Lightning's
-        # default monitors nothing (docs/parity.md #8). save_last lets a run resume.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val_loss",
-                "checkpoint.mode": "min",
-                "checkpoint.save_top_k": 1,
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-{epoch:02d}-{val_loss:.4f}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
+        # Optional groups: `--checkpoint null` / `--early_stopping null` remove them, and
+        # `--early_stopping.patience 4` changes one value.
+        parser.add_lightning_class_args(
+            ModelCheckpoint, "checkpoint", subclass_mode=True, required=False
         )
-        # Keras's EarlyStopping has patience 0 and Lightning's 3; the tutorial's hidden
-        # value is reproduced by 2 (docs/parity.md #7).
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults(
-            {
-                "early_stopping.monitor": "val_loss",
-                "early_stopping.mode": "min",
-                "early_stopping.patience": 2,
-            }
+        parser.add_lightning_class_args(
+            EarlyStopping, "early_stopping", subclass_mode=True, required=False
         )
         parser.set_defaults(
             {
+                "checkpoint": CHECKPOINT,
+                "early_stopping": EARLY_STOPPING,
                 "trainer.max_epochs": 100,
                 "trainer.num_sanity_val_steps": 0,
                 "trainer.default_root_dir": DEFAULT_ROOT,
+                "trainer.logger": {"class_path": "lightning_mnist.runfolder.RunLogger"},
+                "trainer.callbacks": PROJECT_CALLBACKS,
+                "trainer.plugins": [{"class_path": "lightning_mnist.runfolder.AtomicCheckpointIO"}],
             }
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # A named checkpoint is opened here, weights only, before Lightning reads its
+        # hyper-parameters: a missing, corrupt or code-carrying file gets one line.
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else self.config.get("ckpt_path")
+        self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
+
+    def _cfg(self, config: Any) -> Any:
+        """This command's part of a parsed config (all of it when run=False)."""
+        return config[self.subcommand] if self.subcommand else config
+
     def before_instantiate_classes(self) -> None:
-        cfg = self.config.get(self.subcommand)
+        cfg = self._cfg(self.config)
         if cfg.get("tune_malloc"):
             tune_malloc()
-        if cfg.get("num_threads"):
+        if cfg.get("num_threads") is not None:
+            if cfg.num_threads < 1:
+                raise UserError(f"--num_threads must be at least 1, got {cfg.num_threads}")
             torch.set_num_threads(cfg.num_threads)
-        if cfg.trainer.get("fast_dev_run"):
-            # A smoke test writes nothing; Lightning's ModelCheckpoint.on_train_end would
-            # still save last.ckpt under default_root_dir.
-            cfg.checkpoint.save_last = False
-        # `fit --ckpt_path last` continues the newest run under default_root_dir, in its
-        # own folder, from the end of its last finished epoch.
-        self._resume_version = None
-        if self.subcommand != "fit" or cfg.get("ckpt_path") != "last":
+        trainer = cfg.trainer
+        root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
+        check_root(root)
+        self._check_evaluation_weights(cfg, root)
+        self._drop_what_the_trainer_forbids(cfg)
+        version = self._version(cfg, root)
+        self.run_dir = None if trainer.get("fast_dev_run") else root / f"version_{version}"
+        for logger in _as_list(trainer.get("logger")):
+            if _is(logger, RunLogger):
+                logger.init_args.save_dir = logger.init_args.get("save_dir") or str(root)
+                if logger.init_args.get("version") is None:
+                    logger.init_args.version = version
+        run = str(self.run_dir) if self.run_dir else None
+        if cfg.get("checkpoint") and run and not cfg.checkpoint.init_args.get("dirpath"):
+            cfg.checkpoint.init_args.dirpath = str(Path(run) / "checkpoints")
+        for callback in _as_list(trainer.get("callbacks")):
+            if callback.class_path.endswith("PredictionCSV") and run:
+                callback.init_args.dirpath = callback.init_args.get("dirpath") or run
+        self._keep_atomic_writer(trainer)
+        self.save_config_kwargs.update(save_to_log_dir=False, run_dir=run)
+
+    def _drop_what_the_trainer_forbids(self, cfg) -> None:
+        trainer = cfg.trainer
+        if trainer.get("barebones"):
+            # Barebones mode logs nothing: no logger, no checkpoints, nothing to stop early on.
+            trainer.logger = False
+            trainer.enable_checkpointing = False
+            for key in CALLBACK_GROUPS:
+                if cfg.get(key):
+                    cfg[key] = None
+            print("barebones: no logger, checkpoints or early stopping; results.json is kept")
+        elif trainer.get("enable_checkpointing") is False and cfg.get("checkpoint"):
+            cfg.checkpoint = None
+            print("checkpointing off: no checkpoints; the final test uses the last weights")
+        elif not cfg.get("checkpoint") and trainer.get("enable_checkpointing") is not True:
+            # Without this Lightning would add a default ModelCheckpoint of its own.
+            trainer.enable_checkpointing = False
+            print("checkpoint removed: no checkpoints; the final test uses the last weights")
+        if trainer.get("fast_dev_run") and cfg.get("checkpoint"):
+            # A smoke test writes nothing; ModelCheckpoint.on_train_end would save last.ckpt.
+            cfg.checkpoint.init_args.save_last = False
+
+    def _check_evaluation_weights(self, cfg, root: Path) -> None:
+        """validate/test/predict evaluate a trained checkpoint, never random weights silently."""
+        ckpt = cfg.get("ckpt_path")
+        if self.subcommand not in ("validate", "test", "predict"):
             return
-        root = cfg.trainer.default_root_dir or DEFAULT_ROOT
-        found = find_last(root)
-        if found is None:
-            raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
-        self._resume_version, cfg["ckpt_path"] = found[0], str(found[1])
-        print(f"Resuming {found[1]}")
+        if ckpt is None and not cfg.get("evaluate_initial_weights"):
+            raise UserError(
+                f"{self.subcommand} needs --ckpt_path CKPT (a trained checkpoint); "
+                "--evaluate_initial_weights true evaluates the untrained network"
+            )
+        if ckpt == "last":
+            found = find_last(root)
+            if found is None:
+                raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
+            cfg["ckpt_path"] = str(found[1])
+        elif ckpt == "best":
+            raise UserError(
+                "--ckpt_path best means the best checkpoint of a fit in this same command; "
+                "give the checkpoint file (runs/.../checkpoints/best-*.ckpt)"
+            )
 
-    def _instantiate_trainer(self, config, callbacks):
-        # One CSV-logged run folder per command (version_N under default_root_dir).
-        if config.get("logger") in (None, True):
-            root = config.get("default_root_dir") or DEFAULT_ROOT
-            config["logger"] = RunLogger(save_dir=root, name="", version=self._resume_version)
-        if not config.get("plugins"):
-            config["plugins"] = [AtomicCheckpointIO()]
-        self.recorder = HistoryRecorder()
-        extra = [self.recorder, SaveOnInterrupt(), PredictionCSV()]
-        return super()._instantiate_trainer(config, [*callbacks, *extra])
+    def _version(self, cfg, root: Path) -> int | str:
+        """The run folder's version: the run being resumed, the SLURM job, or the next one."""
+        if self.subcommand == "fit" and cfg.get("ckpt_path") == "last":
+            found = find_last(root)
+            if found is None:
+                raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
+            cfg["ckpt_path"] = str(found[1])
+            print(f"Resuming {found[1]}")
+            return found[0]
+        job = os.environ.get("SLURM_JOB_ID")
+        if job and os.environ.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
+            return job  # a requeued job finds its own folder and resumes with --ckpt_path last
+        existing = [v for v, _ in versions(root) if isinstance(v, int)]
+        return max(existing, default=-1) + 1
 
-    def _parse_ckpt_path(self) -> None:
-        # Lightning reads the checkpoint's hyper-parameters here; a missing or corrupt
-        # file should fail with one line, not a pickle traceback.
-        sub = self.config.get("subcommand")
-        ckpt = self.config[sub].get("ckpt_path") if sub else None
-        self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
-        super()._parse_ckpt_path()
+    @staticmethod
+    def _keep_atomic_writer(trainer) -> None:
+        """A user's own ``--trainer.plugins`` list keeps the atomic checkpoint writer unless it
+        brings its own CheckpointIO."""
+        plugins = _as_list(trainer.get("plugins"))
+        io_plugins = [p for p in plugins if "CheckpointIO" in str(p.get("class_path", ""))]
+        if not io_plugins:
+            atomic = Namespace(class_path="lightning_mnist.runfolder.AtomicCheckpointIO")
+            trainer.plugins = [*plugins, atomic]
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # A removed callback group (`--early_stopping null`) is a no-op callback here.
+        cfg = self._cfg(self.config_init)
+        for key in CALLBACK_GROUPS:
+            if cfg.get(key) is None:
+                cfg[key] = Callback()
+        return super().instantiate_trainer(**kwargs)
 
     def _check_ckpt(self) -> None:
-        ckpt = self.config.get(self.subcommand).get("ckpt_path")
+        ckpt = self._cfg(self.config).get("ckpt_path")
         if ckpt and ckpt not in SPECIAL_CKPTS:
             loaded = self._ckpt[1] if self._ckpt and self._ckpt[0] == ckpt else None
             check_compatible(ckpt, self.model, loaded)
 
     def before_fit(self) -> None:
-        # Checked here, before DDP starts its processes, so the error prints once.
-        self.datamodule.check_world_size(self.trainer.world_size)
+        # Checked here, before DDP starts its processes, so an error prints once.
+        world = self.trainer.world_size
+        self.datamodule.check_world_size(world)
+        classes = get_spec(self.datamodule.dataset).num_classes
+        if self.model.hparams.num_classes < classes:
+            raise UserError(
+                f"model.num_classes {self.model.hparams.num_classes} is fewer than the "
+                f"{classes} classes of {self.datamodule.dataset}"
+            )
         self._check_ckpt()
+        self._check_monitors()
+        batch = self.datamodule.batch_size
+        print(
+            f"Batch: {batch} images per optimizer step (global), {batch // world} per device "
+            f"on {world} device(s)"
+        )
         self._fit_t0 = time.perf_counter()
 
     before_validate = before_test = before_predict = _check_ckpt
 
+    def _check_monitors(self) -> None:
+        """A misspelled monitor is found now, not after the first epoch."""
+        known = {f"{p}{m}" for p in ("", "val_") for m in ("loss", "accuracy", "samples")}
+        for callback in self.trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            watched = isinstance(callback, ModelCheckpoint | EarlyStopping) and monitor
+            if watched and monitor not in known:
+                raise UserError(
+                    f"{type(callback).__name__} monitors {monitor!r}, which is never logged; "
+                    f"choose one of {sorted(known)}"
+                )
+
     def after_fit(self) -> None:
-        fit_seconds = time.perf_counter() - self._fit_t0
         trainer = self.trainer
         if trainer.interrupted:
             return
+        fit_seconds = time.perf_counter() - self._fit_t0
+        recorder = next((c for c in trainer.callbacks if isinstance(c, HistoryRecorder)), None)
         # Testing from a checkpoint restores the callbacks' states too, which would roll
         # the history back to the best epoch: keep the fit's own record first.
-        recorder = self.recorder.snapshot()
-        ckpt = trainer.checkpoint_callback.best_model_path
+        recorder = recorder.snapshot() if recorder else None
+        best = self._best_checkpoint()
         # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
         # Every rank must take the same path here, or the collective calls diverge.
-        ckpt_arg = None if trainer.fast_dev_run else "best"
         (test,) = trainer.test(
-            self.model, datamodule=self.datamodule, ckpt_path=ckpt_arg, verbose=False
+            self.model,
+            datamodule=self.datamodule,
+            ckpt_path="best" if best else None,
+            verbose=False,
         )
-        log_dir = trainer.log_dir  # a collective call under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         if trainer.fast_dev_run:  # a smoke test: no run folder is written
@@ -174,106 +301,112 @@ class MNISTCLI(LightningCLI):
                 f"{int(test['test_samples'])} images"
             )
             return
-        run_dir = Path(log_dir)
+        if recorder is None:
+            print("no HistoryRecorder in trainer.callbacks: results.json and plots not written")
+            return
+        self._write_results(recorder, test, best, fit_seconds)
+
+    def _best_checkpoint(self) -> str:
+        ckpt = self.trainer.checkpoint_callback
+        return ckpt.best_model_path if ckpt is not None and not self.trainer.fast_dev_run else ""
+
+    def _write_results(self, recorder, test: dict, best: str, fit_seconds: float) -> None:
+        trainer, run_dir = self.trainer, Path(self.run_dir)
+        cfg = self._cfg(self.config)
         results = build_results(
             recorder,
             trainer,
             test,
-            seed=int(self.config[self.subcommand].get("seed_everything") or 0),
+            seed=int(cfg.get("seed_everything") or 0),
             dataset=self.datamodule.dataset,
             params=count_params(self.model.model),
-            best_model=str(Path(ckpt).relative_to(run_dir)) if ckpt else "",
+            best_model=str(Path(best).relative_to(run_dir)) if best else "",
             fit_seconds=fit_seconds,
-            best_epoch=read_checkpoint(ckpt)["epoch"] + 1 if ckpt else None,
+            best_epoch=read_checkpoint(best)["epoch"] + 1 if best else None,
             conv_path=conv_path(self.model.model, trainer.strategy.root_device),
-            tune_malloc=bool(self.config[self.subcommand].get("tune_malloc")),
+            tune_malloc=bool(cfg.get("tune_malloc")),
         )
         write_json(run_dir / "results.json", results)
         plot_history(results["history"], run_dir)
         secs = sorted(results["epoch_seconds"])
+        tested = "best checkpoint" if best else "last weights"
         print(
             f"\nRun folder: {run_dir}\n"
             f"Epochs run: {results['epochs_run']} (best {results['best_epoch']}), "
             f"median {secs[len(secs) // 2]:.2f} s/epoch, fit {fit_seconds:.1f} s, "
             f"conv path {results['conv_path']}\n"
             f"Testing Accuracy:  {100 * results['test_accuracy']:.2f}  "
-            f"({results['test_samples']} images, best checkpoint)\n"
+            f"({results['test_samples']} images, {tested})\n"
             f"Testing Loss:  {results['test_loss']:.4f}"
         )
+
+
+def check_root(root: Path) -> None:
+    """Refuse a run root that is a file or cannot be written, before anything is built."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--trainer.default_root_dir {root} is a file; give a folder")
+    existing = next((p for p in [root, *root.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--trainer.default_root_dir {root}: {existing} is not writable")
+
+
+def _as_list(value: Any) -> list:
+    if value in (None, False, True):
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _is(config: Any, cls: type) -> bool:
+    path = config.get("class_path", "") if hasattr(config, "get") else ""
+    return path.rsplit(".", 1)[-1] == cls.__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``lightning-mnist``: user mistakes become one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(format="%(message)s")
-    logging.getLogger("lightning_mnist").setLevel(logging.INFO)  # show each fetch step
+    LOG.setLevel(logging.INFO)  # show each fetch step
     try:
-        if args[:1] == ["predict"] and "--images" in args:
-            return predict_images_main(args[1:])
         if args[:1] == ["export"]:
             from lightning_mnist.export import main as export_main
 
             return export_main(args[1:])
-        cli_main(argv)
+        cli = cli_main(argv)
     except USER_ERRORS as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1
-    return 0
+    writer = next(
+        (c for c in getattr(cli.trainer, "callbacks", []) if hasattr(c, "failures")), None
+    )
+    return 1 if writer is not None and writer.failures else 0
 
 
-def cli_main(args: list[str] | None = None) -> MNISTCLI:
-    """Entry point of ``lightning-mnist``; tests call it with an argument list."""
+def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
+    """Entry point of ``lightning-mnist``; tests call it with an argument list.
+
+    Args:
+        args: The arguments (default: ``sys.argv[1:]``).
+        run: Run the subcommand; False builds the model, data and trainer only (and then
+            ``args`` has no subcommand).
+    """
+    # With `--optimizer`/`optimizer:` LightningCLI replaces the model's own (Keras Adam)
+    # configure_optimizers, as intended; its notice about that is not news here.
+    warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden")
     return MNISTCLI(
         MNISTClassifier,
         MNISTDataModule,
         seed_everything_default=0,
         save_config_callback=RunConfig,
         args=args,
-        auto_configure_optimizers=False,
+        run=run,
     )
 
 
 def one_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0]
-
-
-def predict_images_main(argv: list[str]) -> int:
-    """``lightning-mnist predict --ckpt_path CKPT --images PATH... [--out FILE]``."""
-    import argparse
-
-    from lightning_mnist.image_predict import run_predict
-
-    parser = argparse.ArgumentParser(
-        prog="lightning-mnist predict",
-        description="Classify your own images of handwritten digits (PNG, JPEG, ...).",
-    )
-    parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by fit")
-    parser.add_argument("--images", nargs="+", required=True, help="image files and folders")
-    parser.add_argument(
-        "--out",
-        help="a new .csv or .json file (default: image_predictions.csv, "
-        "or the next free image_predictions-N.csv)",
-    )
-    args = parser.parse_args(argv)
-    out = args.out or next_free(Path("image_predictions.csv"))
-    model = load_classifier(args.ckpt_path)
-    return run_predict(model, args.images, out)
-
-
-def next_free(path: Path) -> Path:
-    """``path`` if it does not exist, else ``stem-1``, ``stem-2``, ... (never overwrite)."""
-    n = 0
-    candidate = path
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
-USER_ERRORS = (UserError, DataError, ValueError, FileNotFoundError, CheckpointError)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from lightning_mnist.batches import TensorBatches
+from lightning_mnist.errors import ConfigError
 from lightning_mnist.files import DataError, default_data_dir, load_arrays
 from lightning_mnist.idx import get_spec
 
@@ -42,6 +43,9 @@ class MNISTDataModule(L.LightningDataModule):
         validation_split: Fraction of the training files held out, from the end, as Keras does.
         fetch: When files are missing, fetch them (verified) in ``prepare_data``.
         shuffle_seed: Seed of the per-epoch shuffle order; None uses the run's seed.
+        images: For ``predict``: your own image files or folders of images, prepared as MNIST
+            was (``images.py``), instead of the test set; a file that cannot be read is
+            reported in the output and the others are still predicted.
     """
 
     def __init__(
@@ -52,20 +56,26 @@ class MNISTDataModule(L.LightningDataModule):
         validation_split: float = 0.2,
         fetch: bool = True,
         shuffle_seed: int | None = None,
+        images: list[str] | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
-            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be positive, got {batch_size}")
         if not 0.0 < validation_split < 1.0:
-            raise ValueError(f"data.validation_split must be in (0, 1), got {validation_split}")
+            raise ConfigError(f"data.validation_split must be in (0, 1), got {validation_split}")
         self.save_hyperparameters()
         self.data_dir, self.dataset = data_dir or default_data_dir(), dataset
         self._default_dir = data_dir is None
         self.batch_size, self.validation_split = batch_size, validation_split
         self.fetch, self.shuffle_seed = fetch, shuffle_seed
+        self.images = images
+        self.image_files: list[str] = []  # the predicted files, in the order of the batches
+        self.image_failures: list[tuple[str, str]] = []  # (input, message)
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
+        if self.images is not None:
+            return  # predicting the user's images needs no dataset files
         if self._default_dir and self.fetch:
             Path(self.data_dir).mkdir(parents=True, exist_ok=True)
         if not Path(self.data_dir).is_dir():
@@ -83,6 +93,9 @@ class MNISTDataModule(L.LightningDataModule):
             prepare(self.data_dir, self.dataset)
 
     def setup(self, stage: str | None = None) -> None:
+        if self.images is not None and stage == "predict":
+            self._setup_images()
+            return
         if self.tensors:
             return
         x_train, y_train, x_test, y_test = load_arrays(self.data_dir, self.dataset)
@@ -96,16 +109,32 @@ class MNISTDataModule(L.LightningDataModule):
             "test": to_tensor(x_test, y_test),
         }
 
+    def _setup_images(self) -> None:
+        from lightning_mnist.image_predict import expand_inputs
+        from lightning_mnist.images import ImageError, prepare_image
+
+        files, self.image_failures = expand_inputs(self.images)
+        arrays = []
+        for f in files:
+            try:
+                arrays.append(prepare_image(f))
+                self.image_files.append(str(f))
+            except ImageError as e:
+                self.image_failures.append((str(f), str(e)))
+        x = torch.from_numpy(np.stack(arrays)).unsqueeze(1) if arrays else torch.zeros(0, 1, 28, 28)
+        # The "labels" of the user's images are their positions in image_files.
+        self.tensors["images"] = (x.float(), torch.arange(len(x)))
+
     def check_world_size(self, world: int, n_train: int | None = None) -> None:
         """Refuse a global batch that the processes cannot share (one line for the user)."""
         if self.batch_size % world:
-            raise ValueError(
+            raise ConfigError(
                 f"data.batch_size {self.batch_size} is the global batch and must divide by the "
                 f"{world} processes; use a multiple of {world}"
             )
         last = n_train % self.batch_size if n_train else 0
         if 0 < last < world:
-            raise ValueError(
+            raise ConfigError(
                 f"the epoch's last batch has {last} images, fewer than the {world} processes; "
                 "choose another data.batch_size"
             )
@@ -139,4 +168,4 @@ class MNISTDataModule(L.LightningDataModule):
         return self._batches("test")
 
     def predict_dataloader(self) -> TensorBatches:
-        return self._batches("test")
+        return self._batches("images" if self.images is not None else "test")

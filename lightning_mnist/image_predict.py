@@ -171,8 +171,8 @@ def predict_files(
             failures.append((str(f), str(e)))
     stack = np.stack(arrays) if arrays else np.zeros((0, 28, 28), np.float32)
     probs = classify(model, stack, batch_size)
-    rows = [_prediction(str(f), p) for f, p in zip(good, probs, strict=True)]
-    _write_exclusive(out, render(rows, failures, out.suffix.lower()))
+    rows = [top_prediction(str(f), p) for f, p in zip(good, probs, strict=True)]
+    write_exclusive(out, render(rows, failures, out.suffix.lower()))
     if echo:
         print(format_table(rows))
         for _, msg in failures:
@@ -181,7 +181,7 @@ def predict_files(
     return rows, failures
 
 
-def _prediction(file: str, probs: torch.Tensor) -> Prediction:
+def top_prediction(file: str, probs: torch.Tensor) -> Prediction:
     p, c = torch.topk(probs, min(TOP_K, probs.numel()))
     top = [(int(ci), float(pi)) for ci, pi in zip(c, p, strict=True)]
     return Prediction(file, top[0][0], top[0][1], top)
@@ -233,7 +233,7 @@ def format_table(rows: list[Prediction]) -> str:
     return "\n".join(lines)
 
 
-def _write_exclusive(path: Path, text: str) -> None:
+def write_exclusive(path: Path, text: str) -> None:
     """Write atomically (temp file + hard link), failing rather than replacing an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

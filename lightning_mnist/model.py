@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from lightning_mnist.errors import ConfigError
 from lightning_mnist.ops import convpool
 from lightning_mnist.ops.build import OpUnavailable
 
@@ -62,23 +63,23 @@ class TutorialCNN(nn.Module):
     ) -> None:
         super().__init__()
         if filters <= 0 or hidden <= 0 or num_classes <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"filters, hidden and num_classes must be positive, got {filters}, {hidden}, "
                 f"{num_classes}"
             )
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         conv_size = IMAGE_SIZE - KERNEL + 1  # 26
         pooled = conv_size // POOL  # 13
         if conv_pool not in ("auto", "fused", "native"):
-            raise ValueError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
+            raise ConfigError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
         self.pool_before_relu, self.conv_pool = pool_before_relu, conv_pool
         self.fused = conv_pool == "auto" and convpool.available()
         if conv_pool == "fused":
             try:
                 convpool.load()
             except OpUnavailable as e:
-                raise ValueError(f"conv_pool fused: {e}") from None
+                raise ConfigError(f"conv_pool fused: {e}") from None
             self.fused = True
         # Conv2D(32, 3x3): (N, 1, 28, 28) -> (N, 32, 26, 26)
         self.conv = nn.Conv2d(1, filters, KERNEL)

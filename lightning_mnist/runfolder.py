@@ -1,7 +1,10 @@
 """The run folder: one per command, never overwritten, safe to kill at any moment.
 
 - ``RunLogger``: a CSVLogger that appends to ``metrics.csv`` when a run resumes in its
-  own folder (Lightning's deletes the file).
+  own folder (Lightning's deletes the file). This is the project's one shim on a Lightning
+  internal (``ExperimentWriter._check_log_dir_exists``); ``tests/test_cli.py`` fails loudly
+  if Lightning renames it.
+- ``RunConfig``: ``config.yaml`` in the run folder, whatever loggers are chosen.
 - ``AtomicCheckpointIO``: checkpoints are written to a temp file, fsynced, then renamed,
   so a kill during a write leaves the previous ``last.ckpt``/best checkpoint intact.
 - ``SaveOnInterrupt``: Ctrl-C and SIGTERM save ``checkpoints/interrupted.ckpt``.
@@ -39,7 +42,29 @@ class _AppendingWriter(ExperimentWriter):
 
 
 class RunLogger(CSVLogger):
-    """CSVLogger whose ``metrics.csv`` survives a resume in the same run folder."""
+    """CSVLogger whose ``metrics.csv`` survives a resume in the same run folder.
+
+    Args:
+        save_dir: The run root; None is filled in by the CLI with ``trainer.default_root_dir``.
+        name: Sub-folder under ``save_dir`` ("" puts ``version_N`` right under it).
+        version: The run folder's number; None is filled in by the CLI (next free, the run
+            being resumed, or the SLURM job id).
+        flush_logs_every_n_steps: How often rows are written to disk.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | None = None,
+        name: str = "",
+        version: int | str | None = None,
+        flush_logs_every_n_steps: int = 100,
+    ) -> None:
+        super().__init__(
+            save_dir or "runs",
+            name=name,
+            version=version,
+            flush_logs_every_n_steps=flush_logs_every_n_steps,
+        )
 
     @property
     def experiment(self) -> ExperimentWriter:
@@ -50,16 +75,28 @@ class RunLogger(CSVLogger):
 
 
 class RunConfig(SaveConfigCallback):
-    """Save ``config.yaml``; a resumed run adds ``config.resumed-N.yaml`` beside it."""
+    """Save ``config.yaml`` in the run folder; a resumed run adds ``config.resumed-N.yaml``.
 
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        log_dir = trainer.log_dir
-        if log_dir and (Path(log_dir) / self.config_filename).exists():  # a resumed run
+    Args:
+        run_dir: The run folder (the CLI passes it through ``save_config_kwargs``).
+    """
+
+    def __init__(self, *args: Any, run_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_dir = run_dir
+
+    def save_config(self, trainer, pl_module, stage: str) -> None:
+        if self.run_dir is None:
+            return
+        folder = Path(self.run_dir)
+        name = self.config_filename
+        if (folder / name).exists():  # a resumed run
             n = 1
-            while (Path(log_dir) / f"config.resumed-{n}.yaml").exists():
+            while (folder / f"config.resumed-{n}.yaml").exists():
                 n += 1
-            self.config_filename = f"config.resumed-{n}.yaml"
-        super().setup(trainer, pl_module, stage)
+            name = f"config.resumed-{n}.yaml"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, folder / name, skip_none=False, multifile=self.multifile)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -85,7 +122,9 @@ class SaveOnInterrupt(Callback):
         if not isinstance(exception, KeyboardInterrupt | SIGTERMException):
             return
         ckpt = trainer.checkpoint_callback
-        folder = Path(ckpt.dirpath) if ckpt and ckpt.dirpath else Path(trainer.log_dir)
+        if not (ckpt and ckpt.dirpath):
+            return  # checkpointing is off: nothing to save into
+        folder = Path(ckpt.dirpath)
         self.path = folder / "interrupted.ckpt"
         trainer.save_checkpoint(self.path)
         if trainer.is_global_zero:

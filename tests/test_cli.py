@@ -21,8 +21,9 @@ def test_print_config_shows_the_tutorial_preset(capsys):
         cli_main(["fit", "--config", TUTORIAL, "--print_config"])
     assert e.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
-    assert cfg["data"]["batch_size"] == 256 and cfg["model"]["eps"] == 1e-7
-    assert cfg["early_stopping"]["patience"] == 2 and cfg["checkpoint"]["monitor"] == "val_loss"
+    assert cfg["data"]["batch_size"] == 256 and cfg["optimizer"]["init_args"]["eps"] == 1e-7
+    assert cfg["early_stopping"]["init_args"]["patience"] == 2
+    assert cfg["checkpoint"]["init_args"]["monitor"] == "val_loss"
     assert cfg["trainer"]["num_sanity_val_steps"] == 0 and cfg["trainer"]["max_epochs"] == 100
 
 
@@ -156,9 +157,11 @@ def test_predict_images_from_a_fit_checkpoint(one_epoch_run, tmp_path, capsys):
     from lightning_mnist.cli import main
 
     digits = Path(__file__).resolve().parents[1] / "examples" / "digits"
-    out = tmp_path / "pred.csv"
     ckpt = str(one_epoch_run / "checkpoints" / "last.ckpt")
-    assert main(["predict", "--ckpt_path", ckpt, "--images", str(digits), "--out", str(out)]) == 0
+    root = tmp_path / "runs"
+    args = ["predict", "--ckpt_path", ckpt, "--data.images", f"[{digits}]"]
+    assert main([*args, "--trainer.default_root_dir", str(root)]) == 0
+    out = root / "version_0" / "image_predictions.csv"
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 4
     right = sum(r["predicted"] == Path(r["file"]).stem.split("label")[1] for r in rows)

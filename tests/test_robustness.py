@@ -157,7 +157,9 @@ def test_bad_checkpoints_get_one_line(tmp_path, capsys, data_dir):
     assert "not found" in bad([*base, "--ckpt_path", str(tmp_path / "missing.ckpt")], capsys)
     assert "corrupt" in bad([*base, "--ckpt_path", str(corrupt)], capsys)
     assert "another architecture" in bad([*base, "--ckpt_path", str(other)], capsys)
-    assert "corrupt" in bad(["predict", "--ckpt_path", str(corrupt), "--images", "x.png"], capsys)
+    assert "corrupt" in bad(
+        ["predict", "--ckpt_path", str(corrupt), "--data.images", "[x.png]"], capsys
+    )
 
 
 def test_resume_without_a_run_says_so(tmp_path, capsys):
