@@ -19,6 +19,7 @@ import os
 import sys
 import time
 import warnings
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,9 @@ class MNISTCLI(LightningCLI):
             if cfg.num_threads < 1:
                 raise UserError(f"--num_threads must be at least 1, got {cfg.num_threads}")
             torch.set_num_threads(cfg.num_threads)
+        # config.yaml gets the config as given, not the paths filled in below, so that
+        # `fit --config <run>/config.yaml` starts a new run instead of writing into this one.
+        self.save_config_kwargs["config_as_given"] = deepcopy(cfg)
         trainer = cfg.trainer
         root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
         check_root(root)
@@ -287,12 +291,10 @@ class MNISTCLI(LightningCLI):
         best = self._best_checkpoint()
         # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
         # Every rank must take the same path here, or the collective calls diverge.
-        (test,) = trainer.test(
-            self.model,
-            datamodule=self.datamodule,
-            ckpt_path="best" if best else None,
-            verbose=False,
-        )
+        ckpt_path = "best" if best else None
+        trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)
+        # The system's own epoch means (the same on every rank), also when nothing is logged.
+        test = {k: v for k, v in self.model.epoch_metrics.items() if k.startswith("test_")}
         if not trainer.is_global_zero:
             return
         if trainer.fast_dev_run:  # a smoke test: no run folder is written

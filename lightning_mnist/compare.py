@@ -197,7 +197,10 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not saved_path.exists():
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
     saved = json.loads(saved_path.read_text())
-    diff = [k for k in RESUME_KEYS if saved.get(k) != settings[k]]
+    # A comparison started before --lightning-args existed ran without any.
+    diff = [
+        k for k in RESUME_KEYS if saved.get(k, "" if k == "lightning_args" else None) != settings[k]
+    ]
     if diff:
         wanted = " ".join(f"{k}={saved.get(k)}" for k in diff)
         raise CompareError(f"{out} was started with {wanted}; resume with the same settings")

@@ -81,9 +81,13 @@ class RunConfig(SaveConfigCallback):
         run_dir: The run folder (the CLI passes it through ``save_config_kwargs``).
     """
 
-    def __init__(self, *args: Any, run_dir: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, run_dir: str | None = None, config_as_given: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.run_dir = run_dir
+        if config_as_given is not None:
+            self.config = config_as_given
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         if self.run_dir is None:

@@ -78,7 +78,8 @@ def test_presets_are_package_data():
     folder = files("lightning_mnist") / "configs"
     assert {"tutorial", "ddp"} <= set(preset_names())
     tutorial = yaml.safe_load((folder / "tutorial.yaml").read_text())
-    assert tutorial["model"]["eps"] == 1e-7 and tutorial["data"]["batch_size"] == 256
+    assert tutorial["optimizer"]["init_args"]["eps"] == 1e-7
+    assert tutorial["data"]["batch_size"] == 256
     assert preset_path("tutorial").read_text() == (folder / "tutorial.yaml").read_text()
     assert preset_path("configs/ddp.yaml").is_file()
     # configs/ in a clone is the same folder, so the README's --config paths are the presets.
@@ -109,7 +110,7 @@ def test_no_tracked_file_leans_on_the_machine_it_was_made_on():
         text = path.read_text(errors="replace")
         for name, pattern in (("shared", SHARED), ("path", MACHINE_PATH), ("issue", ISSUE_REF)):
             if name == "shared" and rel.startswith(".ci/"):
-                continue  # the workspace's CI is the one place that knows ../shared
+                continue  # the workspace's CI is the one place that knows the shared folder
             for m in re.finditer(pattern, text):
                 line = text.count("\n", 0, m.start()) + 1
                 found.append(f"{rel}:{line}: {name}: {m.group(0)}")
