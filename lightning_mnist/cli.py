@@ -14,6 +14,7 @@ told, in addition.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jsonargparse import Namespace
+import yaml
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -44,6 +46,8 @@ from lightning_mnist.system import MNISTClassifier
 
 DEFAULT_ROOT = "runs"
 SPECIAL_CKPTS = ("best", "last", "hpc", "registry")
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+PARSER_KWARGS = {"exit_on_error": False, **{s: {"exit_on_error": False} for s in SUBCOMMANDS}}
 CALLBACK_GROUPS = ("checkpoint", "early_stopping")
 # Lightning's own MisconfigurationException is a configuration mistake too (e.g. a GPU asked
 # for on a machine without one, max_epochs below -1).
@@ -147,6 +151,7 @@ class MNISTCLI(LightningCLI):
         trainer = cfg.trainer
         root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
         check_root(root)
+        check_optimizer(cfg.get("optimizer"))
         self._check_evaluation_weights(cfg, root)
         self._drop_what_the_trainer_forbids(cfg)
         version = self._version(cfg, root)
@@ -343,6 +348,41 @@ class MNISTCLI(LightningCLI):
         )
 
 
+def check_config_files(args: list[str]) -> None:
+    """Each ``--config FILE`` exists and holds a YAML mapping; else one line naming the file."""
+    files = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "-c")]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            continue  # the parser says so, naming the file
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or one_line(e)
+            raise UserError(f"{name}: not valid YAML{where} ({problem})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{name}: cannot be read ({one_line(e)})") from None
+        if data is None:
+            raise UserError(f"{name} is empty; a config holds keys such as trainer:, model:, data:")
+        if not isinstance(data, dict):
+            raise UserError(f"{name} is not a mapping of keys (trainer:, model:, data:, ...)")
+
+
+def check_optimizer(config: Any) -> None:
+    """The optimizer's own argument checks (a negative lr, ...), run before anything is built."""
+    if not config or not config.get("class_path"):
+        return
+    module, name = config.class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    try:
+        cls([torch.nn.Parameter(torch.zeros(1))], **dict(config.get("init_args") or {}))
+    except ValueError as e:
+        raise UserError(f"optimizer {name}: {one_line(e)}") from None
+
+
 def check_root(root: Path) -> None:
     """Refuse a run root that is a file or cannot be written, before anything is built."""
     if root.exists() and not root.is_dir():
@@ -373,9 +413,14 @@ def main(argv: list[str] | None = None) -> int:
             from lightning_mnist.export import main as export_main
 
             return export_main(args[1:])
+        check_config_files(args)
         cli = cli_main(argv)
     except USER_ERRORS as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except ArgumentError as e:
+        command = " ".join(["lightning-mnist", *args[:1]])
+        print(f"error: {parser_message(e)} (see `{command} --help`)", file=sys.stderr)
         return 2
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1
@@ -401,9 +446,24 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
         MNISTDataModule,
         seed_everything_default=0,
         save_config_callback=RunConfig,
+        # A parser error is raised, not printed after the usage screen: main() shows one line.
+        parser_kwargs={
+            "exit_on_error": False,
+            **{s: {"exit_on_error": False} for s in SUBCOMMANDS},
+        },
         args=args,
         run=run,
     )
+
+
+def parser_message(e: BaseException) -> str:
+    """The useful line of a jsonargparse error (its first line is often only a preamble)."""
+    lines = [x.strip(" -") for x in str(e).splitlines() if x.strip(" -")]
+    useful = [
+        x for x in lines if "No action for key" in x or "Not a valid" in x or "Unrecognized" in x
+    ]
+    text = useful[0] if useful else (lines[-1] if lines else type(e).__name__)
+    return text if len(lines) < 2 or text == lines[0] else f"{lines[0].rstrip(':')}: {text}"
 
 
 def one_line(e: BaseException) -> str:

@@ -78,6 +78,11 @@ class MNISTDataModule(L.LightningDataModule):
             return  # predicting the user's images needs no dataset files
         if self._default_dir and self.fetch:
             Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        if Path(self.data_dir).exists() and not Path(self.data_dir).is_dir():
+            raise DataError(
+                f"data dir {self.data_dir} is a file, not a folder; point --data.data_dir at a "
+                "folder holding MNIST/raw"
+            )
         if not Path(self.data_dir).is_dir():
             raise DataError(
                 f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "

@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     from jsonargparse import ArgumentParser
 
     p = ArgumentParser(
+        exit_on_error=False,  # main() shows a parser error as one line
         prog="lightning-mnist export",
         description="Export a trained checkpoint (stock PyTorch ops) and check the exported "
         "file against the model on the MNIST test images; a file that disagrees is not kept.",

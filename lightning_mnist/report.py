@@ -274,7 +274,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     for fw in summary["frameworks"]:
         run = next(r for r in report["runs"] if r["framework"] == fw)
         vers = ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items())
-        lines.append(f"- {NAMES.get(fw, fw)}: {run.get('device', '?')}; {vers}")
+        lines.append(f"- {NAMES.get(fw, fw)}: {run.get('device', '?')}; {vers}{_speedups(run)}")
     if s.get("loadavg_start") is not None:
         lines.append(
             f"- Machine: {s.get('cpu_count')} cores, 1-minute load average "
@@ -282,6 +282,18 @@ def render_markdown(report: dict[str, Any]) -> str:
             "and the timings are noisy)"
         )
     return "\n".join(lines) + "\n"
+
+
+def _speedups(run: dict[str, Any]) -> str:
+    """Which conv path and opt-in settings a run used, as recorded in its results.json."""
+    parts = []
+    if "conv_path" in run:
+        parts.append(f"conv path {run['conv_path']}")
+    if run.get("tune_malloc"):
+        parts.append("tune_malloc on")
+    if "jit_compile" in run:
+        parts.append(f"jit_compile {run['jit_compile']}")
+    return f"; {', '.join(parts)}" if parts else ""
 
 
 def plot_overlays(runs: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:

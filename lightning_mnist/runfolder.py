@@ -17,6 +17,7 @@ import csv
 import io
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,14 @@ class RunConfig(SaveConfigCallback):
         self.run_dir = run_dir
         if config_as_given is not None:
             self.config = config_as_given
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # A run that fails before it wrote anything (bad data found in setup, ...) leaves no
+        # empty run folder behind.
+        folder = Path(self.run_dir) if self.run_dir else None
+        if trainer.is_global_zero and folder and folder.is_dir():
+            if not any(p.is_file() for p in folder.rglob("*")):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def save_config(self, trainer, pl_module, stage: str) -> None:
         if self.run_dir is None:

@@ -25,10 +25,6 @@ from lightning_mnist.idx import (
     write_atomic,
 )
 
-REAL_DATA_DIR = Path(
-    os.environ.get("MNIST_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
-
 
 def tiny_arrays(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
@@ -175,25 +171,23 @@ def test_spec_sizes_match_official_files():
 
 
 @pytest.mark.real_data
-def test_real_files_verify_fast():
-    # Fails (never skips) without the data: point MNIST_DATA_DIR at it.
-    assert MNIST.raw_dir(REAL_DATA_DIR).is_dir(), f"no MNIST at {REAL_DATA_DIR}"
+def test_real_files_verify(data_dir):
+    # The data_dir fixture fails (never skips) when the files cannot be had.
     start = time.perf_counter()
-    checks = check_files(REAL_DATA_DIR)
+    checks = check_files(data_dir)
     seconds = time.perf_counter() - start
     assert all(c.ok and c.md5_source == "official" for c in checks), [c.error for c in checks]
+    # Reported, not asserted: wall-clock time belongs to benchmarks, not unit tests.
     print(f"verified the 4 real MNIST files (read + checks + MD5) in {seconds:.3f} s")
-    # Measured 0.35 s on the 2-core dev VM, 0.11 s of it MD5; 3 s leaves room for a busy box.
-    assert seconds < 3.0
-    x_train, y_train, x_test, y_test = load_arrays(REAL_DATA_DIR)
+    x_train, y_train, x_test, y_test = load_arrays(data_dir)
     assert x_train.shape == (60000, 28, 28) and x_test.shape == (10000, 28, 28)
     assert np.bincount(y_train).tolist()[:2] == [5923, 6742]
 
 
 @pytest.mark.real_data
-def test_real_flipped_byte_stops_with_one_line(tmp_path, capsys):
+def test_real_flipped_byte_stops_with_one_line(tmp_path, capsys, data_dir):
     raw = MNIST.raw_dir(tmp_path)
-    shutil.copytree(MNIST.raw_dir(REAL_DATA_DIR), raw)
+    shutil.copytree(MNIST.raw_dir(data_dir), raw)
     os.chmod(raw, 0o755)
     for f in raw.iterdir():
         os.chmod(f, 0o644)

@@ -97,7 +97,7 @@ def tracked_text_files() -> list[Path]:
 
 
 # Built from pieces so that this file does not match itself.
-SHARED = re.escape("../" + "shared")
+SHARED = re.escape("../" + "shared") + "|" + re.escape('/ "' + 'shared"')
 MACHINE_PATH = r"(?<![\w.])/(?:" + "|".join(["work", "home", "root", "Users", "tmp"]) + r")/\w"
 ISSUE_REF = r"(?i)\b" + "issues?" + r"\s+#?\d+\b"
 

@@ -1,0 +1,267 @@
+"""Hostile but fair input: every case gets exit code 2, exactly one line on stderr naming the
+cause, no traceback, and no file created or changed under the run root or the data dir.
+
+Each case runs the real command in this process on tiny IDX files (no real MNIST needed).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import TUTORIAL, write_tiny_idx
+
+from lightning_mnist.cli import main
+from lightning_mnist.system import MNISTClassifier
+
+
+class Payload:
+    """A pickle that creates a file when a full unpickler loads it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def listing(*folders: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folders`` with its size and modification time."""
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")) if folder.exists() else []:
+            st = p.stat()
+            out[str(p)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+class World:
+    """A scratch world per case: data, a run root, checkpoints of several kinds.
+
+    The data dir holds tiny IDX files, except for the cases that damage a file: they get a
+    copy of the real MNIST files, so that only the damage is wrong.
+    """
+
+    def __init__(self, tmp: Path, real: Path) -> None:
+        self.tmp = tmp
+        self.real = real
+        self.data = write_tiny_idx(tmp / "data", n_train=64, n_test=32)
+        self.root = tmp / "runs"
+        self.marker = tmp / "payload-ran"
+
+    def fit(self, *extra: str) -> list[str]:
+        return ["fit", *self.base(), "--trainer.max_epochs", "1", *extra]
+
+    def base(self) -> list[str]:
+        return [
+            "--config",
+            TUTORIAL,
+            "--data.data_dir",
+            str(self.data),
+            "--data.fetch",
+            "false",
+            "--trainer.default_root_dir",
+            str(self.root),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--data.batch_size",
+            "16",
+        ]
+
+    def sub(self, command: str, *extra: str) -> list[str]:
+        return [command, *self.base(), *extra]
+
+    def file(self, name: str, data: bytes) -> str:
+        path = self.tmp / name
+        path.write_bytes(data)
+        return str(path)
+
+    def ckpt(self, kind: str) -> str:
+        if kind == "malicious":
+            payload = {"state_dict": {}, "x": Payload(self.marker)}
+            return self.file("evil.ckpt", pickle.dumps(payload))
+        if kind == "corrupt":
+            return self.file("corrupt.ckpt", os.urandom(2000))
+        if kind == "empty":
+            return self.file("empty.ckpt", b"")
+        if kind == "no-state":
+            path = self.tmp / "nostate.ckpt"
+            torch.save({"epoch": 1}, path)
+            return str(path)
+        if kind == "other-architecture":
+            path = self.tmp / "other.ckpt"
+            torch.save({"state_dict": MNISTClassifier(filters=16).state_dict()}, path)
+            return str(path)
+        raise ValueError(kind)
+
+    def raw(self) -> Path:
+        """A fresh copy of the real MNIST files to damage; the data dir points at it."""
+        self.data = self.tmp / "real-copy"
+        raw = self.data / "MNIST" / "raw"
+        shutil.copytree(self.real / "MNIST" / "raw", raw)
+        for f in raw.iterdir():
+            os.chmod(f, 0o644)
+        return raw
+
+
+Case = Callable[[World], list[str]]
+
+
+def _corrupt_labels(w: World) -> list[str]:
+    path = w.raw() / "train-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    data[8 + 5] = 12  # the sixth label: 12 is no digit
+    path.write_bytes(bytes(data))
+    return w.fit()
+
+
+def _truncated(w: World) -> list[str]:
+    path = w.raw() / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    return w.fit()
+
+
+def _dir_for_file(w: World) -> list[str]:
+    path = w.raw() / "t10k-labels-idx1-ubyte"
+    path.unlink()
+    path.mkdir()
+    return w.fit()
+
+
+def _data_dir_is_file(w: World) -> list[str]:
+    return [*w.fit(), "--data.data_dir", w.file("not-a-dir", b"x")]
+
+
+def _root_is_file(w: World) -> list[str]:
+    return [*w.fit(), "--trainer.default_root_dir", w.file("root-file", b"x")]
+
+
+def _yaml_syntax(w: World) -> list[str]:
+    return ["fit", "--config", w.file("bad.yaml", b"model: [unclosed\n")]
+
+
+def _empty_config(w: World) -> list[str]:
+    return ["fit", "--config", w.file("empty.yaml", b"")]
+
+
+def _bad_images_ckpt(w: World) -> list[str]:
+    return w.sub("predict", "--ckpt_path", w.ckpt("corrupt"), "--data.images", "[x.png]")
+
+
+# (id, case, words the one stderr line must contain)
+CASES: list[tuple[str, Case, str]] = [
+    # configuration values
+    ("batch-size-0", lambda w: w.fit("--data.batch_size", "0"), "batch_size"),
+    ("batch-size-negative", lambda w: w.fit("--data.batch_size", "-3"), "batch_size"),
+    ("split-above-1", lambda w: w.fit("--data.validation_split", "1.5"), "validation_split"),
+    ("split-0", lambda w: w.fit("--data.validation_split", "0"), "validation_split"),
+    ("dropout-1", lambda w: w.fit("--model.dropout", "1.0"), "dropout"),
+    ("filters-0", lambda w: w.fit("--model.filters", "0"), "filters"),
+    ("num-classes-5", lambda w: w.fit("--model.num_classes", "5"), "num_classes"),
+    ("unknown-key", lambda w: w.fit("--model.unknown_key", "3"), "unknown_key"),
+    ("conv-pool-choice", lambda w: w.fit("--model.conv_pool", "magic"), "conv_pool"),
+    ("bad-type", lambda w: w.fit("--model.hidden", "many"), "hidden"),
+    ("num-threads-negative", lambda w: w.fit("--num_threads", "-1"), "num_threads"),
+    ("max-epochs-negative", lambda w: w.fit("--trainer.max_epochs", "-5"), "max_epochs"),
+    ("gpu-without-gpu", lambda w: w.fit("--trainer.accelerator", "gpu"), "gpu"),
+    ("lr-negative", lambda w: w.fit("--optimizer.lr", "-1"), "learning rate"),
+    ("monitor-typo", lambda w: w.fit("--early_stopping.monitor", "val_los"), "val_los"),
+    ("checkpoint-monitor-typo", lambda w: w.fit("--checkpoint.monitor", "acc"), "acc"),
+    (
+        "batch-not-dividing-processes",
+        lambda w: w.fit(
+            "--data.batch_size",
+            "15",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+        ),
+        "batch_size",
+    ),
+    # config files
+    ("config-missing", lambda w: ["fit", "--config", str(w.tmp / "nope.yaml")], "nope.yaml"),
+    ("config-yaml-syntax", _yaml_syntax, "bad.yaml"),
+    ("config-empty", _empty_config, "empty.yaml"),
+    # paths
+    ("data-dir-missing", lambda w: [*w.fit(), "--data.data_dir", "/no/such/dir"], "/no/such/dir"),
+    ("data-dir-is-file", _data_dir_is_file, "not a folder"),
+    ("root-is-file", _root_is_file, "is a file"),
+    # data files
+    ("label-out-of-range", _corrupt_labels, "train-labels-idx1-ubyte"),
+    ("truncated-images", _truncated, "train-images-idx3-ubyte"),
+    ("folder-instead-of-file", _dir_for_file, "t10k-labels-idx1-ubyte"),
+    ("unknown-dataset", lambda w: w.fit("--data.dataset", "cifar"), "cifar"),
+    # checkpoints
+    (
+        "malicious-ckpt-test",
+        lambda w: w.sub("test", "--ckpt_path", w.ckpt("malicious")),
+        "refusing to unpickle code",
+    ),
+    (
+        "malicious-ckpt-predict",
+        lambda w: w.sub("predict", "--ckpt_path", w.ckpt("malicious")),
+        "refusing to unpickle code",
+    ),
+    (
+        "malicious-ckpt-export",
+        lambda w: ["export", "--ckpt_path", w.ckpt("malicious")],
+        "refusing to unpickle code",
+    ),
+    ("missing-ckpt", lambda w: w.sub("test", "--ckpt_path", str(w.tmp / "x.ckpt")), "not found"),
+    ("corrupt-ckpt", lambda w: w.sub("test", "--ckpt_path", w.ckpt("corrupt")), "corrupt"),
+    ("empty-ckpt", lambda w: w.sub("validate", "--ckpt_path", w.ckpt("empty")), "empty.ckpt"),
+    (
+        "ckpt-without-state",
+        lambda w: w.sub("test", "--ckpt_path", w.ckpt("no-state")),
+        "state_dict",
+    ),
+    (
+        "other-architecture",
+        lambda w: w.sub("test", "--ckpt_path", w.ckpt("other-architecture")),
+        "another architecture",
+    ),
+    ("corrupt-ckpt-images", _bad_images_ckpt, "corrupt"),
+    # untrained weights are never evaluated silently
+    ("test-without-ckpt", lambda w: w.sub("test"), "--ckpt_path"),
+    ("validate-without-ckpt", lambda w: w.sub("validate"), "--ckpt_path"),
+    ("predict-without-ckpt", lambda w: w.sub("predict"), "--ckpt_path"),
+    ("test-best-without-fit", lambda w: w.sub("test", "--ckpt_path", "best"), "best"),
+    ("test-last-without-run", lambda w: w.sub("test", "--ckpt_path", "last"), "no run"),
+    ("fit-last-without-run", lambda w: w.fit("--ckpt_path", "last"), "no run"),
+    # export
+    (
+        "export-missing-ckpt",
+        lambda w: ["export", "--ckpt_path", str(w.tmp / "x.ckpt")],
+        "not found",
+    ),
+    ("export-bad-format", lambda w: ["export", "--ckpt_path", "x", "--format", "pdf"], "format"),
+]
+
+
+@pytest.mark.parametrize(("make", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_hostile_input_gets_one_line(make, words, tmp_path, capsys, data_dir):
+    world = World(tmp_path, data_dir)
+    argv = make(world)
+    capsys.readouterr()
+    before = listing(world.root, world.data)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, f"exit {code}; stderr: {err[-2000:]}"
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("error:") and words in lines[0], lines[0]
+    assert "Traceback" not in err + out
+    assert listing(world.root, world.data) == before  # nothing created or changed
+    assert not world.marker.exists()  # no code ran from a checkpoint
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) >= 40
