@@ -327,7 +327,7 @@ class MNISTCLI(LightningCLI):
             seed=int(cfg.get("seed_everything") or 0),
             dataset=self.datamodule.dataset,
             params=count_params(self.model.model),
-            best_model=str(Path(best).relative_to(run_dir)) if best else "",
+            best_model=str(Path(best).resolve().relative_to(run_dir.resolve())) if best else "",
             fit_seconds=fit_seconds,
             best_epoch=read_checkpoint(best)["epoch"] + 1 if best else None,
             conv_path=conv_path(self.model.model, trainer.strategy.root_device),

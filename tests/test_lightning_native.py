@@ -234,3 +234,13 @@ def test_callback_types_in_a_built_trainer(tmp_path):
     assert {ModelCheckpoint, EarlyStopping, HistoryRecorder} <= kinds
     removed = built(tmp_path, "--early_stopping", "null", "--checkpoint", "null")
     assert not {ModelCheckpoint, EarlyStopping} & {type(c) for c in removed.trainer.callbacks}
+
+
+@pytest.mark.real_data
+def test_relative_run_root_as_in_the_readme(data_dir, tmp_path, monkeypatch):
+    # The README's command uses a relative default_root_dir (runs/tutorial).
+    monkeypatch.chdir(tmp_path)
+    args = cli_args(data_dir, Path("runs/tutorial"), *QUICK, "--trainer.max_epochs", "1")
+    assert main(["fit", *args]) == 0
+    results = json.loads(Path("runs/tutorial/version_0/results.json").read_text())
+    assert results["best_model"].startswith("checkpoints/best-")
