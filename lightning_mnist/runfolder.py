@@ -94,8 +94,10 @@ class RunConfig(SaveConfigCallback):
         # A run that fails before it wrote anything (bad data found in setup, ...) leaves no
         # empty run folder behind.
         folder = Path(self.run_dir) if self.run_dir else None
-        empty = folder is not None and folder.is_dir() and not any(
-            p.is_file() for p in folder.rglob("*")
+        empty = (
+            folder is not None
+            and folder.is_dir()
+            and not any(p.is_file() for p in folder.rglob("*"))
         )
         if trainer.is_global_zero and empty:
             shutil.rmtree(folder, ignore_errors=True)
