@@ -420,7 +420,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ArgumentError as e:
         command = " ".join(["lightning-mnist", *args[:1]])
-        print(f"error: {parser_message(e)} (see `{command} --help`)", file=sys.stderr)
+        message = parser_message(e)
+        if "does not accept option 'model." in message and "--ckpt_path" in args:
+            # Lightning merges a checkpoint's saved hyper-parameters into the config.
+            message += (
+                ", which the --ckpt_path checkpoint holds: it was written by an older version "
+                "(Adam's lr, betas and eps are --optimizer.* now)"
+            )
+        print(f"error: {message} (see `{command} --help`)", file=sys.stderr)
         return 2
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1
