@@ -40,7 +40,14 @@ from lightning_mnist.model import conv_path, count_params
 from lightning_mnist.ops.build import OpUnavailable
 from lightning_mnist.plots import plot_history
 from lightning_mnist.results import HistoryRecorder, build_results, write_json
-from lightning_mnist.runfolder import RunConfig, RunLogger, find_last, versions
+from lightning_mnist.runfolder import (
+    RunConfig,
+    RunLock,
+    RunLogger,
+    clean_for_resume,
+    find_last,
+    versions,
+)
 from lightning_mnist.speed import tune_malloc
 from lightning_mnist.system import MNISTClassifier
 
@@ -53,11 +60,15 @@ CALLBACK_GROUPS = ("checkpoint", "early_stopping")
 # for on a machine without one, max_epochs below -1).
 USER_ERRORS = (UserError, DataError, CheckpointError, OpUnavailable, MisconfigurationException)
 LOG = logging.getLogger("lightning_mnist")
+HELD_LOCKS: list[RunLock] = []  # released when the command ends, however it ends
+# Arguments that define the network a checkpoint holds; a flag that contradicts the
+# checkpoint's value is refused (conv_pool, channels_last... change no weights and may differ).
+ARCHITECTURE = ("filters", "hidden", "num_classes", "dropout")
 
 # The tutorial's callbacks. Keras's ModelCheckpoint(save_best_only=True) monitors val_loss;
 # Lightning's default monitors nothing (docs/parity.md #8). save_last lets a run resume.
 CHECKPOINT = {
-    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+    "class_path": "lightning_mnist.runfolder.RunCheckpoint",
     "init_args": {
         "monitor": "val_loss",
         "mode": "min",
@@ -132,6 +143,10 @@ class MNISTCLI(LightningCLI):
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else self.config.get("ckpt_path")
         self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
+        if self._ckpt:
+            given = sys.argv[1:] if args is None else list(args)
+            model = self.config[sub].model if sub else self.config.model
+            check_flags_against(self._ckpt[1].get("hyper_parameters") or {}, given, model)
 
     def _cfg(self, config: Any) -> Any:
         """This command's part of a parsed config (all of it when run=False)."""
@@ -219,13 +234,30 @@ class MNISTCLI(LightningCLI):
             if found is None:
                 raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
             cfg["ckpt_path"] = str(found[1])
+            self._lock(root / f"version_{found[0]}")
+            clean_for_resume(root / f"version_{found[0]}", read_checkpoint(found[1])["epoch"])
             print(f"Resuming {found[1]}")
             return found[0]
         job = os.environ.get("SLURM_JOB_ID")
         if job and os.environ.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
             return job  # a requeued job finds its own folder and resumes with --ckpt_path last
         existing = [v for v, _ in versions(root) if isinstance(v, int)]
-        return max(existing, default=-1) + 1
+        version = max(existing, default=-1) + 1
+        if self.subcommand == "fit" and not cfg.trainer.get("fast_dev_run"):
+            self._lock(root / f"version_{version}")
+        return version
+
+    def _lock(self, run_dir: Path) -> None:
+        """One writer per run folder (taken by the first process only; DDP ranks share it)."""
+        rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+        if rank != "0":
+            return
+        lock = RunLock(run_dir)
+        HELD_LOCKS.append(lock)
+        reason = lock.acquire()
+        if reason:
+            HELD_LOCKS.remove(lock)
+            raise UserError(reason)
 
     @staticmethod
     def _keep_atomic_writer(trainer) -> None:
@@ -348,6 +380,27 @@ class MNISTCLI(LightningCLI):
         )
 
 
+def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
+    """Refuse a ``--model.X`` flag that contradicts the checkpoint's own hyper-parameter."""
+    for name in ARCHITECTURE:
+        given = any(a == f"--model.{name}" or a.startswith(f"--model.{name}=") for a in args)
+        if given and name in saved and model.get(name) != saved[name]:
+            raise UserError(
+                f"--model.{name} {model.get(name)} contradicts the checkpoint, which has "
+                f"{name} {saved[name]}; drop the flag or use a checkpoint trained with it"
+            )
+
+
+def release_locks() -> None:
+    """Release the run-folder locks; a folder that holds nothing else is removed."""
+    while HELD_LOCKS:
+        lock = HELD_LOCKS.pop()
+        lock.release()
+        folder = lock.path.parent
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def check_config_files(args: list[str]) -> None:
     """Each ``--config FILE`` exists and holds a YAML mapping; else one line naming the file."""
     files = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "-c")]
@@ -431,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1
+    finally:
+        release_locks()
     writer = next(
         (c for c in getattr(cli.trainer, "callbacks", []) if hasattr(c, "failures")), None
     )

@@ -5,6 +5,9 @@
   internal (``ExperimentWriter._check_log_dir_exists``); ``tests/test_cli.py`` fails loudly
   if Lightning renames it.
 - ``RunConfig``: ``config.yaml`` in the run folder, whatever loggers are chosen.
+- ``RunCheckpoint``: ModelCheckpoint whose saved paths follow the run folder when it moves.
+- ``clean_for_resume``, ``RunLock``: a resumed run starts from a clean folder, one writer at a
+  time.
 - ``AtomicCheckpointIO``: checkpoints are written to a temp file, fsynced, then renamed,
   so a kill during a write leaves the previous ``last.ckpt``/best checkpoint intact.
 - ``SaveOnInterrupt``: Ctrl-C and SIGTERM save ``checkpoints/interrupted.ckpt``.
@@ -18,11 +21,12 @@ import io
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -168,3 +172,112 @@ def find_last(root: str | Path) -> tuple[int, Path] | None:
         if ckpt.is_file():
             return version, ckpt
     return None
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose restored state follows a moved or copied run folder.
+
+    A checkpoint stores absolute paths (its folder, the best and last files). When the run
+    folder has moved since, those paths name the old place; they are rebased onto this
+    callback's folder, so a resume tests the best checkpoint of this folder, not another's.
+    Best checkpoints that the state does not list (left by a kill between writing a new best
+    and deleting the old one) are removed, so the folder holds ``save_top_k`` of them.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and Path(old) != Path(self.dirpath):
+            state_dict = self._rebased(state_dict, Path(old), Path(self.dirpath))
+        super().load_state_dict(state_dict)
+        if self.dirpath and Path(self.dirpath).is_dir():
+            keep = {Path(p).name for p in self.best_k_models} | {"last.ckpt", "interrupted.ckpt"}
+            keep.add(Path(self.best_model_path).name if self.best_model_path else "")
+            for stale in Path(self.dirpath).glob("*.ckpt"):
+                if stale.name not in keep and not stale.name.startswith("hpc_ckpt"):
+                    stale.unlink()
+
+    @staticmethod
+    def _rebased(state: dict[str, Any], old: Path, new: Path) -> dict[str, Any]:
+        def move(path: str) -> str:
+            return str(new / Path(path).name) if path and Path(path).parent == old else path
+
+        state = dict(state, dirpath=str(new))
+        for key in ("best_model_path", "last_model_path", "kth_best_model_path"):
+            if key in state:
+                state[key] = move(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+        return state
+
+
+def clean_for_resume(run_dir: Path, epoch: int) -> None:
+    """Before resuming ``run_dir`` after its ``epoch`` (0-based) finished: remove temp files an
+    interrupted write left, and the metrics.csv rows of the epoch that did not finish."""
+    for tmp in (run_dir / "checkpoints").glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    metrics = run_dir / "metrics.csv"
+    if not metrics.is_file():
+        return
+    with metrics.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or "epoch" not in rows[0]:
+        return
+    col = rows[0].index("epoch")
+    kept = [rows[0]] + [r for r in rows[1:] if r[col] == "" or int(float(r[col])) <= epoch]
+    if len(kept) != len(rows):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(kept)
+        write_atomic(metrics, buffer.getvalue().encode())
+
+
+class RunLock:
+    """One writer per run folder: ``.lock`` holds the writer's PID and host.
+
+    A lock whose process is gone (killed) is taken over; one whose process is alive on this
+    host is refused with one line naming it.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.held = False
+
+    def acquire(self) -> str | None:
+        """Take the lock; return None, or the one-line reason it is held by another process."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                other = self.path.read_text().split() if self.path.exists() else []
+                if other and _alive(other):
+                    return (
+                        f"run folder {self.path.parent} is being written by process {other[0]}"
+                        f" on {other[1] if len(other) > 1 else 'this host'}; wait for it or "
+                        "choose another --trainer.default_root_dir"
+                    )
+                self.path.unlink(missing_ok=True)  # a stale lock: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return None
+        return f"cannot take the lock {self.path}"
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def _alive(owner: list[str]) -> bool:
+    pid, host = int(owner[0]), owner[1] if len(owner) > 1 else socket.gethostname()
+    if host != socket.gethostname():
+        return True  # another machine's process: cannot check, so assume it runs
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,6 +150,22 @@ def _empty_config(w: World) -> list[str]:
     return ["fit", "--config", w.file("empty.yaml", b"")]
 
 
+def _locked_run(w: World) -> list[str]:
+    # A run folder that another live process (this test's own) is writing.
+    run = w.root / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}")
+    return w.fit("--ckpt_path", "last")
+
+
+def _contradicting_flag(w: World) -> list[str]:
+    path = w.tmp / "sixteen.ckpt"
+    model = MNISTClassifier(filters=16)
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": {"filters": 16}}, path)
+    return w.sub("test", "--ckpt_path", str(path), "--model.filters", "32")
+
+
 def _bad_images_ckpt(w: World) -> list[str]:
     return w.sub("predict", "--ckpt_path", w.ckpt("corrupt"), "--data.images", "[x.png]")
 
@@ -236,6 +253,9 @@ CASES: list[tuple[str, Case, str]] = [
     ("test-best-without-fit", lambda w: w.sub("test", "--ckpt_path", "best"), "best"),
     ("test-last-without-run", lambda w: w.sub("test", "--ckpt_path", "last"), "no run"),
     ("fit-last-without-run", lambda w: w.fit("--ckpt_path", "last"), "no run"),
+    # one writer per run folder; explicit flags are honoured or refused
+    ("run-folder-locked", _locked_run, "being written by process"),
+    ("flag-contradicts-checkpoint", _contradicting_flag, "contradicts the checkpoint"),
     # export
     (
         "export-missing-ckpt",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,10 +90,36 @@ def test_killed_run_resumes_exactly(sig, reference_run, data_dir, tmp_path):
     if sig != signal.SIGKILL:  # a graceful stop saves where it was
         assert (run / "checkpoints" / "interrupted.ckpt").is_file(), out[-2000:]
     assert not (run / "results.json").exists()
+    # What a kill in the middle of a checkpoint write leaves: a temp file, and a new best
+    # written while the old one was not yet deleted.
+    orphan = run / "checkpoints" / ".last.ckpt.x1y2.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    stale = run / "checkpoints" / "best-00-9.9999.ckpt"
+    stale.write_bytes(b"an older best")
     out = finish(run_fit(data_dir, tmp_path, 3, "--ckpt_path", "last"))
     assert "Resuming" in out
     assert not (tmp_path / "version_1").exists()  # resumed in its own run folder
     assert_same_run(reference_run, run)
+    assert not orphan.exists() and not stale.exists()
+    assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1  # save_top_k: 1
+    # the rows of the epoch the kill cut short are dropped: the log equals an uninterrupted one
+    assert (run / "metrics.csv").read_text() == (reference_run / "metrics.csv").read_text()
+    assert not (run / ".lock").exists()  # released when the command ended
+
+
+@pytest.mark.real_data
+def test_moved_run_folder_resumes_and_tests_its_own_best(data_dir, tmp_path):
+    first = tmp_path / "first"
+    finish(run_fit(data_dir, first, 2))
+    moved = tmp_path / "moved"
+    shutil.move(str(first), str(moved))
+    out = finish(run_fit(data_dir, moved, 3, "--ckpt_path", "last"))
+    assert "Resuming" in out and not first.exists()
+    run = moved / "version_0"
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs_run"] == 3
+    assert (run / results["best_model"]).is_file()
+    assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
 
 
 def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
