@@ -18,6 +18,7 @@ finished runs are kept) and ``--report-only`` rewrites only the report files fro
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -142,6 +143,11 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         raise CompareError(_exists_message(out, "or pass --resume / --report-only"))
     plan = [(seed, fw) for seed in args.seeds for fw in args.frameworks]
     pending = [(s, f) for s, f in plan if not finished_results(out / "runs" / f"{f}-seed{s}")]
+    if any(fw == "keras" for _, fw in pending) and importlib.util.find_spec("keras") is None:
+        raise CompareError(
+            "the Keras runs need TensorFlow and Keras: pip install 'lightning-mnist[keras]', "
+            "or pass --frameworks lightning"
+        )
     if pending:
         # Before anything is written: a bad data dir leaves no folder.
         check_data(args.data_dir, create=args.default_data_dir)

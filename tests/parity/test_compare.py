@@ -216,3 +216,13 @@ def test_compare_short_form(data_dir, tmp_path, capsys):
     assert main(args) == 2
     assert main(["--report-only", "--out", str(out)]) == 0
     assert (out / "report.md").read_text() == md
+
+
+def test_keras_runs_without_keras_installed_say_what_to_install(tmp_path, monkeypatch, capsys):
+    real = compare.importlib.util.find_spec
+    monkeypatch.setattr(
+        compare.importlib.util, "find_spec", lambda name: None if name == "keras" else real(name)
+    )
+    assert main(["--out", str(tmp_path / "cmp"), "--seeds", "1", "--epochs", "1"]) == 2
+    assert "lightning-mnist[keras]" in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()
