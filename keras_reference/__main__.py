@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import keras_reference  # noqa: F401  (pins KERAS_BACKEND before keras loads)
 from keras_reference.data import FOLDERS, DataError
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from keras_reference.results import check_out_dir, write_results
     from keras_reference.tutorial import run_tutorial
 
+    existed = Path(args.out).exists()
     try:
         out = check_out_dir(args.out)
         results = run_tutorial(
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             jit_compile=True if args.jit_compile else "auto",
         )
     except (DataError, FileExistsError) as e:
+        out_dir = Path(args.out)
+        if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a run that failed before writing anything leaves no folder
         return _fail(str(e))
     path = write_results(out, results)
     print(

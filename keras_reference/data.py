@@ -91,6 +91,9 @@ def read_idx(path: Path, magic: int, count: int, md5: str | None = None) -> np.n
         raise DataError(f"{path}: shape {arr.shape}, expected {want}; fetch the data again")
     if md5 is not None and hashlib.md5(buf).hexdigest() != md5:
         raise DataError(f"{path}: MD5 differs from the official file; fetch the data again")
+    if magic == 2049 and arr.size and int(arr.max()) > 9:
+        at = int(np.argmax(arr > 9))
+        raise DataError(f"{path}: label {int(arr[at])} at index {at} is not a digit 0-9")
     return arr
 
 

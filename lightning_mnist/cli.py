@@ -14,6 +14,7 @@ told, in addition.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -60,7 +61,13 @@ CALLBACK_GROUPS = ("checkpoint", "early_stopping")
 # for on a machine without one, max_epochs below -1).
 USER_ERRORS = (UserError, DataError, CheckpointError, OpUnavailable, MisconfigurationException)
 LOG = logging.getLogger("lightning_mnist")
-HELD_LOCKS: list[RunLock] = []  # released when the command ends, however it ends
+HELD_LOCKS: list[RunLock] = []
+# A full disk, a quota or a read-only filesystem: the user's to fix, shown as one line.
+DISK_ERRORS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+)  # released when the command ends, however it ends
 # Arguments that define the network a checkpoint holds; a flag that contradicts the
 # checkpoint's value is refused (conv_pool, channels_last... change no weights and may differ).
 ARCHITECTURE = ("filters", "hidden", "num_classes", "dropout")
@@ -166,6 +173,8 @@ class MNISTCLI(LightningCLI):
         trainer = cfg.trainer
         root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
         check_root(root)
+        if self.subcommand == "fit" and trainer.get("max_epochs") == 0:
+            raise UserError("--trainer.max_epochs 0 trains nothing; give 1 or more (-1: no limit)")
         check_optimizer(cfg.get("optimizer"))
         self._check_evaluation_weights(cfg, root)
         self._drop_what_the_trainer_forbids(cfg)
@@ -470,6 +479,15 @@ def main(argv: list[str] | None = None) -> int:
         cli = cli_main(argv)
     except USER_ERRORS as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in DISK_ERRORS:
+            raise
+        print(
+            f"error: {e.filename or 'writing'}: {e.strerror}; free space or choose another "
+            "--trainer.default_root_dir",
+            file=sys.stderr,
+        )
         return 2
     except ArgumentError as e:
         command = " ".join(["lightning-mnist", *args[:1]])

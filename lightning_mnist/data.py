@@ -106,6 +106,11 @@ class MNISTDataModule(L.LightningDataModule):
         x_train, y_train, x_test, y_test = load_arrays(self.data_dir, self.dataset)
         x, y = to_tensor(x_train, y_train)
         train, val = keras_split(len(x), self.validation_split)
+        if len(train) == 0 or len(val) == 0:
+            raise ConfigError(
+                f"data.validation_split {self.validation_split} leaves {len(train)} training and "
+                f"{len(val)} validation images of {len(x)}; choose a split that keeps both"
+            )
         self.check_world_size(self.trainer.world_size if self.trainer else 1, len(train))
         self.split_indices = {"train": train, "val": val}
         self.tensors = {

@@ -166,6 +166,11 @@ def _contradicting_flag(w: World) -> list[str]:
     return w.sub("test", "--ckpt_path", str(path), "--model.filters", "32")
 
 
+def _no_training_images(w: World) -> list[str]:
+    w.raw()
+    return w.fit("--data.validation_split", "0.9999999")
+
+
 def _bad_images_ckpt(w: World) -> list[str]:
     return w.sub("predict", "--ckpt_path", w.ckpt("corrupt"), "--data.images", "[x.png]")
 
@@ -186,6 +191,8 @@ CASES: list[tuple[str, Case, str]] = [
     ("num-threads-negative", lambda w: w.fit("--num_threads", "-1"), "num_threads"),
     ("max-epochs-negative", lambda w: w.fit("--trainer.max_epochs", "-5"), "max_epochs"),
     ("gpu-without-gpu", lambda w: w.fit("--trainer.accelerator", "gpu"), "gpu"),
+    ("max-epochs-0", lambda w: w.fit("--trainer.max_epochs", "0"), "max_epochs 0"),
+    ("split-leaves-no-training", _no_training_images, "leaves 0 training"),
     ("lr-negative", lambda w: w.fit("--optimizer.lr", "-1"), "learning rate"),
     ("monitor-typo", lambda w: w.fit("--early_stopping.monitor", "val_los"), "val_los"),
     ("checkpoint-monitor-typo", lambda w: w.fit("--checkpoint.monitor", "acc"), "acc"),
@@ -281,6 +288,47 @@ def test_hostile_input_gets_one_line(make, words, tmp_path, capsys, data_dir):
     assert "Traceback" not in err + out
     assert listing(world.root, world.data) == before  # nothing created or changed
     assert not world.marker.exists()  # no code ran from a checkpoint
+
+
+def test_full_disk_while_saving_a_checkpoint(tmp_path, capsys, data_dir, monkeypatch):
+    import errno
+
+    from lightning_mnist import runfolder
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runfolder, "write_atomic", full)
+    world = World(tmp_path, data_dir)
+    world.raw()
+    argv = world.fit("--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")
+    capsys.readouterr()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0], err[-2000:]
+    assert "Traceback" not in out + err
+
+
+def test_keras_reference_bad_label_is_one_line_and_leaves_no_folder(tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    # Fashion-MNIST has no pinned MD5, so only the label check can catch a bad label.
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    shutil.copytree(data_dir / "MNIST" / "raw", raw)
+    labels = raw / "train-labels-idx1-ubyte"
+    os.chmod(labels, 0o644)
+    data = bytearray(labels.read_bytes())
+    data[8 + 5] = 12
+    labels.write_bytes(bytes(data))
+    out = tmp_path / "keras-run"
+    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(tmp_path / "data")]
+    cmd += ["--dataset", "fashion_mnist", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(lines) == 1 and "label 12" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
 
 
 def test_there_are_at_least_forty_cases():
