@@ -243,24 +243,24 @@ class MNISTCLI(LightningCLI):
             if found is None:
                 raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
             cfg["ckpt_path"] = str(found[1])
-            self._lock(root / f"version_{found[0]}")
-            clean_for_resume(root / f"version_{found[0]}", read_checkpoint(found[1])["epoch"])
+            if first_process():  # DDP ranks re-run this command: one of them locks and cleans
+                self._lock(root / f"version_{found[0]}")
+                clean_for_resume(root / f"version_{found[0]}", read_checkpoint(found[1])["epoch"])
             print(f"Resuming {found[1]}")
             return found[0]
         job = os.environ.get("SLURM_JOB_ID")
         if job and os.environ.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
             return job  # a requeued job finds its own folder and resumes with --ckpt_path last
+        # A new run's folder is not created here (its lock sits beside it): DDP ranks
+        # re-running this command and torchrun's processes must all find the same number.
         existing = [v for v, _ in versions(root) if isinstance(v, int)]
         version = max(existing, default=-1) + 1
-        if self.subcommand == "fit" and not cfg.trainer.get("fast_dev_run"):
+        if self.subcommand == "fit" and not cfg.trainer.get("fast_dev_run") and first_process():
             self._lock(root / f"version_{version}")
         return version
 
     def _lock(self, run_dir: Path) -> None:
-        """One writer per run folder (taken by the first process only; DDP ranks share it)."""
-        rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
-        if rank != "0":
-            return
+        """One writer per run folder: a `fit --ckpt_path last` on a folder in use is refused."""
         lock = RunLock(run_dir)
         HELD_LOCKS.append(lock)
         reason = lock.acquire()
@@ -389,6 +389,11 @@ class MNISTCLI(LightningCLI):
         )
 
 
+def first_process() -> bool:
+    """Whether this is the process that started the command (not a DDP or torchrun rank > 0)."""
+    return (os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0") == "0"
+
+
 def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
     """Refuse a ``--model.X`` flag that contradicts the checkpoint's own hyper-parameter."""
     for name in ARCHITECTURE:
@@ -401,12 +406,12 @@ def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
 
 
 def release_locks() -> None:
-    """Release the run-folder locks; a folder that holds nothing else is removed."""
+    """Release the run-folder locks."""
     while HELD_LOCKS:
         lock = HELD_LOCKS.pop()
         lock.release()
-        folder = lock.path.parent
-        if folder.is_dir() and not any(folder.iterdir()):
+        folder = lock.path.parent  # the run root, removed if the lock made it and it stayed empty
+        if lock.created_parent and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
 
 

@@ -231,18 +231,22 @@ def clean_for_resume(run_dir: Path, epoch: int) -> None:
 
 
 class RunLock:
-    """One writer per run folder: ``.lock`` holds the writer's PID and host.
+    """One writer per run folder: ``.version_N.lock`` beside it holds the writer's PID and host
+    (beside, not inside, so that a new run's folder does not exist before its first write).
 
     A lock whose process is gone (killed) is taken over; one whose process is alive on this
     host is refused with one line naming it.
     """
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / ".lock"
+        self.run_dir = run_dir
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
         self.held = False
+        self.created_parent = False
 
     def acquire(self) -> str | None:
         """Take the lock; return None, or the one-line reason it is held by another process."""
+        self.created_parent = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = f"{os.getpid()} {socket.gethostname()}"
         for _ in range(2):
@@ -252,7 +256,7 @@ class RunLock:
                 other = self.path.read_text().split() if self.path.exists() else []
                 if other and _alive(other):
                     return (
-                        f"run folder {self.path.parent} is being written by process {other[0]}"
+                        f"run folder {self.run_dir} is being written by process {other[0]}"
                         f" on {other[1] if len(other) > 1 else 'this host'}; wait for it or "
                         "choose another --trainer.default_root_dir"
                     )

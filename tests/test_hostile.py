@@ -155,7 +155,7 @@ def _locked_run(w: World) -> list[str]:
     run = w.root / "version_0"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    (run / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}")
+    (w.root / ".version_0.lock").write_text(f"{os.getpid()} {socket.gethostname()}")
     return w.fit("--ckpt_path", "last")
 
 

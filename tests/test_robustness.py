@@ -104,7 +104,7 @@ def test_killed_run_resumes_exactly(sig, reference_run, data_dir, tmp_path):
     assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1  # save_top_k: 1
     # the rows of the epoch the kill cut short are dropped: the log equals an uninterrupted one
     assert (run / "metrics.csv").read_text() == (reference_run / "metrics.csv").read_text()
-    assert not (run / ".lock").exists()  # released when the command ended
+    assert not (tmp_path / ".version_0.lock").exists()  # released when the command ended
 
 
 @pytest.mark.real_data
