@@ -2,8 +2,8 @@
 
 - ``RunLogger``: a CSVLogger that appends to ``metrics.csv`` when a run resumes in its
   own folder (Lightning's deletes the file). This is the project's one shim on a Lightning
-  internal (``ExperimentWriter._check_log_dir_exists``); ``tests/test_cli.py`` fails loudly
-  if Lightning renames it.
+  internal (``ExperimentWriter._check_log_dir_exists``);
+  ``tests/test_lightning_native.py`` fails loudly if Lightning renames it.
 - ``RunConfig``: ``config.yaml`` in the run folder, whatever loggers are chosen.
 - ``RunCheckpoint``: ModelCheckpoint whose saved paths follow the run folder when it moves.
 - ``clean_for_resume``, ``RunLock``: a resumed run starts from a clean folder, one writer at a
