@@ -120,20 +120,12 @@ class MNISTDataModule(L.LightningDataModule):
         }
 
     def _setup_images(self) -> None:
-        from lightning_mnist.image_predict import expand_inputs
-        from lightning_mnist.images import ImageError, prepare_image
+        from lightning_mnist.image_predict import prepare_files
 
-        files, self.image_failures = expand_inputs(self.images)
-        arrays = []
-        for f in files:
-            try:
-                arrays.append(prepare_image(f))
-                self.image_files.append(str(f))
-            except ImageError as e:
-                self.image_failures.append((str(f), str(e)))
-        x = torch.from_numpy(np.stack(arrays)).unsqueeze(1) if arrays else torch.zeros(0, 1, 28, 28)
+        files, images, self.image_failures = prepare_files(self.images)
+        self.image_files = [str(f) for f in files]
         # The "labels" of the user's images are their positions in image_files.
-        self.tensors["images"] = (x.float(), torch.arange(len(x)))
+        self.tensors["images"] = (torch.from_numpy(images).unsqueeze(1), torch.arange(len(files)))
 
     def check_world_size(self, world: int, n_train: int | None = None) -> None:
         """Refuse a global batch that the processes cannot share (one line for the user)."""

@@ -133,6 +133,24 @@ def check_output_path(out_path: str | Path) -> Path:
     return out
 
 
+def prepare_files(
+    paths: Iterable[str | Path],
+) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
+    """Expand and prepare image inputs: the good files, their (N, 28, 28) float32 images in
+    the same order, and ``(input, message)`` for each input that could not be used."""
+    files, failures = expand_inputs(paths)
+    good: list[Path] = []
+    arrays: list[np.ndarray] = []
+    for f in files:
+        try:
+            arrays.append(prepare_image(f))
+            good.append(f)
+        except ImageError as e:
+            failures.append((str(f), str(e)))
+    stack = np.stack(arrays) if arrays else np.zeros((0, 28, 28), np.float32)
+    return good, stack, failures
+
+
 def predict_files(
     model: nn.Module,
     paths: Sequence[str | Path],
@@ -160,16 +178,7 @@ def predict_files(
         PredictError: ``out_path`` has a wrong suffix or exists (checked before any work).
     """
     out = check_output_path(out_path)
-    files, failures = expand_inputs(paths)
-    good: list[Path] = []
-    arrays: list[np.ndarray] = []
-    for f in files:
-        try:
-            arrays.append(prepare_image(f))
-            good.append(f)
-        except ImageError as e:
-            failures.append((str(f), str(e)))
-    stack = np.stack(arrays) if arrays else np.zeros((0, 28, 28), np.float32)
+    good, stack, failures = prepare_files(paths)
     probs = classify(model, stack, batch_size)
     rows = [top_prediction(str(f), p) for f, p in zip(good, probs, strict=True)]
     write_exclusive(out, render(rows, failures, out.suffix.lower()))
@@ -251,25 +260,3 @@ def write_exclusive(path: Path, text: str) -> None:
                 f.write(text)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def run_predict(
-    model: nn.Module, paths: Sequence[str | Path], out_path: str | Path, batch_size: int = 256
-) -> int:
-    """The ``predict`` command: classify, write, print; return the process exit code.
-
-    Exit codes: 0 every input was classified; 1 some inputs failed (the others are in the
-    output file); 2 nothing could run (bad output path; no file is written).
-
-    Args:
-        model: The digit classifier (logits out), already loaded from its checkpoint.
-        paths: Image files and folders of images.
-        out_path: A new ``.csv`` or ``.json`` file.
-        batch_size: Images per forward pass.
-    """
-    try:
-        _, failures = predict_files(model, paths, out_path, batch_size)
-    except PredictError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 1 if failures else 0

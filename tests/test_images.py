@@ -25,7 +25,6 @@ from lightning_mnist.image_predict import (
     classify,
     expand_inputs,
     predict_files,
-    run_predict,
 )
 from lightning_mnist.images import (
     ImageError,
@@ -343,18 +342,6 @@ def test_existing_output_never_overwritten(tmp_path: Path, model: TutorialCNN) -
     with pytest.raises(PredictError, match=".csv or .json"):
         predict_files(model, [tmp_path / "d.png"], tmp_path / "p.xlsx", echo=False)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-
-
-def test_run_predict_exit_codes(
-    tmp_path: Path, model: TutorialCNN, capsys: pytest.CaptureFixture[str]
-) -> None:
-    Image.fromarray(digit_canvas()).save(tmp_path / "d.png")
-    assert run_predict(model, [tmp_path / "d.png"], tmp_path / "a.csv") == 0
-    table = capsys.readouterr().out
-    assert "d.png" in table and "1 predicted, 0 failed" in table
-    assert run_predict(model, [tmp_path / "d.png", tmp_path / "nope.png"], tmp_path / "b.csv") == 1
-    assert run_predict(model, [tmp_path / "d.png"], tmp_path / "a.csv") == 2
-    assert "already exists" in capsys.readouterr().err
 
 
 # ---- acceptance: MNIST digits redrawn as users draw them -----------------------------------
