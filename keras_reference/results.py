@@ -11,7 +11,6 @@ import math
 import os
 import platform
 import tempfile
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,25 +19,6 @@ import keras
 import numpy as np
 
 RESULTS_NAME = "results.json"
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall seconds of each epoch, training plus validation.
-
-    Put it first in ``callbacks``: Keras calls ``on_epoch_end`` in list order, after the
-    validation pass, so the time excludes the checkpoint save of the callbacks after it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.epoch_seconds: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.epoch_seconds.append(time.perf_counter() - self._start)
 
 
 def best_epoch(val_loss: list[float]) -> int:

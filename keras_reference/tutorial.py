@@ -1,11 +1,11 @@
 """The tutorial's code, in the tutorial's order and with its names (``docs/tutorial.md``).
 
 Steps 1-10 below are the tutorial's; lines marked ``# not in the tutorial`` are additions: a
-seed, an epoch timer, a run folder instead of the working directory, ``savefig`` instead of
-``plt.show()`` and the returned results. Step 1 reads the same IDX files as the port and calls
-the tutorial's ``mnist.load_data()`` only when they are absent. The tutorial also fits once
-without callbacks before the fit with callbacks; this runs only the fit with
-callbacks, whose best model it evaluates.
+seed, timers and the measurements of ``measure.py``, a run folder instead of the working
+directory, ``savefig`` instead of ``plt.show()`` and the returned results. Step 1 reads the
+same IDX files as the port and calls the tutorial's ``mnist.load_data()`` only when they are
+absent. The tutorial also fits once without callbacks before the fit with callbacks; this
+runs only the fit with callbacks, whose best model it evaluates.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import keras
 import matplotlib
 import numpy as np
 
+from keras_reference import measure
 from keras_reference.data import load_data
 from keras_reference.model import build_model
-from keras_reference.results import EpochTimer, best_epoch, device_name, versions
+from keras_reference.results import best_epoch, device_name, versions
 
 matplotlib.use("Agg")  # not in the tutorial: write PNGs, never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -84,6 +85,7 @@ def run_tutorial(
         tf.config.experimental.enable_op_determinism()
     _log_h5_warning_once()
 
+    data_started_at, data_t0 = time.time(), time.perf_counter()  # not in the tutorial
     # 1. Load MNIST: 60,000 train and 10,000 test images, uint8 28x28 (from the IDX files, or
     # the tutorial's `mnist.load_data()` when they are absent).
     (x_train, y_train), (x_test, y_test) = load_data(data_dir, dataset)
@@ -99,6 +101,7 @@ def run_tutorial(
     x_test = x_test.astype("float32")
     x_train /= 255
     x_test /= 255
+    data_seconds = time.perf_counter() - data_t0  # not in the tutorial
 
     # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy
     # (model.py; it notes the Keras 3 names of the tutorial's Keras 1/2 imports).
@@ -107,10 +110,11 @@ def run_tutorial(
     # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256,
     # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
     best_model_path = out / BEST_MODEL_NAME  # not in the tutorial: in the run folder
-    timer = EpochTimer()  # not in the tutorial
+    timer = measure.PhaseTimer()  # not in the tutorial
     my_callbacks = [
         timer,  # first, so it times train + val without the checkpoint save
         keras.callbacks.ModelCheckpoint(filepath=str(best_model_path), save_best_only=True),
+        timer.after_checkpoint,  # not in the tutorial: times the save just before it
         keras.callbacks.EarlyStopping(patience=patience),
     ]
     start = time.perf_counter()
@@ -135,11 +139,26 @@ def run_tutorial(
     model = keras.models.load_model(best_model_path)
 
     # 10. Evaluate it on the test set.
+    test_t0 = time.perf_counter()  # not in the tutorial
     loss, acc = model.evaluate(x_test, y_test, verbose=verbose)
+    test_seconds = time.perf_counter() - test_t0  # not in the tutorial
     print("Testing Accuracy: ", round(acc * 100, 2))
     print("Testing Loss: ", round(loss, 2))
 
     hist = {k: [float(v) for v in history.history[k]] for k in _HISTORY_KEYS}
+    # Not in the tutorial: the best model's test predictions, latency and memory.
+    predicted = model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
+    measure.write_predictions(out / measure.PREDICTIONS_CSV, y_test.argmax(axis=1), predicted)
+    epochs_total, val_total = sum(timer.epoch_seconds), sum(timer.val_seconds)
+    timing = {
+        "data_started_at": data_started_at,
+        "data": data_seconds,
+        "train": epochs_total - val_total,
+        "validation": val_total,
+        "checkpoint": timer.checkpoint_seconds,
+        "fit_other": fit_seconds - epochs_total - timer.checkpoint_seconds,
+        "test": test_seconds,
+    }
     return {  # not in the tutorial: the shared results.json schema
         "framework": "keras",
         "dataset": dataset,
@@ -157,6 +176,11 @@ def run_tutorial(
         "jit_compile": jit_compile,
         "device": device_name(),
         "versions": versions(),
+        "timing": timing,
+        "test_predictions": measure.PREDICTIONS_CSV,
+        "inference_ms": measure.latency_ms(model, x_test),
+        "peak_rss_mb": measure.peak_rss_mb(),
+        "environment": measure.environment(),
     }
 
 

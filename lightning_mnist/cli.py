@@ -40,7 +40,13 @@ from lightning_mnist.idx import DataError, get_spec
 from lightning_mnist.model import conv_path, count_params
 from lightning_mnist.ops.build import OpUnavailable
 from lightning_mnist.plots import plot_history
-from lightning_mnist.results import HistoryRecorder, build_results, write_json
+from lightning_mnist.results import (
+    HistoryRecorder,
+    build_results,
+    measure_best_model,
+    run_timing,
+    write_json,
+)
 from lightning_mnist.runfolder import (
     RunConfig,
     RunLock,
@@ -338,7 +344,9 @@ class MNISTCLI(LightningCLI):
         # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
         # Every rank must take the same path here, or the collective calls diverge.
         ckpt_path = "best" if best else None
+        t0 = time.perf_counter()
         trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)
+        test_seconds = time.perf_counter() - t0
         # The system's own epoch means (the same on every rank), also when nothing is logged.
         test = {k: v for k, v in self.model.epoch_metrics.items() if k.startswith("test_")}
         if not trainer.is_global_zero:
@@ -352,14 +360,15 @@ class MNISTCLI(LightningCLI):
         if recorder is None:
             print("no HistoryRecorder in trainer.callbacks: results.json and plots not written")
             return
-        self._write_results(recorder, test, best, fit_seconds)
+        self._write_results(recorder, test, best, (fit_seconds, test_seconds))
 
     def _best_checkpoint(self) -> str:
         ckpt = self.trainer.checkpoint_callback
         return ckpt.best_model_path if ckpt is not None and not self.trainer.fast_dev_run else ""
 
-    def _write_results(self, recorder, test: dict, best: str, fit_seconds: float) -> None:
+    def _write_results(self, recorder, test: dict, best: str, seconds: tuple) -> None:
         trainer, run_dir = self.trainer, Path(self.run_dir)
+        fit_seconds, test_seconds = seconds
         cfg = self._cfg(self.config)
         results = build_results(
             recorder,
@@ -374,6 +383,10 @@ class MNISTCLI(LightningCLI):
             conv_path=conv_path(self.model.model, trainer.strategy.root_device),
             tune_malloc=bool(cfg.get("tune_malloc")),
         )
+        results["timing"] = run_timing(
+            recorder, fit_seconds, test_seconds, self.datamodule, trainer.strategy.checkpoint_io
+        )
+        results.update(measure_best_model(self.model, self.datamodule, run_dir))
         write_json(run_dir / "results.json", results)
         plot_history(results["history"], run_dir)
         secs = sorted(results["epoch_seconds"])

@@ -5,9 +5,10 @@ once, so each framework has every core (docs/parity.md #12). lightning_mnist nev
 Keras or TensorFlow: the Keras side runs as ``python -m keras_reference``.
 
 The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
-``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output,
-``settings.json`` and, from :mod:`lightning_mnist.report`, ``report.json``, ``report.md``,
-``compare_accuracy.png`` and ``compare_loss.png``.
+``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output and
+a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the report:
+``report.json``, ``report.md`` and the ``compare_*.png`` pictures (:mod:`lightning_mnist.report`
+builds it from the saved runs, ``report_md`` and ``report_plots`` write it).
 
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
 comparison is never overwritten. ``--resume`` continues an interrupted one (same settings,
@@ -28,16 +29,36 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
-
 from lightning_mnist.files import DEFAULT_DATA_DIR, default_data_dir
+from lightning_mnist.idx import write_atomic
 from lightning_mnist.presets import preset_path
-from lightning_mnist.report import SETTINGS_JSON, ReportError, epoch_stats, write_report
+from lightning_mnist.report import (
+    DEFAULT_TARGET,
+    PROCESS_JSON,
+    REPORT_JSON,
+    REPORT_MD,
+    SETTINGS_JSON,
+    ReportError,
+    build_report,
+    epoch_stats,
+    report_json,
+)
+from lightning_mnist.report_md import render_markdown
+from lightning_mnist.report_plots import write_plots
 
 DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
 FRAMEWORKS = ("keras", "lightning")
 
-RESUME_KEYS = ("seeds", "epochs", "patience", "frameworks", "dataset", "lightning_args")
+RESUME_KEYS = (
+    "seeds",
+    "epochs",
+    "patience",
+    "frameworks",
+    "dataset",
+    "lightning_args",
+    "accelerator",
+)
+DATASETS = ("mnist", "fashion_mnist")
 
 
 class CompareError(Exception):
@@ -56,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(one process at a time) and write a side-by-side report. "
         "`mnist-compare --bench --help` shows the speed benchmark.",
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--seeds-list", type=int, nargs="+", help="explicit seeds; overrides --seeds")
     p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")
     p.add_argument("--patience", type=int, default=2, help="EarlyStopping patience (default: 2)")
@@ -70,6 +91,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out", default="reports/compare", help="new report folder (default: %(default)s)"
     )
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="(default: %(default)s)")
+    p.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where both frameworks train; gpu needs one that TensorFlow and torch both see "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=None,
+        help="the validation accuracy whose time-to-reach is reported "
+        "(default: 0.98 for mnist, 0.90 for fashion_mnist)",
+    )
     p.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
@@ -92,6 +128,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.data_dir = args.data_dir or default_data_dir()
     if args.seeds < 1 or args.epochs < 1 or args.patience < 0:
         p.error("--seeds and --epochs must be >= 1 and --patience >= 0")
+    if args.target_accuracy is None:
+        args.target_accuracy = DEFAULT_TARGET[args.dataset]
+    elif not 0.0 < args.target_accuracy <= 1.0:
+        p.error("--target-accuracy is a share in (0, 1], e.g. 0.98")
     args.seeds = sorted(set(args.seeds_list)) if args.seeds_list else list(range(args.seeds))
     args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]  # Keras first
     return args
@@ -149,8 +189,10 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             "or pass --frameworks lightning"
         )
     if pending:
-        # Before anything is written: a bad data dir leaves no folder.
-        check_data(args.data_dir, create=args.default_data_dir)
+        # Before anything is written: a bad data dir or a missing GPU leaves no folder.
+        check_data(args.data_dir, args.dataset, create=args.default_data_dir)
+        if args.accelerator == "gpu":
+            check_gpu({fw for _, fw in pending})
     if not args.resume:
         out.mkdir(parents=True, exist_ok=True)
         (out / SETTINGS_JSON).write_text(json.dumps(settings, indent=2) + "\n")
@@ -160,20 +202,30 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             print(f"[{fw} s{seed}] already finished in {run}; kept")
             continue
         common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
+        where = {"dataset": args.dataset, "accelerator": args.accelerator}
         if fw == "keras":
-            results = run_keras(*common)
+            results = run_keras(*common, **where)
         else:
             extra = tuple(shlex.split(args.lightning_args))
-            results = run_lightning(*common, config=args.config, extra=extra)
+            results = run_lightning(*common, config=args.config, extra=extra, **where)
         print(run_line(results))
+    if pending:
+        settings["loadavg_end"] = os.getloadavg()[0]
+        write_atomic(out / SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
     return _write(out, settings)
 
 
 def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Build the report from the saved runs and write report.json, report.md and pictures."""
     try:
-        return write_report(out, settings)
+        report = build_report(out, settings)
     except ReportError as e:
         raise CompareError(str(e)) from None
+    write_plots(report, out)
+    # Written through a temp file and a rename: no half-written report if interrupted.
+    write_atomic(out / REPORT_JSON, report_json(report).encode())
+    write_atomic(out / REPORT_MD, render_markdown(report).encode())
+    return report
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,7 +234,9 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "patience": args.patience,
         "frameworks": args.frameworks,
-        "dataset": "mnist",
+        "dataset": args.dataset,
+        "accelerator": args.accelerator,
+        "target_accuracy": args.target_accuracy,
         "data_dir": str(args.data_dir),
         "config": str(args.config),
         "lightning_args": args.lightning_args,
@@ -203,10 +257,9 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not saved_path.exists():
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
     saved = json.loads(saved_path.read_text())
-    # A comparison started before --lightning-args existed ran without any.
-    diff = [
-        k for k in RESUME_KEYS if saved.get(k, "" if k == "lightning_args" else None) != settings[k]
-    ]
+    # A comparison started before an option existed ran with its default.
+    before = {"lightning_args": "", "accelerator": "cpu"}
+    diff = [k for k in RESUME_KEYS if saved.get(k, before.get(k)) != settings[k]]
     if diff:
         wanted = " ".join(f"{k}={saved.get(k)}" for k in diff)
         raise CompareError(f"{out} was started with {wanted}; resume with the same settings")
@@ -241,11 +294,12 @@ def _free_name(out: Path) -> Path:
     return out.with_name(f"{out.name}-{n}")
 
 
-def check_data(data_dir: str, create: bool = False) -> None:
-    """Make sure ``data_dir`` holds good MNIST IDX files, fetching missing ones (verified).
+def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> None:
+    """Make sure ``data_dir`` holds good IDX files, fetching missing ones (verified).
 
     Args:
-        data_dir: Holds MNIST/raw.
+        data_dir: Holds MNIST/raw (or FashionMNIST/raw).
+        dataset: ``mnist`` or ``fashion_mnist``.
         create: Create ``data_dir`` when it does not exist (the default data dir only).
 
     Raises:
@@ -259,9 +313,29 @@ def check_data(data_dir: str, create: bool = False) -> None:
     if not Path(data_dir).is_dir():
         raise CompareError(f"data dir {data_dir} does not exist; pass --data-dir DIR")
     try:
-        prepare(data_dir)
+        prepare(data_dir, dataset)
     except DataError as e:
         raise CompareError(str(e)) from None
+
+
+def check_gpu(frameworks: set[str]) -> None:
+    """Refuse ``--accelerator gpu`` unless every framework that will run sees a GPU.
+
+    Raises:
+        CompareError: naming the framework that sees none.
+    """
+    import torch
+
+    if "lightning" in frameworks and not torch.cuda.is_available():
+        raise CompareError("--accelerator gpu: torch sees no GPU (torch.cuda.is_available())")
+    if "keras" in frameworks:
+        probe = "import tensorflow as tf, sys; sys.exit(not tf.config.list_physical_devices('GPU'))"
+        found = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True)
+        if found.returncode != 0:
+            raise CompareError(
+                "--accelerator gpu: TensorFlow sees no GPU (install tensorflow[and-cuda]), "
+                "or pass --frameworks lightning"
+            )
 
 
 def finished_results(run: Path) -> Path | None:
@@ -276,21 +350,30 @@ def finished_results(run: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def child_env() -> dict[str, str]:
-    """The children's environment: unbuffered output, TF's info logs hidden."""
+def child_env(accelerator: str = "gpu") -> dict[str, str]:
+    """The children's environment: unbuffered output, TF's info logs hidden, and on the
+    ``cpu`` accelerator no GPU visible (TensorFlow would otherwise take one by itself)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if accelerator == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
     return env
 
 
-def stream(cmd: list[str], prefix: str, log: Path, quiet: bool = False) -> list[str]:
+def stream(
+    cmd: list[str], prefix: str, log: Path, quiet: bool = False, accelerator: str = "cpu"
+) -> list[str]:
     """Run ``cmd``, echo each output line with ``prefix``, save it to ``log``, return the lines.
+
+    Beside ``log`` goes ``process.json``: the launch time (wall clock) and the process's wall
+    seconds, from which the report gets the child's start-up time.
 
     Args:
         cmd: The command.
         prefix: Put before each echoed line, e.g. ``"[keras s0] "``.
         log: The file that keeps the whole output.
         quiet: Do not echo; the log still has everything.
+        accelerator: ``cpu`` hides the GPUs from the child.
 
     Raises:
         CompareError: when the command exits non-zero.
@@ -299,8 +382,13 @@ def stream(cmd: list[str], prefix: str, log: Path, quiet: bool = False) -> list[
     lines: list[str] = []
     with log.open("w") as f:
         f.write(f"$ {shlex.join(cmd)}\n")
+        launched_at, t0 = time.time(), time.perf_counter()
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env()
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=child_env(accelerator),
         )
         try:
             for line in proc.stdout:
@@ -309,6 +397,7 @@ def stream(cmd: list[str], prefix: str, log: Path, quiet: bool = False) -> list[
                 if not quiet:
                     print(prefix + lines[-1], flush=True)
             rc = proc.wait()
+            seconds = time.perf_counter() - t0
         except KeyboardInterrupt:
             proc.terminate()
             proc.wait()
@@ -316,6 +405,8 @@ def stream(cmd: list[str], prefix: str, log: Path, quiet: bool = False) -> list[
     if rc != 0:
         tail = " | ".join(x for x in lines[-3:] if x.strip())
         raise CompareError(f"{shlex.join(cmd[:3])}... exited {rc}: {tail} (full output: {log})")
+    process = {"launched_at": launched_at, "process_seconds": seconds}
+    (log.parent / PROCESS_JSON).write_text(json.dumps(process, indent=2) + "\n")
     return lines
 
 
@@ -327,6 +418,8 @@ def run_keras(
     patience: int,
     quiet: bool = False,
     extra: tuple[str, ...] = (),
+    dataset: str = "mnist",
+    accelerator: str = "cpu",
 ) -> dict[str, Any]:
     """Run ``python -m keras_reference`` into ``run`` and return its results.json.
 
@@ -338,11 +431,13 @@ def run_keras(
         patience: EarlyStopping patience.
         quiet: Do not echo the child's output.
         extra: More ``keras_reference`` options, e.g. ``("--jit-compile",)``.
+        dataset: ``mnist`` or ``fashion_mnist``.
+        accelerator: ``cpu`` hides the GPUs; ``gpu`` lets TensorFlow take one.
     """
     cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir), *extra]
-    cmd += ["--epochs", str(epochs), "--patience", str(patience), "--seed", str(seed)]
-    cmd += ["--out", str(run), "--verbose", "2"]  # one line per epoch, no progress bars
-    stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet)
+    cmd += ["--dataset", dataset, "--epochs", str(epochs), "--patience", str(patience)]
+    cmd += ["--seed", str(seed), "--out", str(run), "--verbose", "2"]  # a line per epoch
+    stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet, accelerator)
     return json.loads((run / "results.json").read_text())
 
 
@@ -355,6 +450,8 @@ def run_lightning(
     quiet: bool = False,
     config: str | Path = DEFAULT_CONFIG,
     extra: tuple[str, ...] = (),
+    dataset: str = "mnist",
+    accelerator: str = "cpu",
 ) -> dict[str, Any]:
     """Run ``lightning-mnist fit`` with ``run`` as default_root_dir and return its results.json.
 
@@ -367,43 +464,28 @@ def run_lightning(
         quiet: Do not echo the child's output.
         config: The Lightning preset.
         extra: More Lightning CLI options, e.g. ``("--model.conv_pool", "fused")``.
+        dataset: ``mnist`` or ``fashion_mnist``.
+        accelerator: The Trainer's accelerator (one device).
     """
     try:
         config = preset_path(config)
     except FileNotFoundError as e:
         raise CompareError(str(e)) from None
     cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
-    cmd += ["--data.data_dir", str(data_dir), "--data.fetch", "false"]
+    cmd += ["--data.data_dir", str(data_dir), "--data.dataset", dataset, "--data.fetch", "false"]
+    cmd += ["--trainer.accelerator", accelerator, "--trainer.devices", "1"]
     cmd += ["--trainer.default_root_dir", str(run), "--seed_everything", str(seed)]
     cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
     # No progress bar (it would flood a pipe); EpochLine prints one line per epoch instead.
     cmd += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    cmd += ["--trainer.callbacks+=lightning_mnist.compare.EpochLine", *extra]
-    lines = stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet)
-    folders = [x.split("Run folder:", 1)[1].strip() for x in lines if x.startswith("Run folder:")]
-    path = Path(folders[-1]) / "results.json" if folders else finished_results(run)
-    if path is None or not path.exists():
+    cmd += ["--trainer.callbacks+=lightning_mnist.results.EpochLine", *extra]
+    stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet, accelerator)
+    path = finished_results(run)  # run is new, so its only version_N is this run's
+    if path is None:
         raise CompareError(
             f"the Lightning run wrote no results.json under {run}; see {run}/run.log"
         )
     return json.loads(path.read_text())
-
-
-class EpochLine(Callback):
-    """Prints one Keras-like line per epoch, for a Lightning run without a progress bar."""
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Runs after the epoch's validation; the system keeps its epoch means as floats.
-        m = getattr(pl_module, "epoch_metrics", {})
-        parts = [
-            f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in m
-        ]
-        secs = time.perf_counter() - self._t0
-        epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
-        print(f"{epoch} - {secs:.1f}s - " + " - ".join(parts), flush=True)
 
 
 def run_line(results: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import lightning as L
@@ -72,6 +73,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.image_files: list[str] = []  # the predicted files, in the order of the batches
         self.image_failures: list[tuple[str, str]] = []  # (input, message)
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.load_started_at = self.load_seconds = None
 
     def prepare_data(self) -> None:
         if self.images is not None:
@@ -103,6 +105,8 @@ class MNISTDataModule(L.LightningDataModule):
             return
         if self.tensors:
             return
+        # When loading began (wall clock) and how long it took: the data part of a run's time.
+        self.load_started_at, t0 = time.time(), time.perf_counter()
         x_train, y_train, x_test, y_test = load_arrays(self.data_dir, self.dataset)
         x, y = to_tensor(x_train, y_train)
         train, val = keras_split(len(x), self.validation_split)
@@ -118,6 +122,7 @@ class MNISTDataModule(L.LightningDataModule):
             "val": (x[val.start : val.stop], y[val.start : val.stop]),
             "test": to_tensor(x_test, y_test),
         }
+        self.load_seconds = time.perf_counter() - t0
 
     def _setup_images(self) -> None:
         from lightning_mnist.image_predict import prepare_files

@@ -40,7 +40,7 @@ def describe_device(trainer: L.Trainer) -> str:
 
 
 class HistoryRecorder(Callback):
-    """Per-epoch history (Keras meaning) and epoch wall times.
+    """Per-epoch history (Keras meaning), epoch wall times and the validation part of each.
 
     Its state travels in checkpoints, so a resumed run keeps the history of the
     epochs it did before the interruption.
@@ -49,16 +49,23 @@ class HistoryRecorder(Callback):
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {k: [] for k in HISTORY_KEYS}
         self.epoch_seconds: list[float] = []
-        self._t0 = 0.0
+        self.val_seconds: list[float] = []
+        self._t0 = self._val_t0 = 0.0
+        self._val = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
+        self._val = 0.0
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._val_t0 = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module) -> None:
         # Recorded here, not in on_train_epoch_end, because ModelCheckpoint saves
         # last.ckpt in on_validation_end (Lightning runs it after the other callbacks),
         # so the checkpoint holds the history of the epoch it closes.
         if not trainer.sanity_checking:
+            self._val = time.perf_counter() - self._val_t0
             self._record(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -69,6 +76,7 @@ class HistoryRecorder(Callback):
             return  # this epoch is already recorded
         # The time covers train + val, like Keras's per-epoch time.
         self.epoch_seconds.append(time.perf_counter() - self._t0)
+        self.val_seconds.append(self._val)
         metrics = pl_module.epoch_metrics
         for k in HISTORY_KEYS:
             self.history[k].append(metrics.get(k, float("nan")))
@@ -80,11 +88,35 @@ class HistoryRecorder(Callback):
         return copy
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "epoch_seconds": self.epoch_seconds}
+        return {
+            "history": self.history,
+            "epoch_seconds": self.epoch_seconds,
+            "val_seconds": self.val_seconds,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
         self.epoch_seconds = list(state_dict["epoch_seconds"])
+        # Checkpoints written before validation was timed on its own: unknown, so NaN.
+        n = len(self.epoch_seconds)
+        self.val_seconds = list(state_dict.get("val_seconds", [float("nan")] * n))
+
+
+class EpochLine(Callback):
+    """Prints one Keras-like line per epoch, for a Lightning run without a progress bar."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Runs after the epoch's validation; the system keeps its epoch means as floats.
+        m = getattr(pl_module, "epoch_metrics", {})
+        parts = [
+            f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in m
+        ]
+        secs = time.perf_counter() - self._t0
+        epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        print(f"{epoch} - {secs:.1f}s - " + " - ".join(parts), flush=True)
 
 
 def build_results(
@@ -125,6 +157,56 @@ def build_results(
         "best_model": best_model,
         "device": describe_device(trainer),
         "versions": versions(),
+    }
+
+
+def run_timing(
+    recorder: HistoryRecorder, fit_seconds: float, test_seconds: float, datamodule, checkpoint_io
+) -> dict[str, Any]:
+    """Where a run's time went, in seconds: data loading, training, validation, checkpoint
+    saving, the rest of ``fit`` (sanity check, callbacks, logging) and the test.
+
+    ``data_started_at`` is the wall clock when loading began; the comparison subtracts its
+    own launch time from it to get the start-up (interpreter, imports, CLI, model).
+    """
+    nan = float("nan")
+    epochs = sum(recorder.epoch_seconds)
+    val = sum(recorder.val_seconds)
+    data = getattr(datamodule, "load_seconds", None)
+    ckpt = getattr(checkpoint_io, "save_seconds", None)  # AtomicCheckpointIO counts it
+    known = epochs + (data or 0.0) + (ckpt or 0.0)
+    return {
+        "data_started_at": getattr(datamodule, "load_started_at", None),
+        "data": nan if data is None else data,
+        "train": epochs - val,
+        "validation": val,
+        "checkpoint": nan if ckpt is None else ckpt,
+        "fit_other": fit_seconds - known,
+        "test": test_seconds,
+    }
+
+
+def measure_best_model(pl_module, datamodule, run_dir: Path) -> dict[str, Any]:
+    """Predict the test set with the tested weights (``test_predictions.csv``), time
+    inference at batch 1 and 256, and record peak memory and the environment."""
+    from lightning_mnist.measure import (
+        PREDICTIONS_CSV,
+        environment,
+        latency_ms,
+        peak_rss_mb,
+        predict_classes,
+        write_predictions,
+    )
+
+    x, y = datamodule.tensors["test"]
+    device = pl_module.device
+    x, y = x.to(device), y.to(device)
+    write_predictions(run_dir / PREDICTIONS_CSV, y.cpu().numpy(), predict_classes(pl_module, x))
+    return {
+        "test_predictions": PREDICTIONS_CSV,
+        "inference_ms": latency_ms(pl_module, x),
+        "peak_rss_mb": peak_rss_mb(),
+        "environment": environment(device),
     }
 
 

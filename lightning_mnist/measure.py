@@ -1,0 +1,126 @@
+"""What a finished run measures besides accuracy: the test predictions, inference latency,
+peak memory and the machine it ran on. The comparison report reads these from every run.
+
+``keras_reference.measure`` records the same fields for Keras, so the two sides can be put
+in one table (the Keras reference runs without torch, hence two small modules).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PREDICTIONS_CSV = "test_predictions.csv"
+LATENCY_BATCHES = (1, 256)
+
+
+def write_predictions(path: str | Path, labels, predicted) -> Path:
+    """``label,predicted`` per test image, in the test files' order.
+
+    Args:
+        path: The CSV file.
+        labels: True classes.
+        predicted: Predicted classes (argmax of the logits).
+    """
+    rows = np.stack([np.asarray(labels, np.int64), np.asarray(predicted, np.int64)], axis=1)
+    path = Path(path)
+    np.savetxt(path, rows, fmt="%d", delimiter=",", header="label,predicted", comments="")
+    return path
+
+
+@torch.inference_mode()
+def predict_classes(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """Argmax class of every image, in eval mode.
+
+    Args:
+        model: Maps (N, 1, 28, 28) images to logits.
+        x: The images, on the model's device.
+        batch_size: Images per forward pass.
+    """
+    was_training = model.training
+    model.eval()
+    out = [model(x[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+@torch.inference_mode()
+def latency_ms(
+    model: torch.nn.Module, x: torch.Tensor, batches=LATENCY_BATCHES, seconds: float = 0.5
+) -> dict[str, float]:
+    """Median milliseconds of one forward pass (eval mode) per batch size.
+
+    Each size is warmed up with 3 passes, then timed pass by pass for about ``seconds``
+    (at least 5 passes). On a GPU each pass is synchronised before the clock stops.
+
+    Args:
+        model: Maps images to logits.
+        x: At least ``max(batches)`` images, on the model's device.
+        batches: The batch sizes.
+        seconds: Time budget per batch size.
+    """
+    was_training = model.training
+    model.eval()
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    found = {}
+    for n in batches:
+        xb = x[:n]
+        for _ in range(3):
+            model(xb)
+        sync()
+        times: list[float] = []
+        end = time.perf_counter() + seconds
+        while len(times) < 5 or time.perf_counter() < end:
+            t0 = time.perf_counter()
+            model(xb)
+            sync()
+            times.append(time.perf_counter() - t0)
+        found[str(n)] = 1000 * statistics.median(times)
+    model.train(was_training)
+    return found
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (``getrusage``'s ru_maxrss)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``), else ``platform.processor()``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    return found.group(1).strip() if found else (platform.processor() or platform.machine())
+
+
+def environment(device: torch.device) -> dict[str, object]:
+    """The machine and torch's compute settings: CPU, threads, oneDNN, BLAS, GPU."""
+    config = torch.__config__.show()
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) (v[\d.]+)", config)
+    blas = re.search(r"BLAS_INFO=(\w+)", config)
+    env = {
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "threads": {
+            "intra_op": torch.get_num_threads(),
+            "inter_op": torch.get_num_interop_threads(),
+            **{k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        },
+        "onednn": onednn.group(1) if onednn else None,
+        "onednn_enabled": torch.backends.mkldnn.is_available(),
+        "blas": blas.group(1) if blas else None,
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+    return env

@@ -1,0 +1,310 @@
+"""report.md: the comparison's answers in order: accuracy (with its interval), agreement,
+per class, time, environment. One function per section; each reads the report dict only."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lightning_mnist.report import NAMES, ROW_KEYS
+from lightning_mnist.report_plots import PLOTS
+from lightning_mnist.report_sections import PHASES
+
+HEADER = (
+    "| framework | seed | epochs run | best epoch | val acc | val loss | test acc | test loss "
+    "| s/epoch (median) | fit s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+)
+PHASE_NAMES = {
+    "startup": "start-up (interpreter, imports, model)",
+    "data": "data loading",
+    "train": "training",
+    "validation": "validation",
+    "checkpoint": "checkpoint saving",
+    "fit_other": "other fit work (sanity check, callbacks)",
+    "test": "test",
+    "after": "after the test (predictions, latency, plots)",
+}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The whole report.md.
+
+    Args:
+        report: From :func:`lightning_mnist.report.build_report`.
+    """
+    parts = [
+        _intro(report),
+        _accuracy(report),
+        _agreement(report),
+        _per_class(report),
+        _time(report),
+        _environment(report),
+    ]
+    return "\n".join(p for p in parts if p).rstrip() + "\n"
+
+
+def _name(fw: str) -> str:
+    return NAMES.get(fw, fw)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _cell(key: str, value: float) -> str:
+    if key in ("val_accuracy", "test_accuracy"):
+        return _pct(value)
+    if key in ("val_loss", "test_loss"):
+        return f"{value:.4f}"
+    if key in ("s_per_epoch",):
+        return f"{value:.2f}"
+    if key == "fit_seconds":
+        return f"{value:.1f}"
+    return f"{value:g}"
+
+
+def _mean_cell(key: str, ms: dict[str, float | None]) -> str:
+    mean, std = ms["mean"], ms["std"]
+    if key in ("val_accuracy", "test_accuracy"):  # both in percent
+        return f"{100 * mean:.2f} ± {100 * std:.2f}%" if std is not None else _pct(mean)
+    if key in ("epochs_run", "best_epoch"):
+        return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
+    text = _cell(key, mean)
+    digits = len(text.split(".")[1]) if "." in text else 0
+    return f"{text} ± {std:.{digits}f}" if std is not None else text
+
+
+def _intro(report: dict[str, Any]) -> str:
+    s = report["settings"]
+    dataset = {"fashion_mnist": "Fashion-MNIST"}.get(s.get("dataset"), "MNIST")
+    lines = [f"# Keras vs Lightning: the tutorial side by side ({dataset})", ""]
+    if s:
+        preset = s.get("config", "tutorial")
+        extra = f", Lightning options `{s['lightning_args']}`" if s.get("lightning_args") else ""
+        lines += [
+            f"Settings: preset {preset}{extra}, at most {s.get('epochs')} epochs, "
+            f"EarlyStopping(patience={s.get('patience')}) on val_loss, batch 256, "
+            f"seeds {', '.join(map(str, s.get('seeds', [])))}, on {s.get('accelerator', 'cpu')}. "
+            "Each framework ran in its own process, one after the other, with every core.",
+            "",
+        ]
+        if s.get("command"):
+            lines += [f"Command: `{s['command']}`", ""]
+    return "\n".join(lines)
+
+
+def _accuracy(report: dict[str, Any]) -> str:
+    rows, summary = report["rows"], report["summary"]
+    table = HEADER
+    for r in rows:
+        cells = [_name(r["framework"]), str(r["seed"])]
+        table += "| " + " | ".join(cells + [_cell(k, r[k]) for k in ROW_KEYS]) + " |\n"
+    mean_table = HEADER.replace("| seed |", "| runs |", 1)
+    for fw, per in summary["frameworks"].items():
+        cells = [_name(fw), str(per["runs"])]
+        mean_table += "| " + " | ".join(cells + [_mean_cell(k, per[k]) for k in ROW_KEYS]) + " |\n"
+    lines = ["## 1. Accuracy", "", table, "Mean ± std over seeds:", "", mean_table]
+    interval = report.get("accuracy_interval")
+    if interval:
+        lines += [f"**{interval['text']}**", ""]
+    elif summary["test_accuracy_diff_pp"] is not None:
+        lines += [
+            f"**Mean test accuracy, Lightning − Keras: {summary['test_accuracy_diff_pp']:+.2f} "
+            "percentage points** (an interval needs at least 2 seeds per framework).",
+            "",
+        ]
+    lines += [
+        "val acc and val loss are those of the best epoch (lowest val_loss), whose checkpoint "
+        "was tested on the test images. s/epoch is the median over the epochs after the first. "
+        "± is the sample standard deviation over seeds (n − 1); the interval is Welch's "
+        "(unequal variances), for the difference of the mean test accuracies.",
+        "",
+        f"![accuracy]({PLOTS['accuracy']})",
+        f"![loss]({PLOTS['loss']})",
+        "",
+        "Left: validation; right: training (running mean over the epoch, with dropout on, as "
+        "Keras reports it). Line: mean over the seeds still running at that epoch; band: ± one "
+        "standard deviation; thin lines: single seeds; dots: each seed's best epoch. The y axis "
+        "is zoomed to where the curves differ, so the first epochs may start below it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _agreement(report: dict[str, Any]) -> str:
+    rows = report.get("agreement") or []
+    if not rows:
+        return ""
+    lines = [
+        "## 2. Agreement of the two frameworks' models",
+        "",
+        "Each seed's best Keras model and best Lightning model on the same test images:",
+        "",
+        "| seed | same prediction | share | both wrong (same wrong class) | only Keras wrong "
+        "| only Lightning wrong |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['seed']} | {r['same_prediction']:,} / {r['images']:,} | {_pct(r['share'])} "
+            f"| {r['both_wrong']} ({r['both_wrong_same_class']}) | {r['keras_only_wrong']} "
+            f"| {r['lightning_only_wrong']} |"
+        )
+    within = report.get("agreement_within") or {}
+    if within:
+        yard = "; ".join(
+            f"{_name(fw)} {_pct(w['share_mean'])} ({w['pairs']} seed pair{'s' * (w['pairs'] > 1)})"
+            for fw, w in within.items()
+        )
+        lines += [
+            "",
+            f"Yardstick: one framework with itself across consecutive seeds agrees on {yard}. "
+            "Cross-framework agreement near that level means the frameworks differ no more "
+            "than reseeding does.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _per_class(report: dict[str, Any]) -> str:
+    per = report.get("per_class") or {}
+    if not per:
+        return ""
+    fws = list(per)
+    head = " | ".join(f"{_name(fw)} (n={per[fw]['seeds']})" for fw in fws)
+    lines = [
+        "## 3. Per class",
+        "",
+        f"![confusion matrices]({PLOTS['confusion']})",
+        "",
+        "Confusion matrices summed over the seeds (rows: true class, columns: predicted). "
+        "Off-diagonal cells are the errors, coloured by count; the diagonal is grey.",
+        "",
+        f"| class | {head} |" + (" Lightning − Keras |" if len(fws) == 2 else ""),
+        "|---:|" + "---:|" * (len(fws) + (len(fws) == 2)),
+    ]
+    for c in range(len(per[fws[0]]["class_accuracy_mean"])):
+        cells = [
+            f"{100 * per[fw]['class_accuracy_mean'][c]:.2f} ± "
+            f"{100 * per[fw]['class_accuracy_std'][c]:.2f}%"
+            for fw in fws
+        ]
+        if len(fws) == 2:
+            d = per[fws[1]]["class_accuracy_mean"][c] - per[fws[0]]["class_accuracy_mean"][c]
+            cells.append(f"{100 * d:+.2f} pp")
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    lines += ["", "Per-class accuracy: mean ± std over seeds of the share of each class right."]
+    return "\n".join(lines) + "\n"
+
+
+def _secs(x: float | None, digits: int = 1) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _time(report: dict[str, Any]) -> str:
+    time, per = report.get("time") or {}, report["summary"]["frameworks"]
+    if not time:
+        return ""
+    fws = list(time)
+    target = next(iter(time.values()))["target"]
+    lines = [
+        "## 4. Time",
+        "",
+        f"| framework | s/epoch (median) | to {100 * target:.0f}% val acc (s, mean) | reached "
+        "| whole fit (s) | inference, batch 1 (ms) | inference, batch 256 (ms) "
+        "| peak memory (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for fw in fws:
+        t, p = time[fw], per[fw]
+        lat = t["inference_ms"]
+        lines.append(
+            f"| {_name(fw)} | {p['s_per_epoch']['mean']:.2f} | {_secs(t['to_target_mean_s'])} "
+            f"| {t['to_target_reached']}/{len(t['to_target'])} | {p['fit_seconds']['mean']:.1f} "
+            f"| {_secs(lat.get('1'), 2)} | {_secs(lat.get('256'), 2)} "
+            f"| {_secs(t['peak_rss_mb'], 0)} |"
+        )
+    lines += [
+        "",
+        f"Time to {100 * target:.0f}%: the training seconds (epoch times, training plus "
+        "validation) until the first epoch whose validation accuracy reached it, over the seeds "
+        "that reached it. Whole fit: the mean over seeds, which also depends on when early "
+        "stopping ended each run. Inference: median milliseconds of one forward pass of the "
+        "best model in eval mode (Keras: `predict_on_batch`; torch: the module's call under "
+        "`inference_mode`), median over seeds. Peak memory: the largest resident set of a "
+        "run's process.",
+        "",
+    ]
+    lines += _breakdown(time, fws)
+    return "\n".join(lines)
+
+
+def _breakdown(time: dict[str, Any], fws: list[str]) -> list[str]:
+    if not any(time[fw]["breakdown"] for fw in fws):
+        return []
+    seeds = ", ".join(f"{_name(fw)} seed {time[fw]['breakdown_seed']}" for fw in fws)
+    lines = [
+        f"Where one run's time went ({seeds}), in seconds:",
+        "",
+        "| phase | " + " | ".join(_name(fw) for fw in fws) + " |",
+        "|---|" + "---:|" * len(fws),
+    ]
+    for phase in PHASES:
+        values = [(time[fw]["breakdown"] or {}).get(phase) for fw in fws]
+        if any(v is not None for v in values):
+            lines.append(f"| {PHASE_NAMES[phase]} | " + " | ".join(_secs(v) for v in values) + " |")
+    totals = [
+        sum(v for v in (time[fw]["breakdown"] or {}).values() if math.isfinite(v)) for fw in fws
+    ]
+    lines += [
+        "| **whole process** | " + " | ".join(f"**{t:.1f}**" for t in totals) + " |",
+        "",
+        f"![time]({PLOTS['time']})",
+        "",
+    ]
+    return lines
+
+
+def _environment(report: dict[str, Any]) -> str:
+    env = report.get("environment") or {}
+    lines = ["## 5. Environment", ""]
+    for fw, e in env.get("frameworks", {}).items():
+        vers = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
+        threads = ", ".join(
+            f"{k} {v}" + (" (TensorFlow's default: one per logical CPU)" if v == 0 else "")
+            for k, v in (e.get("threads") or {}).items()
+        )
+        bits = [f"device {e.get('device', '?')}"]
+        if e.get("cpu_model"):
+            bits.append(f"CPU {e['cpu_model']} ({e.get('logical_cpus')} logical CPUs)")
+        if threads:
+            bits.append(f"threads: {threads}")
+        onednn = e.get("onednn") or ("on" if e.get("onednn_enabled") else None)
+        if onednn:
+            bits.append(f"oneDNN {onednn}")
+        if e.get("blas"):
+            bits.append(f"BLAS {e['blas']}")
+        if e.get("gpu"):
+            bits.append(f"GPU {e['gpu']}")
+        lines.append(f"- {_name(fw)}: " + "; ".join(bits) + f"; {vers}{_speedups(report, fw)}")
+    load = [env.get(k) for k in ("loadavg_start", "loadavg_end")]
+    if load[0] is not None:
+        after = f", {load[1]:.1f} at the end" if load[1] is not None else ""
+        lines.append(
+            f"- Machine: {env.get('cpu_count')} cores; 1-minute load average {load[0]:.1f} at "
+            f"the start{after} (the comparison itself keeps about one core's worth busy; much "
+            "more means other work shared the cores and the timings are noisy)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _speedups(report: dict[str, Any], fw: str) -> str:
+    """Which conv path and opt-in settings a framework's runs used, from results.json."""
+    run = next(r for r in report["runs"] if r["framework"] == fw)
+    parts = []
+    if "conv_path" in run:
+        parts.append(f"conv path {run['conv_path']}")
+    if run.get("tune_malloc"):
+        parts.append("tune_malloc on")
+    if "jit_compile" in run:
+        parts.append(f"jit_compile {run['jit_compile']}")
+    return f"; {', '.join(parts)}" if parts else ""

@@ -1,0 +1,205 @@
+"""The report's pictures: learning curves (mean ± std band per framework, zoomed), the
+confusion matrices side by side, and where one run's time went."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # files only; works without a display
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
+
+from lightning_mnist.report import NAMES  # noqa: E402
+from lightning_mnist.report_sections import PHASES  # noqa: E402
+
+PLOTS = {
+    "accuracy": "compare_accuracy.png",
+    "loss": "compare_loss.png",
+    "confusion": "compare_confusion.png",
+    "time": "compare_time.png",
+}
+COLOURS = {"keras": "#d00000", "lightning": "#792ee5"}  # the two projects' brand colours
+PHASE_COLOURS = dict(
+    zip(
+        PHASES,
+        ("#bbbbbb", "#8c564b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#7f7f7f"),
+        strict=True,
+    )
+)
+
+
+def write_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write every picture the report links; returns their paths.
+
+    Args:
+        report: From :func:`lightning_mnist.report.build_report`.
+        out_dir: The report folder.
+    """
+    out_dir = Path(out_dir)
+    paths = [
+        plot_curves(report["runs"], metric, out_dir / PLOTS[metric])
+        for metric in ("accuracy", "loss")
+    ]
+    if report.get("per_class"):
+        paths.append(plot_confusion(report["per_class"], out_dir / PLOTS["confusion"]))
+    time = report.get("time") or {}
+    if any(t["breakdown"] for t in time.values()):
+        paths.append(plot_time(time, out_dir / PLOTS["time"]))
+    return paths
+
+
+def mean_std(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per epoch, the mean and sample std over the curves that reach that epoch (std 0 where
+    only one does)."""
+    length = max(len(c) for c in curves)
+    mean, std = np.empty(length), np.zeros(length)
+    for e in range(length):
+        values = [c[e] for c in curves if len(c) > e]
+        mean[e] = np.mean(values)
+        std[e] = np.std(values, ddof=1) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def zoom(curves: list[list[float]], accuracy: bool) -> tuple[float, float]:
+    """y limits that show where the curves differ: from the third epoch on when there are
+    more than four, with a margin; accuracy never above 100%."""
+    skip = 2 if max(len(c) for c in curves) > 4 else 0
+    values = np.concatenate([np.asarray(c[skip:] or c, float) for c in curves])
+    lo, hi = float(values.min()), float(values.max())
+    pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+    return lo - pad, min(hi + pad, 1.0 + pad / 4) if accuracy else hi + pad
+
+
+def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
+    """Validation (left) and training (right) ``metric`` per epoch, one colour per framework."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), dpi=120)
+    frameworks = list(dict.fromkeys(r["framework"] for r in runs))
+    accuracy = metric == "accuracy"
+    for ax, key, title in ((axes[0], f"val_{metric}", "validation"), (axes[1], metric, "training")):
+        all_curves = []
+        for fw in frameworks:
+            mine = [r for r in runs if r["framework"] == fw]
+            curves = [r["history"][key] for r in mine]
+            all_curves += curves
+            colour = COLOURS.get(fw)
+            for c in curves:
+                ax.plot(range(1, len(c) + 1), c, color=colour, lw=0.7, alpha=0.3)
+            mean, std = mean_std(curves)
+            x = np.arange(1, len(mean) + 1)
+            ax.plot(x, mean, color=colour, lw=2)
+            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
+            if key.startswith("val_"):
+                for r in mine:  # each seed's tested checkpoint
+                    best = int(r["best_epoch"])
+                    ax.plot(best, r["history"][key][best - 1], "o", color=colour, ms=4, mec="white")
+        ax.set_ylim(*zoom(all_curves, accuracy))
+        ax.set_title(f"{title} {metric}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if accuracy:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+        ax.grid(alpha=0.3)
+    seeds = sorted({int(r["seed"]) for r in runs})
+    handles = [
+        Line2D([], [], color=COLOURS.get(fw), lw=2, label=f"{NAMES.get(fw, fw)} mean ± std")
+        for fw in frameworks
+    ]
+    handles += [
+        Line2D([], [], color="grey", lw=0.7, alpha=0.5, label="single seeds"),
+        Line2D([], [], color="grey", ls="", marker="o", label="best epoch (tested)"),
+    ]
+    axes[0].legend(handles=handles, loc="lower right" if accuracy else "upper right", fontsize=8)
+    fig.suptitle(f"model {metric}: Keras vs Lightning ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
+    """The frameworks' confusion matrices side by side: errors coloured by count (one shared
+    scale), the diagonal grey, every non-zero count written in its cell."""
+    fws = list(per_class)
+    mats = [np.asarray(per_class[fw]["confusion"]) for fw in fws]
+    off = [np.where(np.eye(len(m), dtype=bool), 0, m) for m in mats]
+    vmax = max(int(o.max()) for o in off) or 1
+    fig, axes = plt.subplots(
+        1, len(fws), figsize=(5.2 * len(fws) + 0.8, 5.2), dpi=120, squeeze=False
+    )
+    for ax, fw, m, o in zip(axes[0], fws, mats, off, strict=True):
+        image = ax.imshow(np.ma.masked_equal(o, 0), cmap="Reds", vmin=0, vmax=vmax)
+        n = len(m)
+        for i in range(n):
+            ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, color="#dddddd"))
+            for j in range(n):
+                if m[i, j]:
+                    dark = i != j and o[i, j] > 0.6 * vmax
+                    size = 6.5 if i == j else 7.5
+                    ax.text(
+                        j,
+                        i,
+                        str(m[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=size,
+                        color="white" if dark else "black",
+                    )
+        ax.set_xticks(range(n))
+        ax.set_yticks(range(n))
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        errors = int(o.sum())
+        seeds = per_class[fw]["seeds"]
+        ax.set_title(f"{NAMES.get(fw, fw)}: {errors} errors over {seeds} seed{'s' * (seeds > 1)}")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="errors (count)")
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_time(time: dict[str, Any], path: Path) -> Path:
+    """One stacked bar per framework: where one run's process time went."""
+    fws = [fw for fw in time if time[fw]["breakdown"]]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.8 * len(fws)), dpi=120)
+    for row, fw in enumerate(fws):
+        left = 0.0
+        for phase in PHASES:
+            value = time[fw]["breakdown"].get(phase)
+            if value is None or not np.isfinite(value) or value <= 0:
+                continue
+            ax.barh(
+                row,
+                value,
+                left=left,
+                color=PHASE_COLOURS[phase],
+                edgecolor="white",
+                label=phase if row == 0 else None,
+            )
+            left += value
+        ax.text(left, row, f" {left:.0f} s", va="center", fontsize=9)
+    ax.set_yticks(
+        range(len(fws)), [f"{NAMES.get(fw, fw)} (seed {time[fw]['breakdown_seed']})" for fw in fws]
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.08)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=PHASE_COLOURS[p]) for p in PHASES]
+    ax.legend(
+        handles,
+        [p.replace("_", " ") for p in PHASES],
+        ncol=4,
+        fontsize=8,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.35 if len(fws) < 3 else -0.2),
+        frameon=False,
+    )
+    ax.set_title("where one run's time went")
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

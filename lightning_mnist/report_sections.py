@@ -1,0 +1,195 @@
+"""The report's analyses of saved runs: the accuracy interval, the agreement of the two
+frameworks' models, the per-class view, where the time went, and the environment.
+
+Each function takes the runs (results.json dicts, with ``predictions`` and ``process`` added
+by the loader) and returns plain JSON-ready values; :mod:`lightning_mnist.report` calls them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+import numpy as np
+
+from lightning_mnist.stats import (
+    agreement,
+    confusion_matrix,
+    per_class_accuracy,
+    time_to_target,
+    welch_interval,
+)
+
+PHASES = ("startup", "data", "train", "validation", "checkpoint", "fit_other", "test", "after")
+
+
+def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any] | None:
+    """Lightning − Keras mean test accuracy in percentage points, with Welch's interval and
+    the sentence it supports; None unless both frameworks have at least 2 seeds."""
+    acc = {
+        fw: [100 * r["test_accuracy"] for r in rows if r["framework"] == fw]
+        for fw in ("keras", "lightning")
+    }
+    if min(len(v) for v in acc.values()) < 2:
+        return None
+    w = welch_interval(acc["keras"], acc["lightning"], level)
+    n = f"Welch, {len(acc['keras'])} + {len(acc['lightning'])} seeds"
+    span = (
+        f"{w['diff']:+.2f} pp, {100 * level:.0f}% CI [{w['low']:+.2f}, {w['high']:+.2f}] pp ({n})"
+    )
+    if w["low"] <= 0.0 <= w["high"]:
+        bound = max(abs(w["low"]), abs(w["high"]))
+        text = (
+            f"No detectable difference: Lightning − Keras = {span}. The interval includes 0, so "
+            f"these seeds cannot tell the frameworks apart; a true difference larger than "
+            f"{bound:.2f} pp either way is unlikely."
+        )
+    else:
+        side = "higher" if w["diff"] > 0 else "lower"
+        text = (
+            f"Lightning's mean test accuracy is {side} than Keras's: {span}. The interval "
+            "excludes 0."
+        )
+    return {
+        **{k: w[k] for k in ("diff", "low", "high", "se", "df", "t")},
+        "level": level,
+        "text": text,
+    }
+
+
+def _by_seed(runs: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    seeds: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in runs:
+        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r
+    return seeds
+
+
+def agreement_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed with both frameworks' predictions: how often their best models agree."""
+    rows = []
+    for seed, pair in sorted(_by_seed(runs).items()):
+        k, lt = pair.get("keras"), pair.get("lightning")
+        if not (
+            k and lt and k.get("predictions") is not None and lt.get("predictions") is not None
+        ):
+            continue
+        labels, pk = k["predictions"]
+        _, pl = lt["predictions"]
+        a = agreement(labels, pk, pl)
+        rows.append(
+            {
+                "seed": seed,
+                "images": a["images"],
+                "same_prediction": a["same_prediction"],
+                "share": a["same_prediction"] / a["images"],
+                "both_wrong": a["both_wrong"],
+                "both_wrong_same_class": a["both_wrong_same_class"],
+                "keras_only_wrong": a["only_a_wrong"],
+                "lightning_only_wrong": a["only_b_wrong"],
+            }
+        )
+    return rows
+
+
+def per_class(runs: list[dict[str, Any]], classes: int = 10) -> dict[str, Any]:
+    """Per framework: the confusion matrix summed over seeds and each class's accuracy
+    (mean ± std over seeds)."""
+    found: dict[str, Any] = {}
+    for fw in dict.fromkeys(r["framework"] for r in runs):
+        mats = [
+            confusion_matrix(*r["predictions"], classes)
+            for r in runs
+            if r["framework"] == fw and r.get("predictions") is not None
+        ]
+        if not mats:
+            continue
+        accs = np.stack([per_class_accuracy(m) for m in mats])
+        found[fw] = {
+            "seeds": len(mats),
+            "confusion": np.sum(mats, axis=0).tolist(),
+            "class_accuracy_mean": accs.mean(axis=0).tolist(),
+            "class_accuracy_std": (
+                accs.std(axis=0, ddof=1) if len(mats) > 1 else accs[0] * 0
+            ).tolist(),
+        }
+    return found
+
+
+def breakdown(run: dict[str, Any]) -> dict[str, float] | None:
+    """Where one run's process time went, in seconds (:data:`PHASES`); None without timing.
+
+    ``startup`` runs from the child's launch to the start of data loading, ``after`` from
+    the end of the test to the process's exit (plots, predictions, latency, results).
+    """
+    timing, process = run.get("timing"), run.get("process")
+    if not timing:
+        return None
+    parts = {k: float(timing[k]) for k in PHASES if k in timing}
+    if process and timing.get("data_started_at"):
+        parts["startup"] = float(timing["data_started_at"]) - float(process["launched_at"])
+        inside = sum(v for v in parts.values() if math.isfinite(v))
+        parts["after"] = float(process["process_seconds"]) - inside
+    return {k: parts[k] for k in PHASES if k in parts}
+
+
+def time_section(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """Per framework: time to ``target`` validation accuracy per seed, the first seed's
+    breakdown, inference latency (median over seeds) and peak memory (max over seeds)."""
+    found: dict[str, Any] = {}
+    for fw in dict.fromkeys(r["framework"] for r in runs):
+        mine = [r for r in runs if r["framework"] == fw]
+        reach = [
+            time_to_target(r["history"]["val_accuracy"], r["epoch_seconds"], target) for r in mine
+        ]
+        reached = [x["seconds"] for x in reach if x]
+        latency = [r["inference_ms"] for r in mine if r.get("inference_ms")]
+        rss = [r["peak_rss_mb"] for r in mine if r.get("peak_rss_mb")]
+        found[fw] = {
+            "target": target,
+            "to_target": [
+                {"seed": int(r["seed"]), **(x or {})} for r, x in zip(mine, reach, strict=True)
+            ],
+            "to_target_reached": len(reached),
+            "to_target_mean_s": statistics.fmean(reached) if reached else None,
+            "breakdown_seed": int(mine[0]["seed"]),
+            "breakdown": breakdown(mine[0]),
+            "inference_ms": {
+                b: statistics.median(x[b] for x in latency) for b in (latency[0] if latency else {})
+            },
+            "peak_rss_mb": max(rss) if rss else None,
+        }
+    return found
+
+
+def environment_section(runs: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    """Each framework's recorded environment (its first run) and the load averages."""
+    found: dict[str, Any] = {"frameworks": {}}
+    for fw in dict.fromkeys(r["framework"] for r in runs):
+        run = next(r for r in runs if r["framework"] == fw)
+        found["frameworks"][fw] = {
+            "device": run.get("device"),
+            "versions": run.get("versions", {}),
+            **run.get("environment", {}),
+        }
+    for key in ("cpu_count", "loadavg_start", "loadavg_end", "accelerator"):
+        if key in settings:
+            found[key] = settings[key]
+    return found
+
+
+def seed_baseline(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The agreement of one framework with itself across seeds (consecutive seed pairs): the
+    yardstick for the cross-framework agreement, since reseeding alone changes predictions."""
+    found: dict[str, Any] = {}
+    for fw in dict.fromkeys(r["framework"] for r in runs):
+        mine = [r for r in runs if r["framework"] == fw and r.get("predictions") is not None]
+        shares = []
+        for a, b in zip(mine[:-1], mine[1:], strict=True):
+            labels, pa = a["predictions"]
+            shares.append(
+                agreement(labels, pa, b["predictions"][1])["same_prediction"] / labels.size
+            )
+        if shares:
+            found[fw] = {"pairs": len(shares), "share_mean": statistics.fmean(shares)}
+    return found
