@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -25,6 +26,20 @@ def test_print_config_shows_the_tutorial_preset(capsys):
     assert cfg["early_stopping"]["init_args"]["patience"] == 2
     assert cfg["checkpoint"]["init_args"]["monitor"] == "val_loss"
     assert cfg["trainer"]["num_sanity_val_steps"] == 0 and cfg["trainer"]["max_epochs"] == 100
+
+
+def assert_measured(r: dict, run: Path) -> None:
+    """The fields the comparison reads: predictions, phase timings, latency, memory, machine."""
+    rows = np.loadtxt(run / r["test_predictions"], delimiter=",", skiprows=1, dtype=int)
+    assert rows.shape == (10000, 2) and set(rows[:, 0]) == set(range(10))
+    # The CSV holds the tested (best) model's predictions: they give its test accuracy.
+    assert (rows[:, 0] == rows[:, 1]).mean() == pytest.approx(r["test_accuracy"], abs=1e-4)
+    t = r["timing"]
+    assert t["data_started_at"] > 1.6e9 and all(t[k] >= 0 for k in ("data", "train", "test"))
+    assert t["train"] + t["validation"] == pytest.approx(sum(r["epoch_seconds"]))
+    assert 0 < t["validation"] < t["train"] and t["checkpoint"] > 0
+    assert set(r["inference_ms"]) == {"1", "256"} and r["peak_rss_mb"] > 100
+    assert r["environment"]["logical_cpus"] and r["environment"]["threads"]["intra_op"] >= 1
 
 
 @pytest.mark.real_data
@@ -68,6 +83,7 @@ def test_fit_writes_the_run_folder(one_epoch_run):
     assert r["framework"] == "lightning" and r["test_samples"] == 10000
     assert r["epochs_run"] == 1 == len(r["epoch_seconds"]) == len(r["history"]["val_loss"])
     assert r["best_model"].startswith("checkpoints/best-") and r["params"] == 173_738
+    assert_measured(r, run)
 
 
 @pytest.mark.real_data

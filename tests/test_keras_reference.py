@@ -182,6 +182,17 @@ def test_three_epochs_on_real_mnist(data_dir: Path, tmp_path: Path) -> None:
     assert results["best_epoch"] == 1 + int(np.argmin(val_loss))
     assert results["test_samples"] == 10000 and results["params"] == 173_738
     assert {"python", "numpy", "keras", "tensorflow"} <= results["versions"].keys()
+    # What the comparison reads: the best model's predictions, phase timings, latency, memory.
+    rows = np.loadtxt(out / results["test_predictions"], delimiter=",", skiprows=1, dtype=int)
+    assert rows.shape == (10000, 2)
+    assert (rows[:, 0] == rows[:, 1]).mean() == pytest.approx(results["test_accuracy"], abs=1e-4)
+    t = results["timing"]
+    assert t["train"] + t["validation"] == pytest.approx(sum(results["epoch_seconds"]))
+    assert 0 < t["validation"] < t["train"] and t["checkpoint"] > 0 and t["test"] > 0
+    assert set(results["inference_ms"]) == {"1", "256"} and results["peak_rss_mb"] > 100
+    assert (
+        results["environment"]["logical_cpus"] and "intra_op" in results["environment"]["threads"]
+    )
     # Three epochs reach about 96.7% (seed 0); 0.95 leaves room for oneDNN rounding.
     assert results["test_accuracy"] >= 0.95
     for name in ("accuracy.png", "loss.png", results["best_model"]):
