@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning_mnist.files import DEFAULT_DATA_DIR, default_data_dir
+from lightning_mnist.files import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir
 from lightning_mnist.idx import write_atomic
 from lightning_mnist.presets import preset_path
 from lightning_mnist.report import (
@@ -237,7 +237,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": args.dataset,
         "accelerator": args.accelerator,
         "target_accuracy": args.target_accuracy,
-        "data_dir": str(args.data_dir),
+        # A report may be shared: the data dir from the environment is named, not spelled out.
+        "data_dir": f"${DATA_DIR_ENV}"
+        if args.default_data_dir and os.environ.get(DATA_DIR_ENV)
+        else str(args.data_dir),
         "config": str(args.config),
         "lightning_args": args.lightning_args,
         "command": shlex.join(["mnist-compare", *args.argv]),
