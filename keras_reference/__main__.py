@@ -35,8 +35,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: $MNIST_DATA_DIR, else data)",
     )
     p.add_argument("--dataset", choices=sorted(FOLDERS), default="mnist")
-    p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=2, help="EarlyStopping patience (default: 2)")
+    p.add_argument(
+        "--preset",
+        choices=("tutorial", "improved"),
+        default="tutorial",
+        help="the tutorial, or the improved network and recipe (keras_reference/improved.py)",
+    )
+    p.add_argument("--epochs", type=int, help="max epochs (default: tutorial 100, improved 15)")
+    p.add_argument("--patience", type=int, help="EarlyStopping patience (default: 2, improved 4)")
     p.add_argument("--seed", type=int, default=0, help="keras.utils.set_random_seed (default: 0)")
     p.add_argument("--out", required=True, help="run folder; must not hold a results.json")
     p.add_argument(
@@ -56,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Keras fit/evaluate verbosity; 2 prints one line per epoch (default: auto)",
     )
     args = p.parse_args(argv)
+    improved = args.preset == "improved"
+    args.epochs = args.epochs if args.epochs is not None else (15 if improved else 100)
+    args.patience = args.patience if args.patience is not None else (4 if improved else 2)
     if args.epochs < 1 or args.patience < 0:
         p.error("--epochs must be >= 1 and --patience >= 0")
     args.verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
@@ -90,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             deterministic=args.deterministic,
             verbose=args.verbose,
             jit_compile=True if args.jit_compile else "auto",
+            preset=args.preset,
         )
     except (DataError, FileExistsError) as e:
         out_dir = Path(args.out)

@@ -19,7 +19,7 @@ import keras
 import matplotlib
 import numpy as np
 
-from keras_reference import measure
+from keras_reference import improved, measure
 from keras_reference.data import load_data
 from keras_reference.model import build_model
 from keras_reference.results import best_epoch, device_name, versions
@@ -64,6 +64,7 @@ def run_tutorial(
     deterministic: bool = False,
     verbose: str | int = "auto",
     jit_compile: bool | str = "auto",
+    preset: str = "tutorial",
 ) -> dict[str, Any]:
     """Run the tutorial and return its results (the shared results.json schema).
 
@@ -77,6 +78,8 @@ def run_tutorial(
         deterministic: Also make TF's ops deterministic (slower; TensorFlow backend only).
         verbose: ``fit``/``evaluate``'s verbose: ``"auto"``, 0, 1 or 2.
         jit_compile: ``compile``'s XLA switch (the tutorial's ``"auto"``, or ``True``).
+        preset: ``tutorial``, or ``improved``: the network, augmentation, batch size and
+            learning-rate schedule of ``improved.py`` in the same steps.
     """
     keras.utils.set_random_seed(seed)  # not in the tutorial: Python, NumPy and backend seeds
     if deterministic:  # not in the tutorial
@@ -105,7 +108,10 @@ def run_tutorial(
 
     # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy
     # (model.py; it notes the Keras 3 names of the tutorial's Keras 1/2 imports).
-    model = build_model(num_classes, jit_compile)
+    if preset == "improved":  # not in the tutorial
+        model = improved.build_improved_model(num_classes, jit_compile=jit_compile)
+    else:
+        model = build_model(num_classes, jit_compile)
 
     # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256,
     # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
@@ -117,12 +123,14 @@ def run_tutorial(
         timer.after_checkpoint,  # not in the tutorial: times the save just before it
         keras.callbacks.EarlyStopping(patience=patience),
     ]
+    if preset == "improved":  # not in the tutorial
+        my_callbacks.append(keras.callbacks.LearningRateScheduler(improved.schedule))
     start = time.perf_counter()
     history = model.fit(
         x_train,
         y_train,
         validation_split=0.2,
-        batch_size=256,
+        batch_size=256 if preset == "tutorial" else improved.BATCH_SIZE,
         epochs=epochs,
         callbacks=my_callbacks,
         verbose=verbose,
@@ -174,6 +182,7 @@ def run_tutorial(
         "params": model.count_params(),
         "best_model": BEST_MODEL_NAME,
         "jit_compile": jit_compile,
+        "preset": preset,
         "device": device_name(),
         "versions": versions(),
         "timing": timing,

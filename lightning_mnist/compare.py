@@ -47,9 +47,12 @@ from lightning_mnist.report_md import render_markdown
 from lightning_mnist.report_plots import write_plots
 
 DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
+# Each recipe in both frameworks: its max epochs and EarlyStopping patience.
+PRESETS = {"tutorial": (100, 2), "improved": (15, 4)}
 FRAMEWORKS = ("keras", "lightning")
 
 RESUME_KEYS = (
+    "preset",
     "seeds",
     "epochs",
     "patience",
@@ -79,8 +82,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--seeds-list", type=int, nargs="+", help="explicit seeds; overrides --seeds")
-    p.add_argument("--epochs", type=int, default=100, help="max epochs (default: %(default)s)")
-    p.add_argument("--patience", type=int, default=2, help="EarlyStopping patience (default: 2)")
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="tutorial",
+        help="the recipe both frameworks run: the tutorial, or the improved network "
+        "(configs/improved.yaml, keras_reference --preset improved) (default: %(default)s)",
+    )
+    p.add_argument("--epochs", type=int, help="max epochs (default: tutorial 100, improved 15)")
+    p.add_argument("--patience", type=int, help="EarlyStopping patience (default: 2, improved 4)")
     p.add_argument(
         "--data-dir",
         default=None,
@@ -108,8 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--config",
-        default=DEFAULT_CONFIG,
-        help="Lightning preset: a YAML file or a shipped preset's name (default: %(default)s)",
+        default=None,
+        help="Lightning preset: a YAML file or a shipped preset's name (default: --preset's)",
     )
     p.add_argument(
         "--lightning-args",
@@ -124,6 +134,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bench", action="store_true", help="run the speed benchmark instead")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    epochs, patience = PRESETS[args.preset]
+    args.epochs = epochs if args.epochs is None else args.epochs
+    args.patience = patience if args.patience is None else args.patience
+    args.config = args.config or args.preset
     args.default_data_dir = args.data_dir is None
     args.data_dir = args.data_dir or default_data_dir()
     if args.seeds < 1 or args.epochs < 1 or args.patience < 0:
@@ -204,7 +218,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
         where = {"dataset": args.dataset, "accelerator": args.accelerator}
         if fw == "keras":
-            results = run_keras(*common, **where)
+            results = run_keras(*common, extra=("--preset", args.preset), **where)
         else:
             extra = tuple(shlex.split(args.lightning_args))
             results = run_lightning(*common, config=args.config, extra=extra, **where)
@@ -230,6 +244,7 @@ def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
+        "preset": args.preset,
         "seeds": args.seeds,
         "epochs": args.epochs,
         "patience": args.patience,
@@ -261,7 +276,7 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
     saved = json.loads(saved_path.read_text())
     # A comparison started before an option existed ran with its default.
-    before = {"lightning_args": "", "accelerator": "cpu"}
+    before = {"lightning_args": "", "accelerator": "cpu", "preset": "tutorial"}
     diff = [k for k in RESUME_KEYS if saved.get(k, before.get(k)) != settings[k]]
     if diff:
         wanted = " ".join(f"{k}={saved.get(k)}" for k in diff)

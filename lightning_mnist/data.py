@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from lightning_mnist.augment import random_affine
 from lightning_mnist.batches import TensorBatches
 from lightning_mnist.errors import ConfigError
 from lightning_mnist.files import DataError, default_data_dir, load_arrays
@@ -47,6 +48,11 @@ class MNISTDataModule(L.LightningDataModule):
         images: For ``predict``: your own image files or folders of images, prepared as MNIST
             was (``images.py``), instead of the test set; a file that cannot be read is
             reported in the output and the others are still predicted.
+        augment_rotation: Training batches are rotated by up to this many degrees, per image
+            (``augment.py``, on the device the batch is on); 0 is off.
+        augment_zoom: Training batches are zoomed by a factor in 1 ± this; 0 is off.
+        augment_shift: Training batches are shifted by up to this share of the image size;
+            0 is off.
     """
 
     def __init__(
@@ -58,8 +64,14 @@ class MNISTDataModule(L.LightningDataModule):
         fetch: bool = True,
         shuffle_seed: int | None = None,
         images: list[str] | None = None,
+        augment_rotation: float = 0.0,
+        augment_zoom: float = 0.0,
+        augment_shift: float = 0.0,
     ) -> None:
         super().__init__()
+        if min(augment_rotation, augment_zoom, augment_shift) < 0 or augment_zoom >= 1:
+            raise ConfigError("data.augment_* ranges must be >= 0, and augment_zoom below 1")
+        self.augment = {"rotation": augment_rotation, "zoom": augment_zoom, "shift": augment_shift}
         if batch_size <= 0:
             raise ConfigError(f"data.batch_size must be positive, got {batch_size}")
         if not 0.0 < validation_split < 1.0:
@@ -164,6 +176,14 @@ class MNISTDataModule(L.LightningDataModule):
             rank=trainer.global_rank if trainer else 0,
             world_size=trainer.world_size if trainer else 1,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Training batches only, on the device they were moved to. The draws come from the
+        # global generator, which the system seeds each epoch, so a run repeats exactly.
+        if self.trainer is not None and self.trainer.training:
+            x, y = batch
+            batch = (random_affine(x, **self.augment), y)
+        return batch
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches("train", shuffle=True)

@@ -15,6 +15,7 @@ and in ``predict`` only (docs/parity.md #6).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Literal
 
 import torch
@@ -122,3 +123,71 @@ def conv_path(model: TutorialCNN, device: torch.device | str = "cpu") -> str:
 def count_params(model: nn.Module) -> int:
     """Number of trainable parameters, as Keras ``count_params()`` reports."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# torch's BatchNorm defaults, used on both sides (docs/parity.md #13): torch's momentum is the
+# weight of the new batch, Keras's that of the old average (Keras: momentum=0.9, epsilon=1e-5).
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1
+
+
+class ImprovedCNN(nn.Module):
+    """The improved preset's network: three conv blocks and a dense head, stock ops only.
+
+    Each block is Conv(3x3, same padding, no bias) -> BatchNorm -> ReLU -> MaxPool(2x2):
+    (N, 1, 28, 28) -> (N, 32, 14, 14) -> (N, 64, 7, 7) -> (N, 128, 3, 3). Then Flatten (in
+    Keras's NHWC order) -> Dense(128, ReLU) -> Dropout -> Dense (logits). The Keras twin is
+    ``keras_reference.improved.build_improved_model``, with the same layer names.
+
+    Args:
+        channels: Filters of the three conv blocks.
+        hidden: Units of the hidden dense layer.
+        dropout: Dropout rate before the last layer, in [0, 1).
+        num_classes: Output classes.
+        keras_init: Glorot-uniform kernels and zero biases, as Keras initialises; batch norm
+            starts at scale 1, shift 0 on both sides.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[int, int, int] = (32, 64, 128),
+        hidden: int = 128,
+        dropout: float = 0.4,
+        num_classes: int = 10,
+        keras_init: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 3 or min(channels) <= 0 or hidden <= 0 or num_classes <= 0:
+            raise ConfigError(
+                f"channels (three), hidden and num_classes must be positive, got {channels}, "
+                f"{hidden}, {num_classes}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        blocks, c_in, size = [], 1, IMAGE_SIZE
+        for i, c_out in enumerate(channels, start=1):
+            blocks += [
+                (f"conv{i}", nn.Conv2d(c_in, c_out, KERNEL, padding=1, bias=False)),
+                (f"bn{i}", nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM)),
+                (f"relu{i}", nn.ReLU()),
+                (f"pool{i}", nn.MaxPool2d(POOL)),
+            ]
+            c_in, size = c_out, size // POOL
+        self.features = nn.Sequential(OrderedDict(blocks))
+        self.fc1 = nn.Linear(size * size * c_in, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, num_classes)
+        self.fused = False  # the fused operator is the tutorial network's only
+        if keras_init:
+            self.reset_parameters_keras()
+
+    def reset_parameters_keras(self) -> None:
+        """Keras defaults: ``glorot_uniform`` kernels, ``zeros`` biases."""
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).permute(0, 2, 3, 1).flatten(1)  # NHWC flatten, as Keras
+        return self.fc2(self.dropout(torch.relu(self.fc1(x))))

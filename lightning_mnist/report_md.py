@@ -77,13 +77,15 @@ def _mean_cell(key: str, ms: dict[str, float | None]) -> str:
 def _intro(report: dict[str, Any]) -> str:
     s = report["settings"]
     dataset = {"fashion_mnist": "Fashion-MNIST"}.get(s.get("dataset"), "MNIST")
-    lines = [f"# Keras vs Lightning: the tutorial side by side ({dataset})", ""]
+    recipe = "the improved preset" if s.get("preset") == "improved" else "the tutorial"
+    lines = [f"# Keras vs Lightning: {recipe} side by side ({dataset})", ""]
     if s:
         preset = s.get("config", "tutorial")
         extra = f", Lightning options `{s['lightning_args']}`" if s.get("lightning_args") else ""
         lines += [
             f"Settings: preset {preset}{extra}, at most {s.get('epochs')} epochs, "
-            f"EarlyStopping(patience={s.get('patience')}) on val_loss, batch 256, "
+            f"EarlyStopping(patience={s.get('patience')}) on val_loss, "
+            f"batch {128 if s.get('preset') == 'improved' else 256}, "
             f"seeds {', '.join(map(str, s.get('seeds', [])))}, on {s.get('accelerator', 'cpu')}. "
             "Each framework ran in its own process, one after the other, with every core.",
             "",

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from lightning_mnist.idx import write_atomic
-from lightning_mnist.model import TutorialCNN
+from lightning_mnist.model import ImprovedCNN, TutorialCNN
 
 # Weighted layers of the tutorial model, in model order: (torch module name, Keras group).
 WEIGHTED_LAYERS: tuple[tuple[str, str], ...] = (
@@ -233,3 +233,58 @@ def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
                 vars_group.create_dataset(str(i), data=array)
     write_atomic(path, buffer.getbuffer())  # an existing file is replaced only when complete
     return path
+
+
+def improved_keras_arrays(model: ImprovedCNN) -> dict[str, list[np.ndarray]]:
+    """The improved network's weights per Keras layer name, in Keras layout and in each
+    layer's ``get_weights()`` order, for ``keras_model.get_layer(name).set_weights(...)``.
+
+    Conv: ``[HWIO kernel]`` (no bias). BatchNorm: ``[gamma, beta, moving_mean,
+    moving_variance]`` = torch's ``[weight, bias, running_mean, running_var]``. Dense:
+    ``[kernel (in, out), bias]``; fc1's rows are already in Keras's NHWC flatten order.
+    """
+    arrays: dict[str, list[np.ndarray]] = {}
+    for name, layer in model.features.named_children():
+        if isinstance(layer, torch.nn.Conv2d):
+            arrays[name] = [to_keras_layout(layer.weight)]
+        elif isinstance(layer, torch.nn.BatchNorm2d):
+            stats = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
+            arrays[name] = [to_keras_layout(t) for t in stats]
+    for name in ("fc1", "fc2"):
+        layer = getattr(model, name)
+        arrays[name] = [to_keras_layout(layer.weight), to_keras_layout(layer.bias)]
+    return arrays
+
+
+def load_improved_keras_arrays(model: ImprovedCNN, arrays: dict[str, list[np.ndarray]]) -> None:
+    """Copy Keras-layout arrays (as :func:`improved_keras_arrays` returns, e.g. from each
+    Keras layer's ``get_weights()``) into the model, in place; shapes are checked first.
+
+    Raises:
+        ValueError: A layer is missing or a shape differs (another architecture or size).
+    """
+    expected = improved_keras_arrays(model)
+    for name, want in expected.items():
+        got = arrays.get(name)
+        shapes = [np.shape(a) for a in got] if got is not None else None
+        if shapes != [a.shape for a in want]:
+            raise ValueError(
+                f"layer {name}: expected arrays of shapes {[a.shape for a in want]}, got {shapes}"
+            )
+    targets = dict(model.features.named_children()) | {"fc1": model.fc1, "fc2": model.fc2}
+    with torch.no_grad():
+        for name in expected:
+            layer, values = targets[name], arrays[name]
+            if isinstance(layer, torch.nn.BatchNorm2d):
+                tensors = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
+            elif isinstance(layer, torch.nn.Conv2d):
+                tensors = (layer.weight,)
+            else:
+                tensors = (layer.weight, layer.bias)
+            for tensor, value in zip(tensors, values, strict=True):
+                value = np.asarray(value, dtype=np.float32)
+                if value.ndim == 4:
+                    value = value.transpose(3, 2, 0, 1)
+                elif value.ndim == 2:
+                    value = value.T
+                tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))

@@ -1,0 +1,116 @@
+"""The improved preset in both frameworks: the same layers and parameter count, and weight
+transfer both ways (batch-norm statistics included, eval mode) on the 10,000 test images:
+max |Δ softmax| <= 1e-5 and 10,000/10,000 equal predictions."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import torch
+
+from keras_reference.improved import build_improved_model
+from lightning_mnist.model import ImprovedCNN, count_params
+from lightning_mnist.transfer import improved_keras_arrays, load_improved_keras_arrays
+
+pytestmark = pytest.mark.keras
+
+WEIGHTED = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "fc1", "fc2")
+
+
+def random_torch_model() -> ImprovedCNN:
+    """Every weight random, and batch-norm statistics far from their (0, 1) start."""
+    model = ImprovedCNN()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.1)
+        for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            bn.running_mean.normal_(0.0, 0.2)
+            bn.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def torch_softmax(model: ImprovedCNN, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(model(torch.from_numpy(x)[:, None]), dim=1).numpy()
+
+
+def assert_same_outputs(keras_model, torch_model, x: np.ndarray) -> None:
+    k = keras_model.predict(x[..., None], batch_size=1000, verbose=0)
+    t = torch_softmax(torch_model, x)
+    diff = float(np.abs(k - t).max())
+    same = int((k.argmax(1) == t.argmax(1)).sum())
+    print(f"max |Δ softmax| {diff:.2e}, equal predictions {same}/{len(x)}")
+    assert diff <= 1e-5 and same == len(x)
+
+
+def test_same_layers_and_parameter_count():
+    keras_model = build_improved_model()
+    torch_model = ImprovedCNN()
+    trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    assert trainable == count_params(torch_model) == 241_770
+    names = [layer.name for layer in keras_model.layers if layer.weights]
+    assert names == list(WEIGHTED)
+    assert keras_model.output_shape == (None, 10)
+    bn = keras_model.get_layer("bn1")
+    assert (bn.momentum, bn.epsilon) == (0.9, 1e-5)  # torch's 0.1 and 1e-5
+
+
+def test_torch_to_keras_transfer(mnist):
+    source = random_torch_model()
+    keras_model = build_improved_model()
+    for name, arrays in improved_keras_arrays(source).items():
+        keras_model.get_layer(name).set_weights(arrays)
+    assert_same_outputs(keras_model, source, mnist.x_test)
+
+
+def test_keras_to_torch_transfer(mnist):
+    keras_model = build_improved_model()
+    for name in ("bn1", "bn2", "bn3"):  # statistics away from their start, as after training
+        layer = keras_model.get_layer(name)
+        gamma, beta, mean, var = layer.get_weights()
+        rng = np.random.default_rng(0)
+        layer.set_weights(
+            [
+                rng.normal(1, 0.1, gamma.shape).astype("float32"),
+                rng.normal(0, 0.1, beta.shape).astype("float32"),
+                rng.normal(0, 0.2, mean.shape).astype("float32"),
+                rng.uniform(0.5, 2.0, var.shape).astype("float32"),
+            ]
+        )
+    target = ImprovedCNN().eval()
+    arrays = {name: keras_model.get_layer(name).get_weights() for name in WEIGHTED}
+    load_improved_keras_arrays(target, arrays)
+    assert_same_outputs(keras_model, target, mnist.x_test)
+
+
+def test_transfer_refuses_another_size():
+    arrays = improved_keras_arrays(ImprovedCNN(channels=(16, 32, 64)))
+    with pytest.raises(ValueError, match="layer conv1"):
+        load_improved_keras_arrays(ImprovedCNN(), arrays)
+
+
+def test_augmentation_layers_act_in_training_only():
+    model = build_improved_model()
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    head = keras.Sequential(model.layers[:3])  # rotate, zoom, shift
+    assert [layer.name for layer in head.layers] == ["rotate", "zoom", "shift"]
+    np.testing.assert_array_equal(np.asarray(head(x, training=False)), x)
+    assert not np.allclose(np.asarray(head(x, training=True)), x)
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_one_improved_keras_epoch_on_real_mnist(data_dir, tmp_path):
+    """The Keras twin, one epoch through the real command: the same floor as the port's."""
+    from keras_reference.__main__ import main
+
+    out = tmp_path / "run"
+    args = ["--preset", "improved", "--epochs", "1", "--data-dir", str(data_dir)]
+    assert main([*args, "--out", str(out), "--verbose", "2"]) == 0
+    r = json.loads((out / "results.json").read_text())
+    print(f"keras improved, 1 epoch: test accuracy {r['test_accuracy']:.4f}")
+    assert r["preset"] == "improved" and r["epochs_run"] == 1
+    assert r["test_accuracy"] >= 0.98
