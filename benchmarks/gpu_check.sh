@@ -31,7 +31,7 @@ echo "== machine"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'lightning', lightning.__version__, 'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
-$PY -m lightning_mnist.fetch verify --data-dir "$DATA"
+$PY -m lightning_mnist.data.fetch verify --data-dir "$DATA"
 
 echo "== fit: tutorial preset, $EPOCHS epochs, one GPU"
 "${CLI[@]}" fit --config configs/tutorial.yaml "${COMMON[@]}" --trainer.accelerator "$ACCEL" \

@@ -1,5 +1,5 @@
 """What a finished Keras run measures besides accuracy, in the fields the Lightning port
-records (``lightning_mnist.measure``): test predictions, where the time went, inference
+records (``lightning_mnist.run.measure``): test predictions, where the time went, inference
 latency, peak memory and the machine. Kept here so the reference runs without torch.
 """
 

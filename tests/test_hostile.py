@@ -293,7 +293,7 @@ def test_hostile_input_gets_one_line(make, words, tmp_path, capsys, data_dir):
 def test_full_disk_while_saving_a_checkpoint(tmp_path, capsys, data_dir, monkeypatch):
     import errno
 
-    from lightning_mnist import runfolder
+    from lightning_mnist.run import folder as runfolder
 
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -12,8 +12,8 @@ import pytest
 import torch
 from helpers import REPO, cli_args
 
-from lightning_mnist.augment import affine_params, random_affine
 from lightning_mnist.cli import cli_main
+from lightning_mnist.data.augment import affine_params, random_affine
 from lightning_mnist.errors import ConfigError
 from lightning_mnist.model import ImprovedCNN, count_params
 from lightning_mnist.system import MNISTClassifier
@@ -107,9 +107,9 @@ def test_transformed_batches_move_within_the_configured_ranges():
     assert ratio.max() - ratio.min() > 0.3
 
 
-def test_augmentation_reaches_training_batches_only(data_dir, tmp_path):
+def test_augmentation_reaches_training_batches_only(tiny_idx_dir, tmp_path):
     cli = cli_main(
-        ["--config", IMPROVED, "--data.data_dir", str(data_dir), "--data.fetch", "false",
+        ["--config", IMPROVED, "--data.data_dir", str(tiny_idx_dir), "--data.fetch", "false",
          "--trainer.default_root_dir", str(tmp_path)],
         run=False,
     )  # fmt: skip

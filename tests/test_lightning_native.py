@@ -15,8 +15,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from lightning_mnist.cli import MNISTCLI, cli_main, main
-from lightning_mnist.results import HistoryRecorder
-from lightning_mnist.runfolder import AtomicCheckpointIO, RunLogger
+from lightning_mnist.run.folder import AtomicCheckpointIO, RunLogger
+from lightning_mnist.run.results import HistoryRecorder
 from lightning_mnist.system import MNISTClassifier
 
 # A few batches per stage: these tests check wiring, not accuracy.

@@ -16,7 +16,7 @@ import torch
 from helpers import TUTORIAL, cli_args
 
 from lightning_mnist.cli import main
-from lightning_mnist.runfolder import AtomicCheckpointIO
+from lightning_mnist.run.folder import AtomicCheckpointIO
 from lightning_mnist.system import MNISTClassifier
 
 # Short epochs (30 of 188 batches) keep these tests fast; validation and test stay complete.
@@ -165,7 +165,7 @@ def test_bad_config_values_get_one_line(extra, words, tmp_path, capsys):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_bad_checkpoints_get_one_line(tmp_path, capsys, data_dir):
+def test_bad_checkpoints_get_one_line(tmp_path, capsys, tiny_idx_dir):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(os.urandom(1000))
     # Lightning rebuilds the model from a checkpoint's own hyper-parameters, so a foreign
@@ -177,7 +177,7 @@ def test_bad_checkpoints_get_one_line(tmp_path, capsys, data_dir):
         "--config",
         TUTORIAL,
         "--data.data_dir",
-        str(data_dir),
+        str(tiny_idx_dir),
         "--trainer.default_root_dir",
         str(tmp_path / "runs"),
     ]

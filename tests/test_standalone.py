@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import REPO, RealDataMissing, resolve_real_data
-from test_fetch import build_wheel, idx_blobs, tiny_spec, tiny_splits
+from helpers import (
+    REPO,
+    RealDataMissing,
+    build_wheel,
+    idx_blobs,
+    resolve_real_data,
+    tiny_spec,
+    tiny_splits,
+)
 
-from lightning_mnist.compare import parse_args
-from lightning_mnist.data import MNISTDataModule
-from lightning_mnist.fetch import prepare
-from lightning_mnist.files import check_files, load_arrays
-from lightning_mnist.idx import encode_idx
+from lightning_mnist.compare.cli import parse_args
+from lightning_mnist.data.fetch import prepare
+from lightning_mnist.data.files import check_files, load_arrays
+from lightning_mnist.data.idx import encode_idx
+from lightning_mnist.data.module import MNISTDataModule
 from lightning_mnist.presets import preset_names, preset_path
 
 

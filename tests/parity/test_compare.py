@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from lightning_mnist.compare import main
-from lightning_mnist.report_md import HEADER
-from lightning_mnist.report_plots import PLOTS
+from lightning_mnist.compare.cli import main
+from lightning_mnist.compare.markdown import HEADER
+from lightning_mnist.compare.plots import PLOTS
 
 
 @pytest.mark.keras

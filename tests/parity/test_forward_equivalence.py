@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from keras_reference.model import build_model
+from lightning_mnist.interop.keras_weights import export_keras_weights, load_keras_weights
 from lightning_mnist.model import TutorialCNN
-from lightning_mnist.transfer import export_keras_weights, load_keras_weights
 
 pytestmark = [pytest.mark.keras, pytest.mark.real_data]
 

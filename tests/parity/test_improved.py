@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from keras_reference.improved import build_improved_model
+from lightning_mnist.interop.keras_weights import improved_keras_arrays, load_improved_keras_arrays
 from lightning_mnist.model import ImprovedCNN, count_params
-from lightning_mnist.transfer import improved_keras_arrays, load_improved_keras_arrays
 
 pytestmark = pytest.mark.keras
 

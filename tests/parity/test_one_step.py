@@ -47,8 +47,8 @@ import torch
 import torch.nn.functional as F
 
 from keras_reference.model import build_model
+from lightning_mnist.interop.keras_weights import load_keras_weights, to_keras_layout
 from lightning_mnist.model import TutorialCNN
-from lightning_mnist.transfer import load_keras_weights, to_keras_layout
 
 pytestmark = [pytest.mark.keras, pytest.mark.real_data]
 

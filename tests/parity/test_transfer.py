@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from keras_reference.model import build_model
-from lightning_mnist.model import TutorialCNN
-from lightning_mnist.transfer import (
+from lightning_mnist.interop.keras_weights import (
     export_keras_weights,
     keras_layout_state,
     load_keras_weights,
     read_keras_weights,
 )
+from lightning_mnist.model import TutorialCNN
 
 pytestmark = pytest.mark.keras
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lightning_mnist.report import NAMES, ROW_KEYS
-from lightning_mnist.report_plots import PLOTS
-from lightning_mnist.report_sections import PHASES
+from lightning_mnist.compare.plots import PLOTS
+from lightning_mnist.compare.report import NAMES, ROW_KEYS
+from lightning_mnist.compare.sections import PHASES
 
 HEADER = (
     "| framework | seed | epochs run | best epoch | val acc | val loss | test acc | test loss "
@@ -30,7 +30,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     """The whole report.md.
 
     Args:
-        report: From :func:`lightning_mnist.report.build_report`.
+        report: From :func:`lightning_mnist.compare.report.build_report`.
     """
     parts = [
         _intro(report),

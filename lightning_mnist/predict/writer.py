@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lightning_mnist.image_predict import format_table, render, top_prediction, write_exclusive
+from lightning_mnist.predict.files import format_table, render, top_prediction, write_exclusive
 
 
 class PredictionCSV(BasePredictionWriter):

@@ -7,8 +7,6 @@ dimensions, then one uint32 per dimension) followed by the raw uint8 payload.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,24 +213,3 @@ def encode_idx(array: np.ndarray) -> bytes:
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     return header + array.tobytes()
-
-
-def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename, so no half file appears.
-
-    Args:
-        path: destination; its parent dirs are created.
-        data: the full content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -9,11 +9,11 @@ import lightning as L
 import numpy as np
 import torch
 
-from lightning_mnist.augment import random_affine
-from lightning_mnist.batches import TensorBatches
+from lightning_mnist.data.augment import random_affine
+from lightning_mnist.data.batches import TensorBatches
+from lightning_mnist.data.files import DataError, default_data_dir, load_arrays
+from lightning_mnist.data.idx import get_spec
 from lightning_mnist.errors import ConfigError
-from lightning_mnist.files import DataError, default_data_dir, load_arrays
-from lightning_mnist.idx import get_spec
 
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
@@ -107,7 +107,7 @@ class MNISTDataModule(L.LightningDataModule):
         raw = get_spec(self.dataset).raw_dir(self.data_dir)
         missing = [f for f in get_spec(self.dataset).files if not (raw / f.name).is_file()]
         if missing and self.fetch:
-            from lightning_mnist.fetch import prepare
+            from lightning_mnist.data.fetch import prepare
 
             prepare(self.data_dir, self.dataset)
 
@@ -137,7 +137,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.load_seconds = time.perf_counter() - t0
 
     def _setup_images(self) -> None:
-        from lightning_mnist.image_predict import prepare_files
+        from lightning_mnist.predict.files import prepare_files
 
         files, images, self.image_failures = prepare_files(self.images)
         self.image_files = [str(f) for f in files]

@@ -20,13 +20,14 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_mnist.image_predict import (
+from lightning_mnist.model import TutorialCNN
+from lightning_mnist.predict.files import (
     PredictError,
     classify,
     expand_inputs,
     predict_files,
 )
-from lightning_mnist.images import (
+from lightning_mnist.predict.images import (
     ImageError,
     centre_by_mass,
     crop_to_ink,
@@ -36,9 +37,8 @@ from lightning_mnist.images import (
     prepare_array,
     prepare_image,
 )
-from lightning_mnist.model import TutorialCNN
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
@@ -391,7 +391,7 @@ def as_user_drawing(digit: np.ndarray, k: int, rng: np.random.Generator) -> Imag
 
 @pytest.mark.real_data
 def test_redrawn_mnist_digits_predicted_as_originals(tmp_path: Path, data_dir: Path) -> None:
-    from lightning_mnist.files import load_arrays
+    from lightning_mnist.data.files import load_arrays
 
     x_train, y_train, x_test, y_test = load_arrays(data_dir)
     model = train_quickly(x_train, y_train)

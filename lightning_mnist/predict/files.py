@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_mnist.images import IMAGE_SUFFIXES, ImageError, prepare_image
+from lightning_mnist.predict.images import IMAGE_SUFFIXES, ImageError, prepare_image
 
 TOP_K = 3
 OUTPUT_SUFFIXES = (".csv", ".json")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_mnist.idx import (
+from lightning_mnist.atomic import write_atomic
+from lightning_mnist.data.idx import (
     LABELS_MAGIC,
     DataError,
     DatasetSpec,
@@ -24,7 +25,6 @@ from lightning_mnist.idx import (
     get_spec,
     md5_hex,
     parse_idx,
-    write_atomic,
 )
 
 DATA_DIR_ENV = "MNIST_DATA_DIR"

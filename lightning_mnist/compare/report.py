@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_mnist.report_sections import (
+from lightning_mnist.compare.sections import (
     accuracy_interval,
     agreement_rows,
     environment_section,

@@ -34,7 +34,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lightning_mnist.idx import write_atomic
+from lightning_mnist.atomic import write_atomic
 
 VERSION = re.compile(r"version_(\d+)$")
 

@@ -29,9 +29,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from lightning_mnist.idx import DatasetSpec, IdxFile, encode_idx, md5_hex
+from lightning_mnist.data.idx import DatasetSpec, IdxFile, encode_idx, md5_hex
 
-log = logging.getLogger("lightning_mnist.fetch")
+log = logging.getLogger("lightning_mnist.data.fetch")
 
 
 class SourceError(Exception):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from lightning_mnist.checkpoints import CheckpointError, load_classifier
-from lightning_mnist.data import to_tensor
-from lightning_mnist.files import DataError, default_data_dir, load_arrays
+from lightning_mnist.data.files import DataError, default_data_dir, load_arrays
+from lightning_mnist.data.module import to_tensor
 from lightning_mnist.model import TutorialCNN
 
 Format = Literal["onnx", "torchscript", "exported-program"]

@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from lightning_mnist.idx import write_atomic
+from lightning_mnist.atomic import write_atomic
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -189,7 +189,7 @@ def run_timing(
 def measure_best_model(pl_module, datamodule, run_dir: Path) -> dict[str, Any]:
     """Predict the test set with the tested weights (``test_predictions.csv``), time
     inference at batch 1 and 256, and record peak memory and the environment."""
-    from lightning_mnist.measure import (
+    from lightning_mnist.run.measure import (
         PREDICTIONS_CSV,
         environment,
         latency_ms,

@@ -2,7 +2,7 @@
 frameworks' models, the per-class view, where the time went, and the environment.
 
 Each function takes the runs (results.json dicts, with ``predictions`` and ``process`` added
-by the loader) and returns plain JSON-ready values; :mod:`lightning_mnist.report` calls them.
+by the loader) and returns plain JSON-ready values; ``report.build_report`` calls them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_mnist.stats import (
+from lightning_mnist.compare.stats import (
     agreement,
     confusion_matrix,
     per_class_accuracy,

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_mnist import idx
-from lightning_mnist.fetch import main
-from lightning_mnist.files import DataError, check_files, load_arrays, record_md5s
-from lightning_mnist.idx import (
+from lightning_mnist.atomic import write_atomic
+from lightning_mnist.data import idx
+from lightning_mnist.data.fetch import main
+from lightning_mnist.data.files import DataError, check_files, load_arrays, record_md5s
+from lightning_mnist.data.idx import (
     MNIST,
     DatasetSpec,
     encode_idx,
@@ -22,7 +23,6 @@ from lightning_mnist.idx import (
     make_spec,
     md5_hex,
     parse_idx,
-    write_atomic,
 )
 
 

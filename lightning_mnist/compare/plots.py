@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from lightning_mnist.report import NAMES  # noqa: E402
-from lightning_mnist.report_sections import PHASES  # noqa: E402
+from lightning_mnist.compare.report import NAMES  # noqa: E402
+from lightning_mnist.compare.sections import PHASES  # noqa: E402
 
 PLOTS = {
     "accuracy": "compare_accuracy.png",
@@ -37,7 +37,7 @@ def write_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Write every picture the report links; returns their paths.
 
     Args:
-        report: From :func:`lightning_mnist.report.build_report`.
+        report: From :func:`lightning_mnist.compare.report.build_report`.
         out_dir: The report folder.
     """
     out_dir = Path(out_dir)

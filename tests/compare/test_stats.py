@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from lightning_mnist.stats import (
+from lightning_mnist.compare.stats import (
     agreement,
     confusion_matrix,
     per_class_accuracy,

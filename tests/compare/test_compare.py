@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_mnist import compare
-from lightning_mnist.bench import render_markdown as bench_markdown
-from lightning_mnist.bench import train_flops_per_sample
-from lightning_mnist.compare import main
-from lightning_mnist.report import epoch_stats
-from lightning_mnist.report_md import HEADER
-from lightning_mnist.report_plots import PLOTS
-from lightning_mnist.stats import welch_interval
+from lightning_mnist.compare import cli as compare
+from lightning_mnist.compare import runners
+from lightning_mnist.compare.bench import render_markdown as bench_markdown
+from lightning_mnist.compare.bench import train_flops_per_sample
+from lightning_mnist.compare.cli import main
+from lightning_mnist.compare.markdown import HEADER
+from lightning_mnist.compare.plots import PLOTS
+from lightning_mnist.compare.report import epoch_stats
+from lightning_mnist.compare.stats import welch_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -229,7 +230,7 @@ def test_bench_floor_and_table():
             "loadavg_before": [0.1],
             "loadavg_after": [0.2],
         },
-        "command": "python -m lightning_mnist.bench",
+        "command": "python -m lightning_mnist.compare.bench",
     }
     md = bench_markdown(report)
     assert "| Lightning, stock ops | 2.000 | 1.900 | 2.200 | 24,000 | 0.67 | 30.0% |" in md
@@ -338,7 +339,7 @@ def test_dataset_and_accelerator_reach_both_children(tmp_path, monkeypatch):
 
     monkeypatch.setattr(compare, "check_data", lambda data_dir, dataset, create=False: None)
     monkeypatch.setattr(compare, "check_gpu", lambda frameworks: None)
-    monkeypatch.setattr(compare, "stream", fake_stream)
+    monkeypatch.setattr(runners, "stream", fake_stream)
     out = tmp_path / "cmp"
     args = ["--seeds", "1", "--dataset", "fashion_mnist", "--accelerator", "gpu", "--out", str(out)]
     assert main([*args, "--lightning-args", "--model.conv_pool fused"]) == 0
@@ -357,8 +358,8 @@ def test_dataset_and_accelerator_reach_both_children(tmp_path, monkeypatch):
 
 def test_cpu_comparison_hides_the_gpus_from_the_children(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert compare.child_env("cpu")["CUDA_VISIBLE_DEVICES"] == ""
-    assert compare.child_env("gpu")["CUDA_VISIBLE_DEVICES"] == "0"
+    assert runners.child_env("cpu")["CUDA_VISIBLE_DEVICES"] == ""
+    assert runners.child_env("gpu")["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def test_gpu_comparison_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
@@ -376,7 +377,7 @@ def test_stream_records_the_child_process(tmp_path):
     import sys
 
     log = tmp_path / "run" / "run.log"
-    lines = compare.stream([sys.executable, "-c", "print('hi')"], "", log, quiet=True)
+    lines = runners.stream([sys.executable, "-c", "print('hi')"], "", log, quiet=True)
     assert lines == ["hi"] and log.read_text().endswith("hi\n")
     process = json.loads((tmp_path / "run" / "process.json").read_text())
     assert process["launched_at"] > 1.6e9 and 0 < process["process_seconds"] < 60

@@ -1,0 +1,242 @@
+"""Running one framework's training as a child process, and the checks before any run.
+
+Each run is a child process (``python -m keras_reference`` or ``python -m lightning_mnist.cli
+fit``), so each framework has every core and lightning_mnist never imports Keras or
+TensorFlow (docs/parity.md #12). A finished run is found through the results.json it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning_mnist.atomic import next_free
+from lightning_mnist.compare.report import PROCESS_JSON
+from lightning_mnist.presets import preset_path
+
+DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
+
+
+class CompareError(Exception):
+    """A user mistake or a failed run; the message is one line saying what to do."""
+
+
+def new_out_dir(out: Path, hint: str = "") -> Path:
+    """Create ``out``, refusing one that exists and is not empty (nothing is overwritten).
+
+    Args:
+        out: The folder.
+        hint: Appended to the error, e.g. other options that accept an existing folder.
+
+    Raises:
+        CompareError: when ``out`` exists and is not empty.
+    """
+    if out.exists() and any(out.iterdir()):
+        raise CompareError(exists_message(out, hint))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def exists_message(out: Path, hint: str = "") -> str:
+    more = f", {hint}" if hint else ""
+    return f"{out} already exists; choose a new --out (e.g. {next_free(out)}){more}"
+
+
+def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> None:
+    """Make sure ``data_dir`` holds good IDX files, fetching missing ones (verified).
+
+    Args:
+        data_dir: Holds MNIST/raw (or FashionMNIST/raw).
+        dataset: ``mnist`` or ``fashion_mnist``.
+        create: Create ``data_dir`` when it does not exist (the default data dir only).
+
+    Raises:
+        CompareError: when the files are bad or cannot be fetched, before any child starts.
+    """
+    from lightning_mnist.data.fetch import prepare
+    from lightning_mnist.data.idx import DataError
+
+    if create:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+    if not Path(data_dir).is_dir():
+        raise CompareError(f"data dir {data_dir} does not exist; pass --data-dir DIR")
+    try:
+        prepare(data_dir, dataset)
+    except DataError as e:
+        raise CompareError(str(e)) from None
+
+
+def check_gpu(frameworks: set[str]) -> None:
+    """Refuse ``--accelerator gpu`` unless every framework that will run sees a GPU.
+
+    Raises:
+        CompareError: naming the framework that sees none.
+    """
+    import torch
+
+    if "lightning" in frameworks and not torch.cuda.is_available():
+        raise CompareError("--accelerator gpu: torch sees no GPU (torch.cuda.is_available())")
+    if "keras" in frameworks:
+        probe = "import tensorflow as tf, sys; sys.exit(not tf.config.list_physical_devices('GPU'))"
+        found = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True)
+        if found.returncode != 0:
+            raise CompareError(
+                "--accelerator gpu: TensorFlow sees no GPU (install tensorflow[and-cuda]), "
+                "or pass --frameworks lightning"
+            )
+
+
+def finished_results(run: Path) -> Path | None:
+    """The newest results.json under a run folder, or None when no run finished there.
+
+    Args:
+        run: A Keras run folder or a Lightning default_root_dir.
+    """
+    found = sorted(run.glob("results.json")) or sorted(
+        run.glob("version_*/results.json"), key=lambda p: p.stat().st_mtime
+    )
+    return found[-1] if found else None
+
+
+def child_env(accelerator: str = "gpu") -> dict[str, str]:
+    """The children's environment: unbuffered output, TF's info logs hidden, and on the
+    ``cpu`` accelerator no GPU visible (TensorFlow would otherwise take one by itself)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if accelerator == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+def stream(
+    cmd: list[str], prefix: str, log: Path, quiet: bool = False, accelerator: str = "cpu"
+) -> list[str]:
+    """Run ``cmd``, echo each output line with ``prefix``, save it to ``log``, return the lines.
+
+    Beside ``log`` goes ``process.json``: the launch time (wall clock) and the process's wall
+    seconds, from which the report gets the child's start-up time.
+
+    Args:
+        cmd: The command.
+        prefix: Put before each echoed line, e.g. ``"[keras s0] "``.
+        log: The file that keeps the whole output.
+        quiet: Do not echo; the log still has everything.
+        accelerator: ``cpu`` hides the GPUs from the child.
+
+    Raises:
+        CompareError: when the command exits non-zero.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    with log.open("w") as f:
+        f.write(f"$ {shlex.join(cmd)}\n")
+        launched_at, t0 = time.time(), time.perf_counter()
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=child_env(accelerator),
+        )
+        try:
+            for line in proc.stdout:
+                f.write(line)
+                lines.append(line.rstrip("\n"))
+                if not quiet:
+                    print(prefix + lines[-1], flush=True)
+            rc = proc.wait()
+            seconds = time.perf_counter() - t0
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            raise
+    if rc != 0:
+        tail = " | ".join(x for x in lines[-3:] if x.strip())
+        raise CompareError(f"{shlex.join(cmd[:3])}... exited {rc}: {tail} (full output: {log})")
+    process = {"launched_at": launched_at, "process_seconds": seconds}
+    (log.parent / PROCESS_JSON).write_text(json.dumps(process, indent=2) + "\n")
+    return lines
+
+
+def run_keras(
+    run: Path,
+    data_dir: str,
+    seed: int,
+    epochs: int,
+    patience: int,
+    quiet: bool = False,
+    extra: tuple[str, ...] = (),
+    dataset: str = "mnist",
+    accelerator: str = "cpu",
+) -> dict[str, Any]:
+    """Run ``python -m keras_reference`` into ``run`` and return its results.json.
+
+    Args:
+        run: The Keras run folder (must not hold a results.json).
+        data_dir: Holds MNIST/raw.
+        seed: keras.utils.set_random_seed.
+        epochs: Max epochs.
+        patience: EarlyStopping patience.
+        quiet: Do not echo the child's output.
+        extra: More ``keras_reference`` options, e.g. ``("--jit-compile",)``.
+        dataset: ``mnist`` or ``fashion_mnist``.
+        accelerator: ``cpu`` hides the GPUs; ``gpu`` lets TensorFlow take one.
+    """
+    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir), *extra]
+    cmd += ["--dataset", dataset, "--epochs", str(epochs), "--patience", str(patience)]
+    cmd += ["--seed", str(seed), "--out", str(run), "--verbose", "2"]  # a line per epoch
+    stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet, accelerator)
+    return json.loads((run / "results.json").read_text())
+
+
+def run_lightning(
+    run: Path,
+    data_dir: str,
+    seed: int,
+    epochs: int,
+    patience: int,
+    quiet: bool = False,
+    config: str | Path = DEFAULT_CONFIG,
+    extra: tuple[str, ...] = (),
+    dataset: str = "mnist",
+    accelerator: str = "cpu",
+) -> dict[str, Any]:
+    """Run ``lightning-mnist fit`` with ``run`` as default_root_dir and return its results.json.
+
+    Args:
+        run: The Trainer's default_root_dir; the run folder is a new ``version_K`` in it.
+        data_dir: Holds MNIST/raw.
+        seed: seed_everything.
+        epochs: Max epochs.
+        patience: EarlyStopping patience.
+        quiet: Do not echo the child's output.
+        config: The Lightning preset.
+        extra: More Lightning CLI options, e.g. ``("--model.conv_pool", "fused")``.
+        dataset: ``mnist`` or ``fashion_mnist``.
+        accelerator: The Trainer's accelerator (one device).
+    """
+    try:
+        config = preset_path(config)
+    except FileNotFoundError as e:
+        raise CompareError(str(e)) from None
+    cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
+    cmd += ["--data.data_dir", str(data_dir), "--data.dataset", dataset, "--data.fetch", "false"]
+    cmd += ["--trainer.accelerator", accelerator, "--trainer.devices", "1"]
+    cmd += ["--trainer.default_root_dir", str(run), "--seed_everything", str(seed)]
+    cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
+    # No progress bar (it would flood a pipe); EpochLine prints one line per epoch instead.
+    cmd += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    cmd += ["--trainer.callbacks+=lightning_mnist.run.results.EpochLine", *extra]
+    stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet, accelerator)
+    path = finished_results(run)  # run is new, so its only version_N is this run's
+    if path is None:
+        raise CompareError(
+            f"the Lightning run wrote no results.json under {run}; see {run}/run.log"
+        )
+    return json.loads(path.read_text())

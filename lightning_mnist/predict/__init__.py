@@ -1,0 +1,3 @@
+"""Predicting your own images: reading and preparing files (``images``, ``files``) and
+writing the predictions (``writer``).
+"""
