@@ -100,10 +100,14 @@ def test_transformed_batches_move_within_the_configured_ranges():
     turned = torch.rad2deg((angle - angle0).abs())
     assert turned.max() <= 10.5 and turned.max() > 8.0
     assert torch.allclose(mass, mass0, rtol=0.03)
-    # Zoom only: the area scales by the factor squared, 0.9^2 to 1.1^2.
-    mass, _, _, _ = _moments(random_affine(x, zoom=0.1, generator=g))
-    ratio = mass / mass0
-    assert ratio.min() >= 0.81 - 0.02 and ratio.max() <= 1.21 + 0.02
+    # Zoom only: the ink of a smooth spot scales by the factor squared, 0.9^2 to 1.1^2 (a
+    # smooth spot, because bilinear sampling blurs hard edges and adds ink at them).
+    rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    spot = torch.exp(-((rows - 13.5) ** 2 + (cols - 13.5) ** 2) / (2 * 3.0**2)).expand(
+        500, 1, 28, 28
+    )
+    ratio = _moments(random_affine(spot, zoom=0.1, generator=g))[0] / _moments(spot)[0]
+    assert ratio.min() >= 0.81 - 0.01 and ratio.max() <= 1.21 + 0.01
     assert ratio.max() - ratio.min() > 0.3
 
 
@@ -140,11 +144,13 @@ def test_improved_preset_wires_its_recipe(tmp_path):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_one_improved_epoch_on_real_mnist(data_dir, tmp_path):
-    """One full epoch of the improved recipe. Its floor: the tutorial's network needs 3 epochs
-    for 96%; batch norm lets this one pass 98% in its first epoch (98.9% measured, seed 0)."""
+    """One full epoch of the improved recipe, augmentation on. Measured (seed 0): 96.0% after
+    one epoch (98.5% without augmentation, 99.0% after two). The floor, 94%, fails what breaks
+    the recipe: batch-norm statistics that eval mode cannot use give about 11%, and the
+    tutorial's network itself needs 3 epochs for 96%."""
     args = cli_args(data_dir, tmp_path, "--trainer.max_epochs", "1", presets=(IMPROVED,))
-    cli = cli_main(args)
+    cli = cli_main(["fit", *args])
     r = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
     print(f"improved, 1 epoch: test accuracy {r['test_accuracy']:.4f}")
     assert r["params"] == IMPROVED_PARAMS and r["epochs_run"] == 1
-    assert r["test_accuracy"] >= 0.98
+    assert r["test_accuracy"] >= 0.94

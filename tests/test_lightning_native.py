@@ -246,3 +246,28 @@ def test_relative_run_root_as_in_the_readme(data_dir, tmp_path, monkeypatch):
     assert main(["fit", *args]) == 0
     results = json.loads(Path("runs/tutorial/version_0/results.json").read_text())
     assert results["best_model"].startswith("checkpoints/best-")
+
+
+def test_epoch_means_are_keras_sample_weighted_means():
+    """torchmetrics' weighted MeanMetric and micro MulticlassAccuracy give the values the
+    hand-written sums gave: sum(loss * n) / sum(n) and correct / seen, on uneven batches."""
+    from lightning_mnist.system import EpochMeans
+
+    g = torch.Generator().manual_seed(0)
+    means = EpochMeans(10)
+    loss_sum, correct, seen = 0.0, 0, 0
+    for n in (256, 256, 100, 7):  # a partial last batch weighs less
+        logits = torch.randn(n, 10, generator=g)
+        y = torch.randint(0, 10, (n,), generator=g)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        means.update(loss, logits, y)
+        loss_sum += float(loss) * n
+        correct += int((logits.argmax(1) == y).sum())
+        seen += n
+    got = means.compute()
+    assert float(got["loss"]) == pytest.approx(loss_sum / seen, rel=1e-6)
+    assert float(got["accuracy"]) == pytest.approx(correct / seen, rel=1e-7)
+    assert int(got["samples"]) == seen == 619
+    means.reset()
+    means.update(torch.tensor(1.0), torch.eye(10)[:2], torch.tensor([0, 2]))
+    assert float(means.compute()["accuracy"]) == 0.5  # reset forgets the earlier batches

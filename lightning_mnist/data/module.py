@@ -180,7 +180,8 @@ class MNISTDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Training batches only, on the device they were moved to. The draws come from the
         # global generator, which the system seeds each epoch, so a run repeats exactly.
-        if self.trainer is not None and self.trainer.training:
+        # (The model summary sends example_input_array, a bare tensor, through here too.)
+        if self.trainer is not None and self.trainer.training and isinstance(batch, list | tuple):
             x, y = batch
             batch = (random_affine(x, **self.augment), y)
         return batch

@@ -104,7 +104,8 @@ def test_augmentation_layers_act_in_training_only():
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_one_improved_keras_epoch_on_real_mnist(data_dir, tmp_path):
-    """The Keras twin, one epoch through the real command: the same floor as the port's."""
+    """The Keras twin, one epoch through the real command: the same floor as the port's
+    (tests/test_improved.py says why)."""
     from keras_reference.__main__ import main
 
     out = tmp_path / "run"
@@ -113,4 +114,4 @@ def test_one_improved_keras_epoch_on_real_mnist(data_dir, tmp_path):
     r = json.loads((out / "results.json").read_text())
     print(f"keras improved, 1 epoch: test accuracy {r['test_accuracy']:.4f}")
     assert r["preset"] == "improved" and r["epochs_run"] == 1
-    assert r["test_accuracy"] >= 0.98
+    assert r["test_accuracy"] >= 0.94
