@@ -206,6 +206,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark, write bench.json and bench.md, and return the bench.json dict.
 
+    Long because it is the benchmark's script read top to bottom: each row runs in turn
+    (Keras, Keras with XLA, Lightning stock and fused, the plain loops), then the report.
+
     Args:
         args: From :func:`parse_args`.
     """

@@ -72,6 +72,9 @@ DATASETS = ("mnist", "fashion_mnist")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse ``mnist-compare``'s arguments; the defaults are the tutorial's.
 
+    Long because it is one ``add_argument`` per option, each with its help text, followed by
+    the checks that need several options at once.
+
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """

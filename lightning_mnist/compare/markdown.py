@@ -125,8 +125,9 @@ def _accuracy(report: dict[str, Any]) -> str:
         f"![loss]({PLOTS['loss']})",
         "",
         "Left: validation; right: training (running mean over the epoch, with dropout on, as "
-        "Keras reports it). Line: mean over the seeds still running at that epoch; band: ± one "
-        "standard deviation; thin lines: single seeds; dots: each seed's best epoch. The y axis "
+        "Keras reports it). Line: mean over the seeds still running at that epoch, drawn while at "
+        "least half of them run; band: ± one standard deviation; thin lines: single seeds; dots: "
+        "each seed's best epoch. The y axis "
         "is zoomed to where the curves differ, so the first epochs may start below it.",
         "",
     ]

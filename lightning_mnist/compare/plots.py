@@ -55,8 +55,11 @@ def write_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
 def mean_std(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
     """Per epoch, the mean and sample std over the curves that reach that epoch (std 0 where
-    only one does)."""
-    length = max(len(c) for c in curves)
+    only one does), up to the last epoch that at least half of them reach (a mean of the one
+    or two seeds that ran longest would jump about and mislead)."""
+    quorum = max(1, -(-len(curves) // 2))  # ceil(n / 2)
+    length = max(e for e in range(1, max(len(c) for c in curves) + 1)
+                 if sum(len(c) >= e for c in curves) >= quorum)  # fmt: skip
     mean, std = np.empty(length), np.zeros(length)
     for e in range(length):
         values = [c[e] for c in curves if len(c) > e]
@@ -100,9 +103,10 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
         ax.set_ylim(*zoom(all_curves, accuracy))
         ax.set_title(f"{title} {metric}")
         ax.set_xlabel("epoch")
+        ax.set_xlim(left=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if accuracy:
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
         ax.grid(alpha=0.3)
     seeds = sorted({int(r["seed"]) for r in runs})
     handles = [
