@@ -1,5 +1,5 @@
 """The comparison report: the runs' saved files -> the report dict -> report.json, report.md
-and the pictures (``report_md.py``, ``report_plots.py``).
+and the pictures (``markdown.py``, ``plots.py``).
 
 Everything here reads saved files and never trains, so a report can be rebuilt at any time
 (``mnist-compare --report-only``). A report folder holds ``runs/<framework>-seed<S>/...`` with
