@@ -49,6 +49,13 @@ ARGUMENT_TARGETS = [
     ("channels_last", "false", lambda cli: cli.model.memory_format == torch.contiguous_format),
     ("pool_before_relu", "false", lambda cli: _model(cli).pool_before_relu is False),
     ("conv_pool", "fused", lambda cli: _model(cli).fused is True),
+    ("arch", "improved", lambda cli: type(_model(cli)).__name__ == "ImprovedCNN"),
+]
+# The data module's augmentation ranges reach the transform it applies to training batches.
+DATA_TARGETS = [
+    ("augment_rotation", "10", lambda cli: cli.datamodule.augment["rotation"] == 10.0),
+    ("augment_zoom", "0.1", lambda cli: cli.datamodule.augment["zoom"] == 0.1),
+    ("augment_shift", "0.1", lambda cli: cli.datamodule.augment["shift"] == 0.1),
 ]
 
 
@@ -64,6 +71,29 @@ def test_system_argument_reaches_its_target(tmp_path, name, value, reached):
     default = built(tmp_path)
     assert not reached(default), f"the default already satisfies the check for {name}"
     assert reached(built(tmp_path, f"--model.{name}", value))
+
+
+@pytest.mark.parametrize(("name", "value", "reached"), DATA_TARGETS)
+def test_augmentation_argument_reaches_the_transform(tmp_path, name, value, reached, monkeypatch):
+    default = built(tmp_path)
+    assert not reached(default), f"the default already satisfies the check for {name}"
+    cli = built(tmp_path, f"--data.{name}", value)
+    assert reached(cli)
+    seen = {}
+
+    def spy(x, **ranges):
+        seen.update(ranges)
+        return x
+
+    monkeypatch.setattr("lightning_mnist.data.module.random_affine", spy)
+
+    class Training:
+        training = True
+
+    cli.datamodule.trainer = Training()
+    cli.datamodule.on_after_batch_transfer((torch.zeros(2, 1, 28, 28), torch.zeros(2)), 0)
+    key = name.removeprefix("augment_")
+    assert seen[key] == float(value)  # the range is what the transform is called with
 
 
 def test_optimizer_from_the_cli(tmp_path):
