@@ -42,7 +42,13 @@ def random_affine(
     """
     if rotation == zoom == shift == 0:
         return x
-    p = affine_params(len(x), rotation, zoom, shift, x.device, generator)
+    return apply_affine(x, affine_params(len(x), rotation, zoom, shift, x.device, generator))
+
+
+def apply_affine(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each image of ``x`` rotated by ``p["angle"]`` (radians), zoomed by ``p["zoom"]`` and
+    shifted by ``p["shift_x"]``, ``p["shift_y"]`` (shares of the size), about its centre,
+    in one bilinear resampling with 0 outside."""
     # theta maps output coordinates to input ones (normalised to [-1, 1]): the inverse of
     # "rotate by angle, scale by zoom, then move by shift".
     cos, sin, s = torch.cos(p["angle"]), torch.sin(p["angle"]), p["zoom"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 
-import keras
 import numpy as np
 import pytest
 import torch
 
-from keras_reference.improved import build_improved_model
+from keras_reference.improved import RandomAffine, affine, build_improved_model
+from lightning_mnist.data.augment import affine_params, apply_affine
 from lightning_mnist.interop.keras_weights import improved_keras_arrays, load_improved_keras_arrays
 from lightning_mnist.model import ImprovedCNN, count_params
 
@@ -92,13 +92,22 @@ def test_transfer_refuses_another_size():
         load_improved_keras_arrays(ImprovedCNN(), arrays)
 
 
-def test_augmentation_layers_act_in_training_only():
-    model = build_improved_model()
-    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
-    head = keras.Sequential(model.layers[:3])  # rotate, zoom, shift
-    assert [layer.name for layer in head.layers] == ["rotate", "zoom", "shift"]
-    np.testing.assert_array_equal(np.asarray(head(x, training=False)), x)
-    assert not np.allclose(np.asarray(head(x, training=True)), x)
+def test_augmentation_is_the_same_map_in_both_frameworks(mnist):
+    """The same angles, zooms and shifts give the same images in Keras and in the port (one
+    bilinear resampling each), and the layer acts in training only."""
+    p = affine_params(1000, 10.0, 0.1, 0.1, generator=torch.Generator().manual_seed(0))
+    x = mnist.x_train[:1000]
+    mine = apply_affine(torch.from_numpy(x)[:, None], p)[:, 0].numpy()
+    theirs = affine(x[..., None], *(p[k].numpy() for k in ("angle", "zoom", "shift_x", "shift_y")))
+    diff = float(np.abs(np.asarray(theirs)[..., 0] - mine).max())
+    print(f"max |Keras affine - port affine| {diff:.1e}")
+    assert diff <= 1e-5
+    layer = build_improved_model().get_layer("augment")
+    assert isinstance(layer, RandomAffine)
+    np.testing.assert_array_equal(
+        np.asarray(layer(x[:4, ..., None], training=False)), x[:4, ..., None]
+    )
+    assert not np.allclose(np.asarray(layer(x[:4, ..., None], training=True)), x[:4, ..., None])
 
 
 @pytest.mark.real_data
