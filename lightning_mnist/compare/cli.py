@@ -80,8 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """
     p = argparse.ArgumentParser(
         prog="mnist-compare",
-        description="Train the tutorial's CNN with Keras and with Lightning over several seeds "
-        "(one process at a time) and write a side-by-side report. "
+        description="Train the tutorial's CNN (or the improved preset's) with Keras and with "
+        "Lightning over several seeds, one process at a time, and write a side-by-side report: "
+        "accuracy with its 95%% interval, agreement of the two models, per class, time, "
+        "environment. "
         "`mnist-compare --bench --help` shows the speed benchmark.",
     )
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: %(default)s)")
@@ -104,8 +106,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--out", default="reports/compare", help="new report folder (default: %(default)s)"
     )
-    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
-    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="(default: %(default)s)")
+    p.add_argument(
+        "--frameworks",
+        nargs="+",
+        choices=FRAMEWORKS,
+        default=list(FRAMEWORKS),
+        help="which to run (default: both, Keras first)",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist",
+        help="MNIST or Fashion-MNIST, fetched and verified like MNIST (default: %(default)s)",
+    )
     p.add_argument(
         "--accelerator",
         choices=("cpu", "gpu"),
