@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="mnist-compare",
         description="Train the tutorial's CNN (or the improved preset's) with Keras and with "
         "Lightning over several seeds, one process at a time, and write a side-by-side report: "
-        "accuracy with its 95%% interval, agreement of the two models, per class, time, "
+        "accuracy with its 95% interval, agreement of the two models, per class, time, "
         "environment. "
         "`mnist-compare --bench --help` shows the speed benchmark.",
     )
