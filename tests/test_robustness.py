@@ -27,9 +27,22 @@ def fit_args(data_dir: Path, root: Path, epochs: int, *extra: str) -> list[str]:
     return ["fit", *cli_args(data_dir, root, "--trainer.max_epochs", str(epochs), *SHORT, *extra)]
 
 
+def _default_sigint() -> None:
+    # A runner started as a background job (no job control) ignores SIGINT, and an ignored
+    # SIGINT is inherited: the child would never see the Ctrl-C this test sends. Python
+    # installs its KeyboardInterrupt handler only where SIGINT is not ignored at start-up.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_fit(data_dir: Path, root: Path, epochs: int, *extra: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "lightning_mnist.cli", *fit_args(data_dir, root, epochs, *extra)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def finish(proc: subprocess.Popen) -> str:
