@@ -35,6 +35,7 @@ from keras_reference.model import INPUT_SHAPE
 
 LR, GAMMA = 2e-3, 0.8  # lr = 0.002 * 0.8 ** epoch
 BATCH_SIZE, EPOCHS, PATIENCE = 128, 15, 4
+CONVS = (1, 2, 2)  # conv layers in each block (configs/improved.yaml's model.convs)
 AUGMENT = {"rotation": 10.0, "zoom": 0.1, "shift": 0.1}
 
 
@@ -108,6 +109,7 @@ def build_improved_model(
     dropout: float = 0.4,
     augment: dict[str, float] | None = None,
     jit_compile: bool | str = "auto",
+    convs: tuple[int, int, int] = CONVS,
 ) -> keras.Sequential:
     """Build and compile the improved network (Adam lr 0.002, epsilon 1e-7).
 
@@ -119,16 +121,19 @@ def build_improved_model(
         augment: ``rotation`` (degrees), ``zoom`` and ``shift`` (shares); None is
             :data:`AUGMENT`, all zeros leave the layer out.
         jit_compile: ``compile``'s XLA switch.
+        convs: Conv layers in each block, 1 or 2; a second one is named ``conv<i>b``.
     """
     aug = AUGMENT if augment is None else augment
     model = keras.Sequential(name="improved_cnn")
     model.add(keras.Input(shape=INPUT_SHAPE))
     if any(aug.values()):
         model.add(RandomAffine(**aug, name="augment"))
-    for i, f in enumerate((filters, 2 * filters, 4 * filters), start=1):
-        model.add(layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}"))
-        model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"bn{i}"))
-        model.add(layers.Activation("relu", name=f"relu{i}"))
+    sizes = (filters, 2 * filters, 4 * filters)
+    for i, (f, n) in enumerate(zip(sizes, convs, strict=True), start=1):
+        for s in ("", "b")[:n]:
+            model.add(layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}{s}"))
+            model.add(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"bn{i}{s}"))
+            model.add(layers.Activation("relu", name=f"relu{i}{s}"))
         model.add(layers.MaxPooling2D(2, name=f"pool{i}"))
     model.add(layers.Flatten(name="flatten"))
     model.add(layers.Dense(hidden, activation="relu", name="fc1"))

@@ -133,13 +133,16 @@ BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 class ImprovedCNN(nn.Module):
     """The improved preset's network: three conv blocks and a dense head, stock ops only.
 
-    Each block is Conv(3x3, same padding, no bias) -> BatchNorm -> ReLU -> MaxPool(2x2):
-    (N, 1, 28, 28) -> (N, 32, 14, 14) -> (N, 64, 7, 7) -> (N, 128, 3, 3). Then Flatten (in
+    Each block is ``convs[i]`` times Conv(3x3, same padding, no bias) -> BatchNorm -> ReLU,
+    then MaxPool(2x2): (N, 1, 28, 28) -> (N, 32, 14, 14) -> (N, 64, 7, 7) -> (N, 128, 3, 3).
+    A block's first layers are named ``conv1``, ``bn1``, ``relu1``; a second conv in it
+    ``conv1b``, ``bn1b``, ``relu1b``. Then Flatten (in
     Keras's NHWC order) -> Dense(128, ReLU) -> Dropout -> Dense (logits). The Keras twin is
     ``keras_reference.improved.build_improved_model``, with the same layer names.
 
     Args:
         channels: Filters of the three conv blocks.
+        convs: Conv layers in each block, 1 or 2 (the preset: 1, 2, 2).
         hidden: Units of the hidden dense layer.
         dropout: Dropout rate before the last layer, in [0, 1).
         num_classes: Output classes.
@@ -154,6 +157,7 @@ class ImprovedCNN(nn.Module):
         dropout: float = 0.4,
         num_classes: int = 10,
         keras_init: bool = True,
+        convs: tuple[int, int, int] = (1, 1, 1),
     ) -> None:
         super().__init__()
         if len(channels) != 3 or min(channels) <= 0 or hidden <= 0 or num_classes <= 0:
@@ -161,17 +165,21 @@ class ImprovedCNN(nn.Module):
                 f"channels (three), hidden and num_classes must be positive, got {channels}, "
                 f"{hidden}, {num_classes}"
             )
+        if len(convs) != 3 or not set(convs) <= {1, 2}:
+            raise ConfigError(f"convs gives 1 or 2 conv layers for each of 3 blocks, got {convs}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         blocks, c_in, size = [], 1, IMAGE_SIZE
-        for i, c_out in enumerate(channels, start=1):
-            blocks += [
-                (f"conv{i}", nn.Conv2d(c_in, c_out, KERNEL, padding=1, bias=False)),
-                (f"bn{i}", nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM)),
-                (f"relu{i}", nn.ReLU()),
-                (f"pool{i}", nn.MaxPool2d(POOL)),
-            ]
-            c_in, size = c_out, size // POOL
+        for i, (c_out, n) in enumerate(zip(channels, convs, strict=True), start=1):
+            for suffix in ("", "b")[:n]:
+                blocks += [
+                    (f"conv{i}{suffix}", nn.Conv2d(c_in, c_out, KERNEL, padding=1, bias=False)),
+                    (f"bn{i}{suffix}", nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM)),
+                    (f"relu{i}{suffix}", nn.ReLU()),
+                ]
+                c_in = c_out
+            blocks.append((f"pool{i}", nn.MaxPool2d(POOL)))
+            size //= POOL
         self.features = nn.Sequential(OrderedDict(blocks))
         self.fc1 = nn.Linear(size * size * c_in, hidden)
         self.dropout = nn.Dropout(dropout)

@@ -70,6 +70,7 @@ class MNISTClassifier(L.LightningModule):
             the tutorial network only.
         arch: ``tutorial`` (:class:`TutorialCNN`) or ``improved`` (:class:`ImprovedCNN`:
             three conv blocks with batch norm).
+        convs: Conv layers (1 or 2) in each of the improved network's three blocks.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class MNISTClassifier(L.LightningModule):
         pool_before_relu: bool = True,
         conv_pool: ConvPool = "native",
         arch: Literal["tutorial", "improved"] = "tutorial",
+        convs: tuple[int, int, int] = (1, 1, 1),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -90,8 +92,10 @@ class MNISTClassifier(L.LightningModule):
             if conv_pool != "native":
                 raise ConfigError("model.conv_pool fused/auto is for the tutorial network only")
             channels = (filters, 2 * filters, 4 * filters)
-            self.model = ImprovedCNN(channels, hidden, dropout, num_classes, keras_init)
+            self.model = ImprovedCNN(channels, hidden, dropout, num_classes, keras_init, convs)
         else:
+            if tuple(convs) != (1, 1, 1):
+                raise ConfigError("model.convs is for the improved network (model.arch improved)")
             self.model = TutorialCNN(
                 filters, hidden, dropout, num_classes, keras_init, pool_before_relu, conv_pool
             )

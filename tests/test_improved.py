@@ -22,6 +22,10 @@ IMPROVED = str(REPO / "configs" / "improved.yaml")
 # conv 288 + 18,432 + 73,728; batch norm scale and shift 64 + 128 + 256;
 # fc1 1,152 * 128 + 128; fc2 128 * 10 + 10.
 IMPROVED_PARAMS = 288 + 18_432 + 73_728 + 64 + 128 + 256 + 147_584 + 1_290
+# The preset (configs/improved.yaml) adds a second conv to blocks 2 and 3: conv2b 64 * 64 * 9
+# with its batch norm 128, conv3b 128 * 128 * 9 with 256.
+PRESET_CONVS = (1, 2, 2)
+PRESET_PARAMS = IMPROVED_PARAMS + 36_864 + 128 + 147_456 + 256
 
 
 def test_improved_network_shapes_and_parameters():
@@ -32,6 +36,13 @@ def test_improved_network_shapes_and_parameters():
     assert model.features(x).shape == (3, 128, 3, 3)
     bn = model.features.bn1
     assert (bn.eps, bn.momentum) == (1e-5, 0.1)  # Keras side: epsilon 1e-5, momentum 0.9
+    preset = ImprovedCNN(convs=PRESET_CONVS)
+    assert count_params(preset) == PRESET_PARAMS == 426_474
+    assert preset(x).shape == (3, 10) and preset.features(x).shape == (3, 128, 3, 3)
+    names = [n for n, m in preset.features.named_children() if isinstance(m, torch.nn.Conv2d)]
+    assert names == ["conv1", "conv2", "conv2b", "conv3", "conv3b"]
+    with pytest.raises(ConfigError, match="convs"):
+        ImprovedCNN(convs=(1, 3, 1))
 
 
 def test_the_system_selects_the_network_and_keeps_the_tutorial_default():
@@ -39,6 +50,8 @@ def test_the_system_selects_the_network_and_keeps_the_tutorial_default():
     assert type(MNISTClassifier().model).__name__ == "TutorialCNN"
     with pytest.raises(ConfigError, match="tutorial network only"):
         MNISTClassifier(arch="improved", conv_pool="fused")
+    with pytest.raises(ConfigError, match="improved network"):
+        MNISTClassifier(convs=(1, 2, 2))
 
 
 def test_augmentation_is_the_identity_at_zero_ranges():

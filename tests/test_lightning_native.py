@@ -50,7 +50,10 @@ ARGUMENT_TARGETS = [
     ("pool_before_relu", "false", lambda cli: _model(cli).pool_before_relu is False),
     ("conv_pool", "fused", lambda cli: _model(cli).fused is True),
     ("arch", "improved", lambda cli: type(_model(cli)).__name__ == "ImprovedCNN"),
+    ("convs", "[1, 2, 2]", lambda cli: hasattr(_model(cli).features, "conv3b")),
 ]
+# Options that act on the improved network only are checked on it.
+CONTEXT = {"convs": ("--model.arch", "improved")}
 # The data module's augmentation ranges reach the transform it applies to training batches.
 DATA_TARGETS = [
     ("augment_rotation", "10", lambda cli: cli.datamodule.augment["rotation"] == 10.0),
@@ -68,9 +71,10 @@ def test_every_system_argument_is_covered():
 
 @pytest.mark.parametrize(("name", "value", "reached"), ARGUMENT_TARGETS)
 def test_system_argument_reaches_its_target(tmp_path, name, value, reached):
-    default = built(tmp_path)
+    context = CONTEXT.get(name, ())
+    default = built(tmp_path, *context)
     assert not reached(default), f"the default already satisfies the check for {name}"
-    assert reached(built(tmp_path, f"--model.{name}", value))
+    assert reached(built(tmp_path, *context, f"--model.{name}", value))
 
 
 @pytest.mark.parametrize(("name", "value", "reached"), DATA_TARGETS)

@@ -17,12 +17,14 @@ from lightning_mnist.model import ImprovedCNN, count_params
 
 pytestmark = pytest.mark.keras
 
-WEIGHTED = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "fc1", "fc2")
+WEIGHTED = ("conv1", "bn1", "conv2", "bn2", "conv2b", "bn2b", "conv3", "bn3", "conv3b", "bn3b")
+WEIGHTED += ("fc1", "fc2")
+PRESET_CONVS = (1, 2, 2)  # keras_reference.improved.CONVS, configs/improved.yaml's model.convs
 
 
 def random_torch_model() -> ImprovedCNN:
     """Every weight random, and batch-norm statistics far from their (0, 1) start."""
-    model = ImprovedCNN()
+    model = ImprovedCNN(convs=PRESET_CONVS)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.1)
@@ -48,9 +50,12 @@ def assert_same_outputs(keras_model, torch_model, x: np.ndarray) -> None:
 
 def test_same_layers_and_parameter_count():
     keras_model = build_improved_model()
-    torch_model = ImprovedCNN()
+    torch_model = ImprovedCNN(convs=PRESET_CONVS)
     trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
-    assert trainable == count_params(torch_model) == 241_770
+    assert trainable == count_params(torch_model) == 426_474
+    single = build_improved_model(convs=(1, 1, 1))
+    trainable = sum(int(np.prod(w.shape)) for w in single.trainable_weights)
+    assert trainable == count_params(ImprovedCNN()) == 241_770
     names = [layer.name for layer in keras_model.layers if layer.weights]
     assert names == list(WEIGHTED)
     assert keras_model.output_shape == (None, 10)
@@ -68,7 +73,8 @@ def test_torch_to_keras_transfer(mnist):
 
 def test_keras_to_torch_transfer(mnist):
     keras_model = build_improved_model()
-    for name in ("bn1", "bn2", "bn3"):  # statistics away from their start, as after training
+    # Statistics away from their start, as after training.
+    for name in ("bn1", "bn2", "bn2b", "bn3", "bn3b"):
         layer = keras_model.get_layer(name)
         gamma, beta, mean, var = layer.get_weights()
         rng = np.random.default_rng(0)
@@ -80,7 +86,7 @@ def test_keras_to_torch_transfer(mnist):
                 rng.uniform(0.5, 2.0, var.shape).astype("float32"),
             ]
         )
-    target = ImprovedCNN().eval()
+    target = ImprovedCNN(convs=PRESET_CONVS).eval()
     arrays = {name: keras_model.get_layer(name).get_weights() for name in WEIGHTED}
     load_improved_keras_arrays(target, arrays)
     assert_same_outputs(keras_model, target, mnist.x_test)
@@ -90,6 +96,9 @@ def test_transfer_refuses_another_size():
     arrays = improved_keras_arrays(ImprovedCNN(channels=(16, 32, 64)))
     with pytest.raises(ValueError, match="layer conv1"):
         load_improved_keras_arrays(ImprovedCNN(), arrays)
+    single = improved_keras_arrays(ImprovedCNN())  # no conv2b: another architecture
+    with pytest.raises(ValueError, match="layer conv2b"):
+        load_improved_keras_arrays(ImprovedCNN(convs=PRESET_CONVS), single)
 
 
 def test_augmentation_is_the_same_map_in_both_frameworks(mnist):
