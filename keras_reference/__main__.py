@@ -19,6 +19,8 @@ from keras_reference.data import FOLDERS, DataError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line; every default is the tutorial's.
 
+    Long because it is one ``add_argument`` per option, each with its help text.
+
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """

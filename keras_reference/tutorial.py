@@ -68,6 +68,10 @@ def run_tutorial(
 ) -> dict[str, Any]:
     """Run the tutorial and return its results (the shared results.json schema).
 
+    Long because it is the tutorial's code in the tutorial's order (load, reshape, scale,
+    one-hot, build, compile, fit with the two callbacks, evaluate, plot), so that it reads
+    side by side with the tutorial; each addition is marked ``# not in the tutorial``.
+
     Args:
         data_dir: The data root holding ``MNIST/raw``; None uses ``keras.datasets`` directly.
         out: An existing run folder for the best model and the two plots.

@@ -104,30 +104,35 @@ PROJECT_CALLBACKS = [
 ]
 
 
+def add_project_options(parser: LightningArgumentParser) -> None:
+    """The project's own top-level options, beside Lightning's."""
+    parser.add_argument(
+        "--tune_malloc",
+        type=bool,
+        default=False,
+        help="Opt-in: keep freed memory in the process (glibc mallopt); steadier, faster "
+        "CPU steps (configs/fast-cpu.yaml turns it on); recorded in results.json",
+    )
+    parser.add_argument(
+        "--evaluate_initial_weights",
+        type=bool,
+        default=False,
+        help="validate/test/predict without --ckpt_path evaluate the untrained network "
+        "(refused otherwise, so random weights are never reported by mistake)",
+    )
+    parser.add_argument(
+        "--num_threads",
+        type=int | None,
+        default=None,
+        help="torch CPU threads per process (default: torch's choice, all cores)",
+    )
+
+
 class MNISTCLI(LightningCLI):
     """LightningCLI with the tutorial's run folder, callbacks and optimizer as config."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument(
-            "--tune_malloc",
-            type=bool,
-            default=False,
-            help="Opt-in: keep freed memory in the process (glibc mallopt); steadier, faster "
-            "CPU steps (configs/fast-cpu.yaml turns it on); recorded in results.json",
-        )
-        parser.add_argument(
-            "--evaluate_initial_weights",
-            type=bool,
-            default=False,
-            help="validate/test/predict without --ckpt_path evaluate the untrained network "
-            "(refused otherwise, so random weights are never reported by mistake)",
-        )
-        parser.add_argument(
-            "--num_threads",
-            type=int | None,
-            default=None,
-            help="torch CPU threads per process (default: torch's choice, all cores)",
-        )
+        add_project_options(parser)
         # Optional groups: `--checkpoint null` / `--early_stopping null` remove them, and
         # `--early_stopping.patience 4` changes one value.
         parser.add_lightning_class_args(
@@ -485,6 +490,19 @@ def _is(config: Any, cls: type) -> bool:
     return path.rsplit(".", 1)[-1] == cls.__name__
 
 
+def argument_message(error: ArgumentError, args: list[str]) -> str:
+    """The parser's error as one line, with a pointer to ``--help``."""
+    command = " ".join(["lightning-mnist", *args[:1]])
+    message = parser_message(error)
+    if "does not accept option 'model." in message and "--ckpt_path" in args:
+        # Lightning merges a checkpoint's saved hyper-parameters into the config.
+        message += (
+            ", which the --ckpt_path checkpoint holds: it was written by an older version "
+            "(Adam's lr, betas and eps are --optimizer.* now)"
+        )
+    return f"{message} (see `{command} --help`)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console script ``lightning-mnist``: user mistakes become one line and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
@@ -510,15 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except ArgumentError as e:
-        command = " ".join(["lightning-mnist", *args[:1]])
-        message = parser_message(e)
-        if "does not accept option 'model." in message and "--ckpt_path" in args:
-            # Lightning merges a checkpoint's saved hyper-parameters into the config.
-            message += (
-                ", which the --ckpt_path checkpoint holds: it was written by an older version "
-                "(Adam's lr, betas and eps are --optimizer.* now)"
-            )
-        print(f"error: {message} (see `{command} --help`)", file=sys.stderr)
+        print(f"error: {argument_message(e, args)}", file=sys.stderr)
         return 2
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1

@@ -138,8 +138,7 @@ def plain_torch_epochs(
     train, val = keras_split(len(x_all), 0.2)
     x, y = x_all[: train.stop].to(device), y_all[: train.stop].to(device)
     xv, yv = x_all[val.start :].to(device), y_all[val.start :].to(device)
-    fmt = torch.channels_last
-    model = TutorialCNN(conv_pool=conv_pool).to(device, memory_format=fmt)
+    model = TutorialCNN(conv_pool=conv_pool).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
     now = {"epoch": 0}  # the shuffle order is a function of (seed, epoch), as in the port
     train_batches = TensorBatches(
@@ -150,25 +149,38 @@ def plain_torch_epochs(
     for epoch in range(epochs):
         now["epoch"] = epoch
         t0 = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for xb, yb in train_batches:
-            logits = model(xb.contiguous(memory_format=fmt))
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.argmax(1) == yb).sum()
-        model.eval()
-        val_correct = torch.zeros((), device=device, dtype=torch.long)
-        with torch.inference_mode():
-            for xb, yb in val_batches:
-                val_correct += (model(xb.contiguous(memory_format=fmt)).argmax(1) == yb).sum()
+        _train_epoch(model, opt, train_batches, device)
+        val_correct = _count_correct(model, val_batches, device)
         out["val_accuracy"].append(val_correct.item() / len(yv))  # .item() syncs a GPU
         out["epoch_seconds"].append(time.perf_counter() - t0)
     return out
+
+
+def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, batches, device) -> None:
+    """One epoch of steps, with the loss and accuracy summed on the device as the system does."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for xb, yb in batches:
+        logits = model(xb.contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+
+
+def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
+    """Correct predictions over ``batches`` under inference mode, as a device tensor."""
+    model.eval()
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    with torch.inference_mode():
+        for xb, yb in batches:
+            correct += (
+                model(xb.contiguous(memory_format=torch.channels_last)).argmax(1) == yb
+            ).sum()
+    return correct
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

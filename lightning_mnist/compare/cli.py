@@ -229,21 +229,24 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         (out / SETTINGS_JSON).write_text(json.dumps(settings, indent=2) + "\n")
     for seed, fw in plan:
         run = out / "runs" / f"{fw}-seed{seed}"
-        if (seed, fw) not in pending:
-            print(f"[{fw} s{seed}] already finished in {run}; kept")
-            continue
-        common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
-        where = {"dataset": args.dataset, "accelerator": args.accelerator}
-        if fw == "keras":
-            results = run_keras(*common, extra=("--preset", args.preset), **where)
+        if (seed, fw) in pending:
+            print(run_line(run_one(args, fw, seed, run)))
         else:
-            extra = tuple(shlex.split(args.lightning_args))
-            results = run_lightning(*common, config=args.config, extra=extra, **where)
-        print(run_line(results))
+            print(f"[{fw} s{seed}] already finished in {run}; kept")
     if pending:
         settings["loadavg_end"] = os.getloadavg()[0]
         write_atomic(out / SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
     return _write(out, settings)
+
+
+def run_one(args: argparse.Namespace, fw: str, seed: int, run: Path) -> dict[str, Any]:
+    """Train one framework with one seed into ``run``; its results."""
+    common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
+    where = {"dataset": args.dataset, "accelerator": args.accelerator}
+    if fw == "keras":
+        return run_keras(*common, extra=("--preset", args.preset), **where)
+    extra = tuple(shlex.split(args.lightning_args))
+    return run_lightning(*common, config=args.config, extra=extra, **where)
 
 
 def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:

@@ -86,20 +86,7 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
     for ax, key, title in ((axes[0], f"val_{metric}", "validation"), (axes[1], metric, "training")):
         all_curves = []
         for fw in frameworks:
-            mine = [r for r in runs if r["framework"] == fw]
-            curves = [r["history"][key] for r in mine]
-            all_curves += curves
-            colour = COLOURS.get(fw)
-            for c in curves:
-                ax.plot(range(1, len(c) + 1), c, color=colour, lw=0.7, alpha=0.3)
-            mean, std = mean_std(curves)
-            x = np.arange(1, len(mean) + 1)
-            ax.plot(x, mean, color=colour, lw=2)
-            ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
-            if key.startswith("val_"):
-                for r in mine:  # each seed's tested checkpoint
-                    best = int(r["best_epoch"])
-                    ax.plot(best, r["history"][key][best - 1], "o", color=colour, ms=4, mec="white")
+            all_curves += _draw_framework(ax, [r for r in runs if r["framework"] == fw], key)
         ax.set_ylim(*zoom(all_curves, accuracy))
         ax.set_title(f"{title} {metric}")
         ax.set_xlabel("epoch")
@@ -109,20 +96,44 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
         ax.grid(alpha=0.3)
     seeds = sorted({int(r["seed"]) for r in runs})
-    handles = [
-        Line2D([], [], color=COLOURS.get(fw), lw=2, label=f"{NAMES.get(fw, fw)} mean ± std")
-        for fw in frameworks
-    ]
-    handles += [
-        Line2D([], [], color="grey", lw=0.7, alpha=0.5, label="single seeds"),
-        Line2D([], [], color="grey", ls="", marker="o", label="best epoch (tested)"),
-    ]
-    axes[0].legend(handles=handles, loc="lower right" if accuracy else "upper right", fontsize=8)
+    axes[0].legend(
+        handles=_curve_legend(frameworks),
+        loc="lower right" if accuracy else "upper right",
+        fontsize=8,
+    )
     fig.suptitle(f"model {metric}: Keras vs Lightning ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _draw_framework(ax: Any, mine: list[dict[str, Any]], key: str) -> list[list[float]]:
+    """One framework's seeds (thin), mean (thick) and ± std band on ``ax``; its curves."""
+    curves = [r["history"][key] for r in mine]
+    colour = COLOURS.get(mine[0]["framework"])
+    for c in curves:
+        ax.plot(range(1, len(c) + 1), c, color=colour, lw=0.7, alpha=0.3)
+    mean, std = mean_std(curves)
+    x = np.arange(1, len(mean) + 1)
+    ax.plot(x, mean, color=colour, lw=2)
+    ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
+    if key.startswith("val_"):
+        for r in mine:  # each seed's tested checkpoint
+            best = int(r["best_epoch"])
+            ax.plot(best, r["history"][key][best - 1], "o", color=colour, ms=4, mec="white")
+    return curves
+
+
+def _curve_legend(frameworks: list[str]) -> list[Line2D]:
+    handles = [
+        Line2D([], [], color=COLOURS.get(fw), lw=2, label=f"{NAMES.get(fw, fw)} mean ± std")
+        for fw in frameworks
+    ]
+    return handles + [
+        Line2D([], [], color="grey", lw=0.7, alpha=0.5, label="single seeds"),
+        Line2D([], [], color="grey", ls="", marker="o", label="best epoch (tested)"),
+    ]
 
 
 def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
