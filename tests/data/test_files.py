@@ -14,15 +14,16 @@ import pytest
 from lightning_mnist.atomic import write_atomic
 from lightning_mnist.data import idx
 from lightning_mnist.data.fetch import main
-from lightning_mnist.data.files import DataError, check_files, load_arrays, record_md5s
+from lightning_mnist.data.files import DataError, check_files, load_arrays, read_idx, record_md5s
 from lightning_mnist.data.idx import (
+    IMAGES_MAGIC,
     MNIST,
     DatasetSpec,
+    IdxFile,
     encode_idx,
     get_spec,
     make_spec,
     md5_hex,
-    parse_idx,
 )
 
 
@@ -67,11 +68,28 @@ def test_tiny_roundtrip(tmp_path, tiny):
     assert all(c.ok and c.md5_source == "official" for c in check_files(tmp_path, spec))
 
 
-def test_idx_encode_parse_roundtrip():
+def test_idx_written_then_read_by_torchvision(tmp_path):
+    """encode_idx's bytes read back through torchvision's reader, and the MD5 read_idx reports
+    (rebuilt from what the reader found) is the MD5 of the file's bytes."""
     a = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    np.testing.assert_array_equal(parse_idx(encode_idx(a)), a)
-    with pytest.raises(ValueError, match="magic"):
-        parse_idx(b"\x00\x00\x09\x01")
+    path = tmp_path / "x"
+    path.write_bytes(encode_idx(a))
+    f = IdxFile("x", IMAGES_MAGIC, 2, rows=3, cols=4)
+    arr, md5 = read_idx(path, f, num_classes=10)
+    np.testing.assert_array_equal(arr, a)
+    assert md5 == md5_hex(path.read_bytes())
+    path.write_bytes(b"\x00\x00\x09\x03" + encode_idx(a)[4:])  # int8, not uint8
+    with pytest.raises(ValueError, match="magic number: expected 2051, found 2307"):
+        read_idx(path, f, num_classes=10)
+
+
+def test_specs_come_from_torchvision():
+    from torchvision.datasets import MNIST as TV
+    from torchvision.datasets import FashionMNIST as TVF
+
+    for spec, tv in ((MNIST, TV), (get_spec("fashion_mnist"), TVF)):
+        assert spec.mirrors == tuple(tv.mirrors) and spec.folder == tv.__name__
+        assert {(f"{f.name}.gz", f.gz_md5) for f in spec.files} == set(map(tuple, tv.resources))
 
 
 def test_get_spec_names():
