@@ -323,8 +323,8 @@ def test_keras_reference_bad_label_is_one_line_and_leaves_no_folder(tmp_path, da
     data[8 + 5] = 12
     labels.write_bytes(bytes(data))
     out = tmp_path / "keras-run"
-    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(tmp_path / "data")]
-    cmd += ["--dataset", "fashion_mnist", "--out", str(out)]
+    cmd = [sys.executable, "-m", "keras_reference", "--data.data_dir", str(tmp_path / "data")]
+    cmd += ["--data.dataset", "fashion_mnist", "--out", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(lines) == 1 and "label 12" in lines[0], done.stderr

@@ -115,7 +115,7 @@ def test_refuses_an_out_dir_with_results(tmp_path: Path, capsys: pytest.CaptureF
     from keras_reference.__main__ import main
 
     (tmp_path / "results.json").write_text("{}")
-    assert main(["--data-dir", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert main(["--data.data_dir", str(tmp_path), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "results.json exists" in err and "\n" not in err
     assert (tmp_path / "results.json").read_text() == "{}"
@@ -160,7 +160,16 @@ def test_three_epochs_on_real_mnist(data_dir: Path, tmp_path: Path) -> None:
         f"print('FORBIDDEN', sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))\n"
         "sys.exit(rc)\n"
     )
-    args = ["--data-dir", str(data_dir), "--epochs", "3", "--out", str(out), "--verbose", "2"]
+    args = [
+        "--data.data_dir",
+        str(data_dir),
+        "--trainer.max_epochs",
+        "3",
+        "--out",
+        str(out),
+        "--verbose",
+        "2",
+    ]
     proc = _run(code, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "FORBIDDEN []" in proc.stdout

@@ -13,7 +13,6 @@ the fp32 matmul rate this machine reaches (:func:`probe_flops`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jsonargparse import ArgumentParser, Namespace
 
 from lightning_mnist.compare.report import epoch_stats
 from lightning_mnist.compare.runners import (
@@ -183,39 +183,44 @@ def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
     return correct
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> Namespace:
     """Parse the benchmark's arguments.
 
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """
-    p = argparse.ArgumentParser(
-        prog="python -m lightning_mnist.compare.bench",
+    p = ArgumentParser(
+        prog="mnist-compare --bench",
         description="Time tutorial epochs in Keras, Lightning and a plain PyTorch loop, one "
         "after the other; print a Markdown table and write bench.json.",
     )
-    p.add_argument("--epochs", type=int, default=5, help="epochs each (default: %(default)s)")
     p.add_argument(
-        "--data-dir",
-        default=None,
-        help="holds MNIST/raw (IDX files), fetched and verified when missing "
-        "(default: $MNIST_DATA_DIR, else data)",
+        "--trainer.max_epochs", "--epochs", dest="epochs", type=int, default=5, help="epochs each"
     )
-    p.add_argument("--out", default="reports/bench", help="new folder (default: %(default)s)")
+    p.add_argument(
+        "--data.data_dir",
+        "--data-dir",
+        dest="data_dir",
+        help="holds MNIST/raw (IDX files), fetched and verified when missing; "
+        "null: $MNIST_DATA_DIR, else data",
+    )
+    p.add_argument("--out", default="reports/bench", help="new folder")
     p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--probe-seconds", type=float, default=1.0, help="matmul probe duration")
+    p.add_argument("--seed_everything", "--seed", dest="seed", type=int, default=0)
+    p.add_argument(
+        "--probe_seconds", "--probe-seconds", type=float, default=1.0, help="matmul probe duration"
+    )
     p.add_argument("--quiet", action="store_true", help="do not echo the children's output")
     args = p.parse_args(argv)
     args.default_data_dir = args.data_dir is None
     args.data_dir = args.data_dir or default_data_dir()
     if args.epochs < 2:
-        p.error("--epochs must be >= 2: the first epoch is warm-up and is not timed")
+        p.error("--trainer.max_epochs must be >= 2: the first epoch is warm-up and is not timed")
     args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]
     return args
 
 
-def bench(args: argparse.Namespace) -> dict[str, Any]:
+def bench(args: Namespace) -> dict[str, Any]:
     """Run the benchmark, write bench.json and bench.md, and return the bench.json dict.
 
     Long because it is the benchmark's script read top to bottom: each row runs in turn
@@ -275,7 +280,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def run_row(fw: str, out: Path, args: argparse.Namespace, device: torch.device) -> dict:
+def run_row(fw: str, out: Path, args: Namespace, device: torch.device) -> dict:
     """Run one benchmark row and return its per-epoch results."""
     # Patience = epochs: early stopping can never fire, every row runs all epochs.
     common = (args.data_dir, args.seed, args.epochs, args.epochs, args.quiet)
@@ -283,7 +288,7 @@ def run_row(fw: str, out: Path, args: argparse.Namespace, device: torch.device) 
     if fw == "keras":
         return run_keras(out / fw, *common)
     if fw == "keras_xla":
-        return run_keras(out / fw, *common, extra=("--jit-compile",))
+        return run_keras(out / fw, *common, extra=("--jit_compile",))
     if fw in ("lightning", "lightning_fused"):
         return run_lightning(out / fw, *common, extra=fast_cpu if fw.endswith("fused") else ())
     fast = fw.endswith("fused")

@@ -12,13 +12,12 @@ the saved runs, ``markdown`` and ``plots`` write it). The runs themselves: ``run
 
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
 comparison is never overwritten. ``--resume`` continues an interrupted one (same settings,
-finished runs are kept) and ``--report-only`` rewrites only the report files from the saved runs.
+finished runs are kept) and ``--report_only`` rewrites only the report files from the saved runs.
 ``mnist-compare --bench ...`` runs the speed benchmark instead (``bench``).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -27,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from jsonargparse import ArgumentParser, Namespace
 
 from lightning_mnist.atomic import write_atomic
 from lightning_mnist.compare.markdown import render_markdown
@@ -69,16 +70,19 @@ RESUME_KEYS = (
 DATASETS = ("mnist", "fashion_mnist")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> Namespace:
     """Parse ``mnist-compare``'s arguments; the defaults are the tutorial's.
 
-    Long because it is one ``add_argument`` per option, each with its help text, followed by
-    the checks that need several options at once.
+    Options the main CLI also has take its names (``--data.data_dir``, ``--data.dataset``,
+    ``--trainer.max_epochs``, ``--trainer.accelerator``, ``--early_stopping.patience``,
+    ``--config``); the earlier short names still work as aliases. Long because it is one
+    ``add_argument`` per option, each with its help text, followed by the checks that need
+    several options at once.
 
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="mnist-compare",
         description="Train the tutorial's CNN (or the improved preset's) with Keras and with "
         "Lightning over several seeds, one process at a time, and write a side-by-side report: "
@@ -86,70 +90,97 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "environment. "
         "`mnist-compare --bench --help` shows the speed benchmark.",
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: %(default)s)")
-    p.add_argument("--seeds-list", type=int, nargs="+", help="explicit seeds; overrides --seeds")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    p.add_argument(
+        "--seeds_list",
+        "--seeds-list",
+        type=int,
+        nargs="+",
+        help="explicit seeds; overrides --seeds",
+    )
     p.add_argument(
         "--preset",
         choices=tuple(PRESETS),
         default="tutorial",
         help="the recipe both frameworks run: the tutorial, or the improved network "
-        "(configs/improved.yaml, keras_reference --preset improved) (default: %(default)s)",
+        "(configs/improved.yaml, keras_reference --preset improved)",
     )
-    p.add_argument("--epochs", type=int, help="max epochs (default: tutorial 100, improved 15)")
-    p.add_argument("--patience", type=int, help="EarlyStopping patience (default: 2, improved 4)")
     p.add_argument(
+        "--trainer.max_epochs",
+        "--epochs",
+        dest="epochs",
+        type=int | None,
+        help="max epochs; null: the preset's (tutorial 100, improved 15)",
+    )
+    p.add_argument(
+        "--early_stopping.patience",
+        "--patience",
+        dest="patience",
+        type=int | None,
+        help="EarlyStopping patience; null: the preset's (tutorial 2, improved 4)",
+    )
+    p.add_argument(
+        "--data.data_dir",
         "--data-dir",
-        default=None,
-        help=f"holds MNIST/raw (IDX files), fetched and verified when missing "
-        f"(default: $MNIST_DATA_DIR, else {DEFAULT_DATA_DIR})",
+        dest="data_dir",
+        help=f"holds MNIST/raw (IDX files), fetched and verified when missing; "
+        f"null: $MNIST_DATA_DIR, else {DEFAULT_DATA_DIR}",
     )
     p.add_argument(
-        "--out", default="reports/compare", help="new report folder (default: %(default)s)"
+        "--data.dataset",
+        "--dataset",
+        dest="dataset",
+        choices=DATASETS,
+        default="mnist",
+        help="MNIST or Fashion-MNIST, fetched and verified like MNIST",
     )
+    p.add_argument(
+        "--trainer.accelerator",
+        "--accelerator",
+        dest="accelerator",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where both frameworks train; gpu needs one that TensorFlow and torch both see",
+    )
+    p.add_argument("--out", default="reports/compare", help="new report folder")
     p.add_argument(
         "--frameworks",
         nargs="+",
         choices=FRAMEWORKS,
         default=list(FRAMEWORKS),
-        help="which to run (default: both, Keras first)",
+        help="which to run, Keras first",
     )
     p.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist",
-        help="MNIST or Fashion-MNIST, fetched and verified like MNIST (default: %(default)s)",
-    )
-    p.add_argument(
-        "--accelerator",
-        choices=("cpu", "gpu"),
-        default="cpu",
-        help="where both frameworks train; gpu needs one that TensorFlow and torch both see "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
+        "--target_accuracy",
         "--target-accuracy",
-        type=float,
-        default=None,
-        help="the validation accuracy whose time-to-reach is reported "
-        "(default: 0.98 for mnist, 0.90 for fashion_mnist)",
+        type=float | None,
+        help="the validation accuracy whose time-to-reach is reported; "
+        "null: 0.98 for mnist, 0.90 for fashion_mnist",
     )
     p.add_argument(
         "--config",
-        default=None,
-        help="Lightning preset: a YAML file or a shipped preset's name (default: --preset's)",
+        help="Lightning preset: a YAML file or a shipped preset's name; null: --preset's",
     )
     p.add_argument(
+        "--lightning_args",
         "--lightning-args",
         default="",
         help='more options for every Lightning run, e.g. "--model.conv_pool fused"',
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out")
     p.add_argument(
-        "--report-only", action="store_true", help="rebuild the report of --out; trains nothing"
+        "--report_only",
+        "--report-only",
+        action="store_true",
+        help="rebuild the report of --out; trains nothing",
     )
     p.add_argument("--quiet", action="store_true", help="one line per run (logs keep the rest)")
     p.add_argument("--bench", action="store_true", help="run the speed benchmark instead")
-    args = p.parse_args(argv)
+    return _checked(p, p.parse_args(argv), argv)
+
+
+def _checked(p: ArgumentParser, args: Namespace, argv: list[str] | None) -> Namespace:
+    """The parsed arguments with the preset's defaults filled in and checked together."""
     args.argv = list(sys.argv[1:] if argv is None else argv)
     epochs, patience = PRESETS[args.preset]
     args.epochs = epochs if args.epochs is None else args.epochs
@@ -158,11 +189,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.default_data_dir = args.data_dir is None
     args.data_dir = args.data_dir or default_data_dir()
     if args.seeds < 1 or args.epochs < 1 or args.patience < 0:
-        p.error("--seeds and --epochs must be >= 1 and --patience >= 0")
+        p.error("--seeds and --trainer.max_epochs must be >= 1, --early_stopping.patience >= 0")
     if args.target_accuracy is None:
         args.target_accuracy = DEFAULT_TARGET[args.dataset]
     elif not 0.0 < args.target_accuracy <= 1.0:
-        p.error("--target-accuracy is a share in (0, 1], e.g. 0.98")
+        p.error("--target_accuracy is a share in (0, 1], e.g. 0.98")
     args.seeds = sorted(set(args.seeds_list)) if args.seeds_list else list(range(args.seeds))
     args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]  # Keras first
     return args
@@ -196,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def compare(args: argparse.Namespace) -> dict[str, Any]:
+def compare(args: Namespace) -> dict[str, Any]:
     """Run every (seed, framework) pair not yet finished, then write the report.
 
     Args:
@@ -205,13 +236,13 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     if args.report_only:
         if not out.is_dir():
-            raise CompareError(f"{out} does not exist; --report-only rebuilds an existing --out")
+            raise CompareError(f"{out} does not exist; --report_only rebuilds an existing --out")
         return _write(out, None)
     settings = _settings(args)
     if args.resume:
         settings = _resumed_settings(out, settings)
     elif out.exists() and any(out.iterdir()):
-        raise CompareError(exists_message(out, "or pass --resume / --report-only"))
+        raise CompareError(exists_message(out, "or pass --resume / --report_only"))
     plan = [(seed, fw) for seed in args.seeds for fw in args.frameworks]
     pending = [(s, f) for s, f in plan if not finished_results(out / "runs" / f"{f}-seed{s}")]
     if any(fw == "keras" for _, fw in pending) and importlib.util.find_spec("keras") is None:
@@ -239,7 +270,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     return _write(out, settings)
 
 
-def run_one(args: argparse.Namespace, fw: str, seed: int, run: Path) -> dict[str, Any]:
+def run_one(args: Namespace, fw: str, seed: int, run: Path) -> dict[str, Any]:
     """Train one framework with one seed into ``run``; its results."""
     common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
     where = {"dataset": args.dataset, "accelerator": args.accelerator}
@@ -262,7 +293,7 @@ def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
     return report
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
+def _settings(args: Namespace) -> dict[str, Any]:
     return {
         "preset": args.preset,
         "seeds": args.seeds,

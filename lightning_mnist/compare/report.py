@@ -2,7 +2,7 @@
 and the pictures (``markdown.py``, ``plots.py``).
 
 Everything here reads saved files and never trains, so a report can be rebuilt at any time
-(``mnist-compare --report-only``). A report folder holds ``runs/<framework>-seed<S>/...`` with
+(``mnist-compare --report_only``). A report folder holds ``runs/<framework>-seed<S>/...`` with
 one results.json per run (the schema shared by lightning_mnist and keras_reference), its
 ``test_predictions.csv`` and the ``process.json`` that mnist-compare writes beside each run.
 """

@@ -65,7 +65,7 @@ def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> N
     if create:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     if not Path(data_dir).is_dir():
-        raise CompareError(f"data dir {data_dir} does not exist; pass --data-dir DIR")
+        raise CompareError(f"data dir {data_dir} does not exist; pass --data.data_dir DIR")
     try:
         prepare(data_dir, dataset)
     except DataError as e:
@@ -184,13 +184,15 @@ def run_keras(
         epochs: Max epochs.
         patience: EarlyStopping patience.
         quiet: Do not echo the child's output.
-        extra: More ``keras_reference`` options, e.g. ``("--jit-compile",)``.
+        extra: More ``keras_reference`` options, e.g. ``("--jit_compile",)``.
         dataset: ``mnist`` or ``fashion_mnist``.
         accelerator: ``cpu`` hides the GPUs; ``gpu`` lets TensorFlow take one.
     """
-    cmd = [sys.executable, "-m", "keras_reference", "--data-dir", str(data_dir), *extra]
-    cmd += ["--dataset", dataset, "--epochs", str(epochs), "--patience", str(patience)]
-    cmd += ["--seed", str(seed), "--out", str(run), "--verbose", "2"]  # a line per epoch
+    # The same option names as the Lightning run's below.
+    cmd = [sys.executable, "-m", "keras_reference", "--data.data_dir", str(data_dir), *extra]
+    cmd += ["--data.dataset", dataset, "--seed_everything", str(seed)]
+    cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
+    cmd += ["--out", str(run), "--verbose", "2"]  # a line per epoch
     stream(cmd, f"[keras s{seed}] ", run / "run.log", quiet, accelerator)
     return json.loads((run / "results.json").read_text())
 

@@ -7,12 +7,13 @@ Sources, in order: ``local`` (the files already there, verified), ``torchvision`
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import logging
 import sys
 import time
 from pathlib import Path
+
+from jsonargparse import ArgumentParser
 
 from lightning_mnist.atomic import staged
 from lightning_mnist.data.files import (
@@ -130,7 +131,7 @@ def _install(
             record_md5s(raw, unpinned)
     except OSError as e:
         raise DataError(
-            f"cannot write to {raw}: {e.strerror}. Pass a writable --data-dir"
+            f"cannot write to {raw}: {e.strerror}. Pass a writable --data.data_dir"
         ) from None
     bad = [c.error for c in check_files(data_dir, spec) if c.error]
     if bad:  # read back from disk: what was written is what will be loaded
@@ -175,21 +176,27 @@ def _table(checks: list[FileCheck], sources: dict[str, str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``lightning-mnist-data fetch|verify --data-dir D [--dataset mnist]``; returns 0 or 1.
+    """``lightning-mnist-data fetch|verify [--data.data_dir D] [--data.dataset mnist]``;
+    returns 0 or 1. The options are named as in ``lightning-mnist``; ``--data-dir`` and
+    ``--dataset`` are aliases.
 
     Args:
         argv: the arguments (default: ``sys.argv[1:]``).
     """
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="lightning-mnist-data", description="Fetch or verify MNIST-style IDX files."
     )
     parser.add_argument("command", choices=["fetch", "verify"])
     parser.add_argument(
+        "--data.data_dir",
         "--data-dir",
+        dest="data_dir",
         default=default_data_dir(),
-        help="files go to <dir>/<Dataset>/raw (default: $MNIST_DATA_DIR, else data)",
+        help="files go to <dir>/<Dataset>/raw ($MNIST_DATA_DIR when set, else data)",
     )
-    parser.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
+    parser.add_argument(
+        "--data.dataset", "--dataset", dest="dataset", default="mnist", choices=sorted(DATASETS)
+    )
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, in order")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds per mirror")
     args = parser.parse_args(argv)

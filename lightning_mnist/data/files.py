@@ -61,8 +61,8 @@ class FileCheck:
 
 def fetch_command(data_dir: str | Path, spec: DatasetSpec) -> str:
     """The command that (re-)fetches ``spec`` into ``data_dir``, for error messages."""
-    cmd = f"lightning-mnist-data fetch --data-dir {data_dir}"
-    return cmd if spec.name == "mnist" else f"{cmd} --dataset {spec.name}"
+    cmd = f"lightning-mnist-data fetch --data.data_dir {data_dir}"
+    return cmd if spec.name == "mnist" else f"{cmd} --data.dataset {spec.name}"
 
 
 def read_recorded_md5s(raw_dir: Path) -> dict[str, str]:
@@ -142,7 +142,7 @@ def _check_one(
         error = f"{path}: missing. Run `{fetch_command(data_dir, spec)}`"
         return None, FileCheck(f.name, path, None, None, md5_source, error, missing=True)
     except OSError as e:  # e.g. a parent is a file, or no permission on the dir
-        error = f"{path}: cannot read it ({e.strerror}). Check --data-dir"
+        error = f"{path}: cannot read it ({e.strerror}). Check --data.data_dir"
         return None, FileCheck(f.name, path, None, None, md5_source, error)
     arr, found_md5, error = None, None, None
     try:

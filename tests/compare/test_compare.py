@@ -105,7 +105,7 @@ def write_fake_runs(out: Path, runs: list[dict]) -> None:
 def test_report_only_builds_report_from_saved_results(tmp_path, capsys):
     out = tmp_path / "cmp"
     write_fake_runs(out, [fake_results("keras", 0, 0.9800), fake_results("lightning", 0, 0.9812)])
-    assert main(["--report-only", "--out", str(out)]) == 0
+    assert main(["--report_only", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [(r["framework"], r["seed"]) for r in report["rows"]] == [("keras", 0), ("lightning", 0)]
     row = report["rows"][0]
@@ -126,7 +126,7 @@ def test_report_mean_and_sample_std_over_seeds(tmp_path):
     accs = {0: 0.980, 1: 0.982, 2: 0.984}
     runs = [fake_results(fw, s, a) for s, a in accs.items() for fw in ("keras", "lightning")]
     write_fake_runs(tmp_path, runs)
-    assert main(["--report-only", "--out", str(tmp_path)]) == 0
+    assert main(["--report_only", "--out", str(tmp_path)]) == 0
     per = json.loads((tmp_path / "report.json").read_text())["summary"]["frameworks"]
     assert per["keras"]["runs"] == 3
     assert per["keras"]["test_accuracy"]["mean"] == pytest.approx(0.982)
@@ -150,7 +150,17 @@ def test_runs_keras_then_lightning_per_seed(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "run_keras", fake_run("keras"))
     monkeypatch.setattr(compare, "run_lightning", fake_run("lightning"))
     out = tmp_path / "new" / "cmp"
-    args = ["--seeds-list", "3", "1", "--epochs", "7", "--patience", "4", "--out", str(out)]
+    args = [
+        "--seeds_list",
+        "3",
+        "1",
+        "--trainer.max_epochs",
+        "7",
+        "--early_stopping.patience",
+        "4",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert calls == [(fw, s, 7, 4) for s in (1, 3) for fw in ("keras", "lightning")]
     assert places == [{"dataset": "mnist", "accelerator": "cpu"}] * 4
@@ -164,7 +174,7 @@ def test_existing_out_is_refused_and_left_untouched(tmp_path, capsys):
     out = tmp_path / "cmp"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["--out", str(out), "--epochs", "1"]) == 2
+    assert main(["--out", str(out), "--trainer.max_epochs", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "already exists" in err and "cmp-2" in err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -176,23 +186,25 @@ def test_resume_keeps_finished_runs_and_checks_settings(tmp_path, capsys):
     settings = {"seeds": [0], "epochs": 3, "patience": 2, "frameworks": ["keras", "lightning"]}
     settings["dataset"] = "mnist"
     (out / "settings.json").write_text(json.dumps({**settings, "command": "first"}))
-    args = ["--resume", "--out", str(out), "--seeds", "1", "--patience", "2"]
+    args = ["--resume", "--out", str(out), "--seeds", "1", "--early_stopping.patience", "2"]
     # Every run is finished, so nothing trains (and no data dir is needed).
-    assert main([*args, "--epochs", "3", "--data-dir", str(tmp_path / "none")]) == 0
+    assert (
+        main([*args, "--trainer.max_epochs", "3", "--data.data_dir", str(tmp_path / "none")]) == 0
+    )
     assert capsys.readouterr().out.count("already finished") == 2
     assert "Command: `first`" in (out / "report.md").read_text()  # the settings it started with
-    assert main([*args, "--epochs", "5"]) == 2
+    assert main([*args, "--trainer.max_epochs", "5"]) == 2
     assert "was started with epochs=3" in capsys.readouterr().err
 
 
 def test_report_only_needs_runs(tmp_path, capsys):
-    assert main(["--report-only", "--out", str(tmp_path / "none")]) == 2
+    assert main(["--report_only", "--out", str(tmp_path / "none")]) == 2
     (tmp_path / "empty").mkdir()
-    assert main(["--report-only", "--out", str(tmp_path / "empty")]) == 2
+    assert main(["--report_only", "--out", str(tmp_path / "empty")]) == 2
     assert "run mnist-compare first" in capsys.readouterr().err
     (tmp_path / "empty" / "runs" / "x").mkdir(parents=True)
     (tmp_path / "empty" / "runs" / "x" / "results.json").write_text("{truncated")
-    assert main(["--report-only", "--out", str(tmp_path / "empty")]) == 2
+    assert main(["--report_only", "--out", str(tmp_path / "empty")]) == 2
     assert "is not a readable results.json" in capsys.readouterr().err
 
 
@@ -243,7 +255,7 @@ def test_keras_runs_without_keras_installed_say_what_to_install(tmp_path, monkey
     monkeypatch.setattr(
         compare.importlib.util, "find_spec", lambda name: None if name == "keras" else real(name)
     )
-    assert main(["--out", str(tmp_path / "cmp"), "--seeds", "1", "--epochs", "1"]) == 2
+    assert main(["--out", str(tmp_path / "cmp"), "--seeds", "1", "--trainer.max_epochs", "1"]) == 2
     assert "lightning-mnist[keras]" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()
 
@@ -267,7 +279,7 @@ def test_report_has_every_section_from_saved_runs(tmp_path):
     (tmp_path / "settings.json").write_text(
         json.dumps({"seeds": [0, 1, 2], "target_accuracy": 0.96})
     )
-    assert main(["--report-only", "--out", str(tmp_path)]) == 0
+    assert main(["--report_only", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
 
     # 1. The interval is Welch's on the accuracies in percentage points.
@@ -314,7 +326,7 @@ def test_report_has_every_section_from_saved_runs(tmp_path):
     for name in PLOTS.values():
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC and f"({name})" in md
     # The report rebuilds to the same text, and report.json holds no per-image arrays.
-    assert main(["--report-only", "--out", str(tmp_path)]) == 0
+    assert main(["--report_only", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "report.md").read_text() == md
     assert all("predictions" not in r for r in report["runs"])
 
@@ -324,7 +336,7 @@ def test_report_refuses_runs_tested_on_different_images(tmp_path, capsys):
     runs[1]["_predicted"] = LABELS[:10]  # 10 images instead of 20
     runs[1]["test_samples"] = 10
     write_fake_runs(tmp_path, runs)
-    assert main(["--report-only", "--out", str(tmp_path)]) == 2
+    assert main(["--report_only", "--out", str(tmp_path)]) == 2
     assert "tested on different images" in capsys.readouterr().err
 
 
@@ -341,11 +353,11 @@ def test_dataset_and_accelerator_reach_both_children(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "check_gpu", lambda frameworks: None)
     monkeypatch.setattr(runners, "stream", fake_stream)
     out = tmp_path / "cmp"
-    args = ["--seeds", "1", "--dataset", "fashion_mnist", "--accelerator", "gpu", "--out", str(out)]
-    assert main([*args, "--lightning-args", "--model.conv_pool fused"]) == 0
+    args = ["--seeds", "1", "--data.dataset", "fashion_mnist", "--trainer.accelerator", "gpu"]
+    assert main([*args, "--out", str(out), "--lightning_args", "--model.conv_pool fused"]) == 0
     (keras, k_acc), (lightning, l_acc) = cmds
     assert k_acc == l_acc == "gpu"
-    assert keras[keras.index("--dataset") + 1] == "fashion_mnist"
+    assert keras[keras.index("--data.dataset") + 1] == "fashion_mnist"
     assert lightning[lightning.index("--data.dataset") + 1] == "fashion_mnist"
     assert lightning[lightning.index("--trainer.accelerator") + 1] == "gpu"
     assert lightning[-2:] == ["--model.conv_pool", "fused"]  # passed through, last so it wins
@@ -366,7 +378,7 @@ def test_gpu_comparison_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(compare, "check_data", lambda data_dir, dataset, create=False: None)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     out = tmp_path / "cmp"
-    args = ["--accelerator", "gpu", "--frameworks", "lightning", "--out", str(out)]
+    args = ["--trainer.accelerator", "gpu", "--frameworks", "lightning", "--out", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "torch sees no GPU" in err

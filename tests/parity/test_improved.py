@@ -127,7 +127,7 @@ def test_one_improved_keras_epoch_on_real_mnist(data_dir, tmp_path):
     from keras_reference.__main__ import main
 
     out = tmp_path / "run"
-    args = ["--preset", "improved", "--epochs", "1", "--data-dir", str(data_dir)]
+    args = ["--preset", "improved", "--trainer.max_epochs", "1", "--data.data_dir", str(data_dir)]
     assert main([*args, "--out", str(out), "--verbose", "2"]) == 0
     r = json.loads((out / "results.json").read_text())
     print(f"keras improved, 1 epoch: test accuracy {r['test_accuracy']:.4f}")
