@@ -5,8 +5,9 @@
 #
 #   bash benchmarks/gpu_check.sh [WHEELS_DIR] [DATA_DIR] [EPOCHS]
 #
-# WHEELS_DIR (default .whl): wheels of what that machine lacks (jsonargparse and its needs),
-# installed offline into a private folder first when the folder exists. DATA_DIR (default
+# WHEELS_DIR (default .whl): wheels of what that machine lacks (jsonargparse and its needs, and
+# torchvision built for that machine's torch: `pip download --no-deps torchvision==X` where X
+# pairs with its torch), installed offline into a private folder first when the folder exists. DATA_DIR (default
 # $MNIST_DATA_DIR, else data) holds MNIST/raw. Everything is written under $GPU_CHECK_OUT
 # (default gpu-check/), which must not exist yet.
 set -euo pipefail
@@ -31,7 +32,7 @@ echo "== machine"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 $PY -c "import torch, lightning; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'lightning', lightning.__version__, 'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
-$PY -m lightning_mnist.data.fetch verify --data-dir "$DATA"
+$PY -m lightning_mnist.data.fetch verify --data.data_dir "$DATA"
 
 echo "== fit: tutorial preset, $EPOCHS epochs, one GPU"
 "${CLI[@]}" fit --config configs/tutorial.yaml "${COMMON[@]}" --trainer.accelerator "$ACCEL" \

@@ -1,6 +1,6 @@
 """The tutorial's original Keras code, runnable today, writing the same run folder as the port.
 
-Run it with ``python -m keras_reference --data-dir DIR --out DIR``. This package imports keras,
+Run it with ``python -m keras_reference --data.data_dir DIR --out DIR``. This package imports keras,
 numpy and matplotlib only: never torch and never ``lightning_mnist`` (a test checks
 ``sys.modules``), so the two frameworks meet only in the comparison and the parity tests.
 """

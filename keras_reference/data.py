@@ -136,5 +136,5 @@ def _keras_load_data(dataset: str, looked_in: Path | None) -> Arrays:
     except Exception as e:  # download errors come in many types (URLError, OSError, ...)
         raise DataError(
             f"{where}keras.datasets.{dataset}.load_data() failed ({type(e).__name__}: {e}); "
-            "pass --data-dir with the IDX files"
+            "pass --data.data_dir with the IDX files"
         ) from None

@@ -3,7 +3,7 @@
 ``python -m lightning_mnist.compare.bench`` (or ``mnist-compare --bench``) runs, one after the other
 and each with every core: the Keras tutorial (a child process), ``lightning-mnist fit`` (a
 child process) and a plain PyTorch loop with the same kernels (in this process). Early
-stopping is off (patience = epochs), so each runs exactly ``--epochs`` epochs.
+stopping is off (patience = epochs), so each runs exactly ``--trainer.max_epochs`` epochs.
 
 An epoch is 188 training steps over 48,000 images plus validation over 12,000; both
 frameworks time exactly that. Timings use the epochs after the first (warm-up and tracing).

@@ -73,7 +73,7 @@ def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> N
 
 
 def check_gpu(frameworks: set[str]) -> None:
-    """Refuse ``--accelerator gpu`` unless every framework that will run sees a GPU.
+    """Refuse ``--trainer.accelerator gpu`` unless every framework that will run sees a GPU.
 
     Raises:
         CompareError: naming the framework that sees none.
