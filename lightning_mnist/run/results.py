@@ -44,6 +44,12 @@ class HistoryRecorder(Callback):
 
     Its state travels in checkpoints, so a resumed run keeps the history of the
     epochs it did before the interruption.
+
+    Why it keeps its own copy of the epoch values that the logger also records: results.json,
+    the plots and the comparison need them with any logger (TensorBoard, several, or
+    ``--trainer.logger false``), and a logger's files are not part of the checkpoint, so a
+    resume from a moved or copied checkpoint would lose them. The values are the system's
+    ``epoch_metrics``, the same floats it logs, so the two copies cannot disagree.
     """
 
     def __init__(self) -> None:
