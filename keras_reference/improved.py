@@ -1,18 +1,25 @@
 """The improved preset in Keras: the same network, augmentation ranges and schedule as the
 Lightning port's ``configs/improved.yaml`` (docs/improved.md, docs/parity.md #13).
 
-====================  ==========  ===================  =========
-Keras layer           name        output shape         params
-====================  ==========  ===================  =========
-RandomAffine          ``augment`` (None, 28, 28, 1)    0
-Conv2D(32, 3x3, same) ``conv1``   (None, 28, 28, 32)   288
-BatchNormalization    ``bn1``     (None, 28, 28, 32)   128 (64 trainable)
-ReLU, MaxPool(2x2)    ``relu1``…  (None, 14, 14, 32)   0
-… blocks 2 and 3      64, 128     (None, 3, 3, 128)    18,432 + 256, 73,728 + 512
-Flatten, Dense(128)   ``fc1``     (None, 128)          147,584
-Dropout(0.4)          ``dropout`` (None, 128)          0
-Dense(10, softmax)    ``fc2``     (None, 10)           1,290
-====================  ==========  ===================  =========
+=======================  ============  ===================  =========
+Keras layer              name          output shape         params
+=======================  ============  ===================  =========
+RandomAffine             ``augment``   (None, 28, 28, 1)    0
+Conv2D(32, 3x3, same)    ``conv1``     (None, 28, 28, 32)   288
+BatchNormalization       ``bn1``       (None, 28, 28, 32)   128 (64 trainable)
+ReLU, MaxPool(2x2)       ``relu1``…    (None, 14, 14, 32)   0
+Conv2D(64), BN, ReLU     ``conv2``…    (None, 14, 14, 64)   18,432 + 256
+Conv2D(64), BN, ReLU     ``conv2b``…   (None, 14, 14, 64)   36,864 + 256
+MaxPool(2x2)             ``pool2``     (None, 7, 7, 64)     0
+Conv2D(128), BN, ReLU    ``conv3``…    (None, 7, 7, 128)    73,728 + 512
+Conv2D(128), BN, ReLU    ``conv3b``…   (None, 7, 7, 128)    147,456 + 512
+MaxPool(2x2)             ``pool3``     (None, 3, 3, 128)    0
+Flatten, Dense(128)      ``fc1``       (None, 128)          147,584
+Dropout(0.4)             ``dropout``   (None, 128)          0
+Dense(10, softmax)       ``fc2``       (None, 10)           1,290
+=======================  ============  ===================  =========
+
+426,474 trainable parameters, as the port's ``ImprovedCNN(convs=(1, 2, 2))``.
 
 ``RandomAffine`` acts in training only, on the batch where it already is, as the port's
 ``augment.py`` does: rotation, zoom and shift drawn per image and composed into one affine map,
