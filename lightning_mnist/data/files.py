@@ -6,6 +6,8 @@ files (55 MB) costs 0.11 s on an idle 2-core VM (0.26 s while other jobs shared 
 within a 0.2 s budget, so it is recomputed on every load rather than cached: a cache keyed
 on size and mtime would miss exactly the failure it is for (bit rot and in-place edits keep
 the mtime), and it would need a writable place next to data that is often read-only.
+Loading and checking all four takes about 0.15 s (0.13 s with the hand-written reader that
+torchvision's replaced, which read each file without a second copy).
 """
 
 from __future__ import annotations
