@@ -43,7 +43,7 @@ def keras_args(argv):
 COMMANDS = {
     "mnist-compare": compare_args,
     "mnist-compare --bench": bench.parse_args,
-    "lightning-mnist-data": lambda argv: fetch.main(argv),
+    "lightning-mnist-data": fetch.main,
     "python -m keras_reference": keras_args,
 }
 

@@ -142,7 +142,7 @@ def from_torchvision(
         md5s: MD5s of the four uncompressed files, where known.
     """
     gz = {file.removesuffix(".gz"): md5 for file, md5 in dataset.resources}
-    gz_md5s = tuple(gz[name] for name in FILE_NAMES)
+    gz_md5s = tuple(gz[file] for file in FILE_NAMES)
     return make_spec(
         name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=tuple(dataset.mirrors)
     )
