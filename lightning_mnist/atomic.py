@@ -42,13 +42,20 @@ def staged(files: dict[Path, Data]) -> Iterator[dict[Path, Path]]:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are meant to be shared
+            os.chmod(tmp, _mode())  # mkstemp makes 0600; a plain file gets what the umask says
         yield dict(temps)
         for path, tmp in temps.items():
             os.replace(tmp, path)
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)
+
+
+def _mode() -> int:
+    """The mode ``open()`` gives a new file under the current umask (0644 under umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def next_free(path: Path) -> Path:
