@@ -1,8 +1,7 @@
 """The comparison's statistics: Welch's interval for a difference of means, the agreement of
 two models' predictions, confusion matrices and the time to reach a target accuracy.
 
-Pure functions on numbers and arrays (no SciPy): the Student t quantile comes from the
-regularised incomplete beta function, evaluated by its continued fraction.
+Pure functions on numbers and arrays; the Student t quantile is scipy.stats's.
 """
 
 from __future__ import annotations
@@ -11,59 +10,6 @@ import math
 import statistics
 
 import numpy as np
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """The continued fraction of the incomplete beta function (modified Lentz method)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        for aa in (
-            m * (b - m) * x / ((qam + m2) * (a + m2)),
-            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
-        ):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b), for 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` (> 0, not necessarily whole) degrees of freedom."""
-    tail = 0.5 * incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (bisection on t_cdf)."""
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must be in (0, 1), got {p}")
-    lo, hi = -1e3, 1e3
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2.0
 
 
 def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[str, float]:
@@ -86,7 +32,11 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[
     if se == 0.0:
         return {"diff": diff, "low": diff, "high": diff, "se": 0.0, "df": math.inf, "t": 0.0}
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    t = t_quantile(0.5 + level / 2.0, df)
+    # Imported here: only an interval needs it, and only a comparison with Keras runs (whose
+    # [keras] extra brings scipy) has one.
+    from scipy.stats import t as student_t
+
+    t = float(student_t.ppf(0.5 + level / 2.0, df))
     return {"diff": diff, "low": diff - t * se, "high": diff + t * se, "se": se, "df": df, "t": t}
 
 

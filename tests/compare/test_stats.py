@@ -12,27 +12,22 @@ from lightning_mnist.compare.stats import (
     agreement,
     confusion_matrix,
     per_class_accuracy,
-    t_cdf,
-    t_quantile,
     time_to_target,
     welch_interval,
 )
 
 
 @pytest.mark.parametrize(
-    ("df", "expected"),
-    # Two-sided 95% critical values from any t table.
-    [(1, 12.7062), (2, 4.3027), (4, 2.7764), (8, 2.3060), (30, 2.0423), (1e9, 1.9600)],
+    ("n", "expected"),
+    # Two equal samples of n values: Welch's df is 2 (n - 1); two-sided 95% critical values
+    # for df 2, 4 and 8 from any t table.
+    [(2, 4.3027), (3, 2.7764), (5, 2.3060)],
 )
-def test_t_quantile_matches_the_table(df, expected):
-    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
-    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
-    assert t_cdf(expected, df) == pytest.approx(0.975, abs=1e-5)
-
-
-def test_t_cdf_of_one_degree_is_the_cauchy_distribution():
-    for t in (-3.0, -0.5, 0.0, 1.0, 7.0):
-        assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+def test_welch_t_quantile_matches_the_table(n, expected):
+    sample = [float(i) for i in range(n)]
+    w = welch_interval(sample, [x + 1.0 for x in sample])
+    assert w["df"] == pytest.approx(2 * (n - 1))
+    assert w["t"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_welch_interval_by_hand():
@@ -43,7 +38,7 @@ def test_welch_interval_by_hand():
     assert w["diff"] == pytest.approx(3.0)
     assert w["se"] == pytest.approx(math.sqrt(2.0))
     assert w["df"] == pytest.approx(4 / (1 / 18 + 25 / 27))
-    t = t_quantile(0.975, w["df"])
+    t = w["t"]
     assert 2.75 < t < 2.7764  # between the table's df 4 and df 5 (2.5706) values, near df 4
     assert w["low"] == pytest.approx(3.0 - t * math.sqrt(2.0))
     assert w["high"] == pytest.approx(3.0 + t * math.sqrt(2.0))
