@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
+from lightning_mnist.errors import UserError
 from lightning_mnist.system import MNISTClassifier
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """The checkpoint cannot be used; the message names it and says why."""
 
 

@@ -16,20 +16,31 @@ and in ``predict`` only (docs/parity.md #6).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
 
 import torch
 from torch import nn
 
 from lightning_mnist.errors import ConfigError
-from lightning_mnist.ops import convpool
-from lightning_mnist.ops.build import OpUnavailable
-
-ConvPool = Literal["native", "fused", "auto"]
 
 IMAGE_SIZE = 28
 KERNEL = 3
 POOL = 2
+
+
+def _check(hidden: int, num_classes: int, dropout: float) -> None:
+    if hidden <= 0 or num_classes <= 0:
+        raise ConfigError(f"hidden and num_classes must be positive, got {hidden}, {num_classes}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+
+
+def keras_init_(model: nn.Module) -> None:
+    """Keras defaults: ``glorot_uniform`` kernels, ``zeros`` biases (docs/parity.md #4)."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 class TutorialCNN(nn.Module):
@@ -42,14 +53,6 @@ class TutorialCNN(nn.Module):
         num_classes: Output classes.
         keras_init: Glorot-uniform kernels and zero biases, as Keras initialises
             (docs/parity.md #4). False keeps PyTorch's default initialisation.
-        pool_before_relu: Apply max-pooling before the ReLU. The result is identical
-            (max and ReLU commute) and pooling a 4x smaller tensor is faster.
-        conv_pool: ``native`` (default) uses PyTorch's conv2d and max_pool2d. ``fused`` runs
-            Conv + MaxPool + ReLU on the CPU as one registered operator that never stores the
-            conv output (``ops/convpool.py``), built before the first step; it is an error
-            when it cannot be built. ``auto`` uses it when it can be built, with a warning
-            otherwise. Either way, inputs it does not cover (GPU, gradients wanted for the
-            image) take PyTorch's path.
     """
 
     def __init__(
@@ -59,65 +62,37 @@ class TutorialCNN(nn.Module):
         dropout: float = 0.5,
         num_classes: int = 10,
         keras_init: bool = True,
-        pool_before_relu: bool = True,
-        conv_pool: ConvPool = "native",
     ) -> None:
         super().__init__()
-        if filters <= 0 or hidden <= 0 or num_classes <= 0:
-            raise ConfigError(
-                f"filters, hidden and num_classes must be positive, got {filters}, {hidden}, "
-                f"{num_classes}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-        conv_size = IMAGE_SIZE - KERNEL + 1  # 26
-        pooled = conv_size // POOL  # 13
-        if conv_pool not in ("auto", "fused", "native"):
-            raise ConfigError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
-        self.pool_before_relu, self.conv_pool = pool_before_relu, conv_pool
-        self.fused = conv_pool == "auto" and convpool.available()
-        if conv_pool == "fused":
-            try:
-                convpool.load()
-            except OpUnavailable as e:
-                raise ConfigError(f"conv_pool fused: {e}") from None
-            self.fused = True
-        # Conv2D(32, 3x3): (N, 1, 28, 28) -> (N, 32, 26, 26)
+        if filters <= 0:
+            raise ConfigError(f"filters must be positive, got {filters}")
+        _check(hidden, num_classes, dropout)
+        pooled = (IMAGE_SIZE - KERNEL + 1) // POOL  # 26 // 2 = 13
+        # Conv2D(32, 3x3, relu): (N, 1, 28, 28) -> (N, 32, 26, 26)
         self.conv = nn.Conv2d(1, filters, KERNEL)
         # MaxPooling2D(2x2): (N, 32, 26, 26) -> (N, 32, 13, 13)
         self.pool = nn.MaxPool2d(POOL)
-        # Flatten in Keras's NHWC order (docs/parity.md #5): (N, 32, 13, 13) -> (N, 13 * 13 * 32)
-        # Dense(32, relu): (N, 5408) -> (N, 32)
+        # Flatten in Keras's NHWC order (docs/parity.md #5), then
+        # Dense(32, relu): (N, 13 * 13 * 32) -> (N, 32)
         self.fc1 = nn.Linear(pooled * pooled * filters, hidden)
         # Dropout(0.5)
         self.dropout = nn.Dropout(dropout)
         # Dense(10): (N, 32) -> (N, 10), logits
         self.fc2 = nn.Linear(hidden, num_classes)
         if keras_init:
-            self.reset_parameters_keras()
+            keras_init_(self)
 
-    def reset_parameters_keras(self) -> None:
-        """Keras defaults: ``glorot_uniform`` kernels and ``zeros`` biases."""
-        for layer in (self.conv, self.fc1, self.fc2):
-            nn.init.xavier_uniform_(layer.weight)
-            nn.init.zeros_(layer.bias)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv, ReLU, MaxPool and the NHWC flatten: (N, 1, 28, 28) -> (N, 13 * 13 * 32)."""
+        # ReLU and max-pooling commute: pooling first gives the same values with a quarter
+        # of the ReLU work.
+        x = torch.relu(self.pool(self.conv(x)))
+        # NHWC flatten: free (a view) when x is channels_last, as the system keeps it.
+        return x.permute(0, 2, 3, 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and convpool.supports(x, self.conv):
-            # Conv + pool + ReLU in one operator, already NHWC: (N, 1, 28, 28) -> (N, 13, 13, 32)
-            x = convpool.conv_pool_relu(x, self.conv.weight, self.conv.bias).flatten(1)
-        else:
-            x = self.conv(x)
-            x = torch.relu(self.pool(x)) if self.pool_before_relu else self.pool(torch.relu(x))
-            # NHWC flatten: free (a view) when x is channels_last, as the fast path keeps it.
-            x = x.permute(0, 2, 3, 1).flatten(1)
-        x = self.dropout(torch.relu(self.fc1(x)))
+        x = self.dropout(torch.relu(self.fc1(self.features(x))))
         return self.fc2(x)
-
-
-def conv_path(model: TutorialCNN, device: torch.device | str = "cpu") -> str:
-    """Which conv+pool path ``model`` runs on ``device``: ``fused`` or ``native``."""
-    return "fused" if model.fused and torch.device(device).type == "cpu" else "native"
 
 
 def count_params(model: nn.Module) -> int:
@@ -160,15 +135,11 @@ class ImprovedCNN(nn.Module):
         convs: tuple[int, int, int] = (1, 1, 1),
     ) -> None:
         super().__init__()
-        if len(channels) != 3 or min(channels) <= 0 or hidden <= 0 or num_classes <= 0:
-            raise ConfigError(
-                f"channels (three), hidden and num_classes must be positive, got {channels}, "
-                f"{hidden}, {num_classes}"
-            )
+        if len(channels) != 3 or min(channels) <= 0:
+            raise ConfigError(f"channels gives three positive filter counts, got {channels}")
         if len(convs) != 3 or not set(convs) <= {1, 2}:
             raise ConfigError(f"convs gives 1 or 2 conv layers for each of 3 blocks, got {convs}")
-        if not 0.0 <= dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        _check(hidden, num_classes, dropout)
         blocks, c_in, size = [], 1, IMAGE_SIZE
         for i, (c_out, n) in enumerate(zip(channels, convs, strict=True), start=1):
             for suffix in ("", "b")[:n]:
@@ -184,17 +155,8 @@ class ImprovedCNN(nn.Module):
         self.fc1 = nn.Linear(size * size * c_in, hidden)
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, num_classes)
-        self.fused = False  # the fused operator is the tutorial network's only
         if keras_init:
-            self.reset_parameters_keras()
-
-    def reset_parameters_keras(self) -> None:
-        """Keras defaults: ``glorot_uniform`` kernels, ``zeros`` biases."""
-        for layer in self.modules():
-            if isinstance(layer, nn.Conv2d | nn.Linear):
-                nn.init.xavier_uniform_(layer.weight)
-                if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+            keras_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x).permute(0, 2, 3, 1).flatten(1)  # NHWC flatten, as Keras

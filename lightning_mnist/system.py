@@ -7,8 +7,6 @@ otherwise; LightningCLI then replaces :meth:`MNISTClassifier.configure_optimizer
 
 from __future__ import annotations
 
-from typing import Literal
-
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -16,8 +14,7 @@ from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_mnist.errors import ConfigError
-from lightning_mnist.model import ConvPool, ImprovedCNN, TutorialCNN
+from lightning_mnist.network import Arch, ConvPool, build_network
 
 
 class EpochMeans(nn.Module):
@@ -64,7 +61,6 @@ class MNISTClassifier(L.LightningModule):
         num_classes: Output classes (10 for MNIST and Fashion-MNIST, whose labels are 0..9).
         keras_init: Keras initialisation (Glorot-uniform kernels, zero biases).
         channels_last: Run convolutions in NHWC memory layout (faster on CPU).
-        pool_before_relu: Pool before ReLU: identical result, a quarter of the ReLU work.
         conv_pool: ``native`` (PyTorch's ops, default), ``fused`` (the opt-in CPU operator,
             an error where it cannot be built) or ``auto`` (fused where it can be built);
             the tutorial network only.
@@ -81,25 +77,15 @@ class MNISTClassifier(L.LightningModule):
         num_classes: int = 10,
         keras_init: bool = True,
         channels_last: bool = True,
-        pool_before_relu: bool = True,
         conv_pool: ConvPool = "native",
-        arch: Literal["tutorial", "improved"] = "tutorial",
+        arch: Arch = "tutorial",
         convs: tuple[int, int, int] = (1, 1, 1),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if arch == "improved":
-            if conv_pool != "native":
-                raise ConfigError("model.conv_pool fused/auto is for the tutorial network only")
-            channels = (filters, 2 * filters, 4 * filters)
-            self.model = ImprovedCNN(channels, hidden, dropout, num_classes, keras_init, convs)
-        else:
-            if tuple(convs) != (1, 1, 1):
-                raise ConfigError("model.convs is for the improved network (model.arch improved)")
-            self.model = TutorialCNN(
-                filters, hidden, dropout, num_classes, keras_init, pool_before_relu, conv_pool
-            )
-
+        self.model = build_network(
+            arch, filters, hidden, dropout, num_classes, keras_init, convs, conv_pool
+        )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.epoch_metrics: dict[str, float] = {}  # the latest epoch means, as floats
@@ -154,6 +140,9 @@ class MNISTClassifier(L.LightningModule):
         # Dropout masks derive from (seed, epoch, rank): a resumed run draws the same ones.
         seed = (self._base_seed * 1_000_003 + self.current_epoch) * 1009 + self.global_rank
         torch.manual_seed(seed % 2**63)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.loaded_epoch = checkpoint.get("epoch")  # the tested checkpoint's, for the record
 
     def on_fit_start(self) -> None:
         self._base_seed = torch.initial_seed()

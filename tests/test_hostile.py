@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from helpers import TUTORIAL, write_tiny_idx
 
 from lightning_mnist.cli import main
@@ -155,7 +155,8 @@ def _locked_run(w: World) -> list[str]:
     run = w.root / "version_0"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    (w.root / ".version_0.lock").write_text(f"{os.getpid()} {socket.gethostname()}")
+    w.held = FileLock(w.root / ".version_0.lock")  # held until the case ends
+    w.held.acquire()
     return w.fit("--ckpt_path", "last")
 
 
@@ -261,7 +262,7 @@ CASES: list[tuple[str, Case, str]] = [
     ("test-last-without-run", lambda w: w.sub("test", "--ckpt_path", "last"), "no run"),
     ("fit-last-without-run", lambda w: w.fit("--ckpt_path", "last"), "no run"),
     # one writer per run folder; explicit flags are honoured or refused
-    ("run-folder-locked", _locked_run, "being written by process"),
+    ("run-folder-locked", _locked_run, "being written by another process"),
     ("flag-contradicts-checkpoint", _contradicting_flag, "contradicts the checkpoint"),
     # export
     (
@@ -293,7 +294,7 @@ def test_hostile_input_gets_one_line(make, words, tmp_path, capsys, data_dir):
 def test_full_disk_while_saving_a_checkpoint(tmp_path, capsys, data_dir, monkeypatch):
     import errno
 
-    from lightning_mnist.run import folder as runfolder
+    from lightning_mnist.run import checkpointing as runfolder
 
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -15,7 +15,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from lightning_mnist.cli import MNISTCLI, cli_main, main
-from lightning_mnist.run.folder import AtomicCheckpointIO, RunLogger
+from lightning_mnist.network import conv_path
+from lightning_mnist.run.checkpointing import AtomicCheckpointIO
+from lightning_mnist.run.logger import RunLogger
 from lightning_mnist.run.results import HistoryRecorder
 from lightning_mnist.system import MNISTClassifier
 
@@ -47,8 +49,7 @@ ARGUMENT_TARGETS = [
     ("num_classes", "12", lambda cli: _model(cli).fc2.out_features == 12),
     ("keras_init", "false", lambda cli: not torch.all(_model(cli).fc1.bias == 0)),
     ("channels_last", "false", lambda cli: cli.model.memory_format == torch.contiguous_format),
-    ("pool_before_relu", "false", lambda cli: _model(cli).pool_before_relu is False),
-    ("conv_pool", "fused", lambda cli: _model(cli).fused is True),
+    ("conv_pool", "fused", lambda cli: conv_path(_model(cli)) == "fused"),
     ("arch", "improved", lambda cli: type(_model(cli)).__name__ == "ImprovedCNN"),
     ("convs", "[1, 2, 2]", lambda cli: hasattr(_model(cli).features, "conv3b")),
 ]

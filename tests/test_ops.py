@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_mnist.model import TutorialCNN, conv_path
+from lightning_mnist.model import TutorialCNN
+from lightning_mnist.network import build_network, conv_path
 from lightning_mnist.ops import build, convpool
 from lightning_mnist.ops.build import OpUnavailable
 
@@ -21,15 +22,15 @@ def _loaded() -> None:
 
 def _pair() -> tuple[TutorialCNN, TutorialCNN]:
     torch.manual_seed(0)
-    native = TutorialCNN(conv_pool="native").to(memory_format=torch.channels_last)
-    fast = TutorialCNN(conv_pool="fused")
+    native = build_network(conv_pool="native").to(memory_format=torch.channels_last)
+    fast = build_network(conv_pool="fused")
     fast.load_state_dict(native.state_dict())
     return native, fast
 
 
 def test_fused_matches_pytorch_forward_and_gradients():
     native, fast = _pair()
-    assert fast.fused and not native.fused and conv_path(fast) == "fused"
+    assert conv_path(fast) == "fused" and conv_path(native) == "native"
     assert conv_path(fast, "cuda") == "native"  # the operator is CPU-only
     x = torch.rand(37, 1, 28, 28)  # an odd batch: uneven per-thread ranges
     x[:5, :, :10] = 0  # blank regions give exact ties in the pooling windows
@@ -166,20 +167,20 @@ def test_unavailable_operator(monkeypatch, caplog):
     native, _ = _pair()
     monkeypatch.setattr(convpool, "load", fail)
     # auto: one warning, PyTorch's ops, the same outputs
-    auto = TutorialCNN(conv_pool="auto").to(memory_format=torch.channels_last)
+    auto = build_network(conv_pool="auto").to(memory_format=torch.channels_last)
     auto.load_state_dict(native.state_dict())
-    assert not auto.fused and "unavailable" in caplog.text
+    assert conv_path(auto) == "native" and "unavailable" in caplog.text
     x = torch.rand(4, 1, 28, 28)
     assert torch.equal(auto.eval()(x), native.eval()(x))
     # fused asked for explicitly: one line, before any training
     with pytest.raises(ValueError, match="conv_pool fused: no C\\+\\+ compiler"):
-        TutorialCNN(conv_pool="fused")
+        build_network(conv_pool="fused")
 
 
 def test_default_model_is_stock_pytorch():
-    model = TutorialCNN()
-    assert model.conv_pool == "native" and not model.fused and conv_path(model) == "native"
-    assert isinstance(Path(build.SOURCE), Path) and build.SOURCE.suffix == ".cpp"
+    model = build_network()
+    assert type(model) is TutorialCNN and conv_path(model) == "native"
+    assert build.SOURCE.is_file() and build.SOURCE.suffix == ".cpp"
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")

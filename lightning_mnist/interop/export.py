@@ -20,39 +20,35 @@ from typing import Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from lightning_mnist.checkpoints import CheckpointError, load_classifier
 from lightning_mnist.data.files import DataError, default_data_dir, load_arrays
 from lightning_mnist.data.module import to_tensor
-from lightning_mnist.model import TutorialCNN
+from lightning_mnist.errors import UserError
+from lightning_mnist.network import build_network
 
 Format = Literal["onnx", "torchscript", "exported-program"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
 SOFTMAX_ATOL = 1e-5  # the bar for an export: the same as for weights moved between frameworks
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """The export cannot be made or does not match the model; one line for the user."""
 
 
-def stock_model(ckpt_path: str | Path) -> TutorialCNN:
+def stock_model(ckpt_path: str | Path) -> nn.Module:
     """The checkpoint's network on PyTorch's own ops, in eval mode and NCHW layout."""
     system = load_classifier(ckpt_path)
-    h = dict(system.hparams)
-    model = TutorialCNN(
-        h.get("filters", 32),
-        h.get("hidden", 32),
-        h.get("dropout", 0.5),
-        h.get("num_classes", 10),
-        keras_init=False,
-        pool_before_relu=h.get("pool_before_relu", True),
-        conv_pool="native",
+    h = system.hparams
+    model = build_network(
+        h.arch, h.filters, h.hidden, h.dropout, h.num_classes, False, h.convs, "native"
     )
     model.load_state_dict(system.model.state_dict())
     return model.eval()
 
 
-def export(model: TutorialCNN, fmt: Format, out: Path) -> None:
+def export(model: nn.Module, fmt: Format, out: Path) -> None:
     """Write ``model`` to ``out`` in ``fmt``, with a dynamic batch dimension."""
     example = torch.zeros(2, 1, 28, 28)
     batch = torch.export.Dim("batch")
@@ -92,7 +88,7 @@ def run_exported(fmt: Format, path: Path, x: torch.Tensor, batch: int = 1000) ->
         return torch.cat([module(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def check(model: TutorialCNN, fmt: Format, path: Path, x: torch.Tensor) -> dict[str, float]:
+def check(model: nn.Module, fmt: Format, path: Path, x: torch.Tensor) -> dict[str, float]:
     """Compare the exported file with ``model`` on ``x``: equal classes and max |Δ softmax|."""
     with torch.no_grad():
         ref = model(x).softmax(1)

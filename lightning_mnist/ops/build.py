@@ -26,11 +26,13 @@ from pathlib import Path
 
 import torch
 
+from lightning_mnist.errors import UserError
+
 SOURCE = Path(__file__).with_name("convpool.cpp")
 CACHE_ENV = "LIGHTNING_MNIST_CACHE"
 
 
-class OpUnavailable(Exception):
+class OpUnavailable(UserError):
     """The fused operator cannot be built or loaded here; the message is one line."""
 
 

@@ -19,6 +19,7 @@ from functools import cache
 
 import torch
 
+from lightning_mnist.model import TutorialCNN
 from lightning_mnist.ops.build import OpUnavailable, build
 
 log = logging.getLogger(__name__)
@@ -98,3 +99,15 @@ def conv_pool_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
     """``relu(max_pool2d(conv2d(x, weight, bias), 2))`` in channels-last layout (N, PH, PW, C)."""
     out, _ = torch.ops.lightning_mnist.convpool_relu_fwd(x, weight, bias)
     return out
+
+
+class FusedTutorialCNN(TutorialCNN):
+    """``TutorialCNN`` whose Conv + MaxPool + ReLU run as the fused operator where it covers
+    the input (CPU, float32, no gradient wanted for the image); the same parameters, names
+    and maths, so its checkpoints and weights are the stock network's."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if not supports(x, self.conv):
+            return super().features(x)
+        # Conv + pool + ReLU in one operator, already NHWC: (N, 1, 28, 28) -> (N, 13, 13, 32)
+        return conv_pool_relu(x, self.conv.weight, self.conv.bias).flatten(1)

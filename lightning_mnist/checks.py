@@ -1,0 +1,101 @@
+"""Pre-flight checks: a mistake in the command is found before anything is built or written."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from lightning_mnist.errors import UserError, one_line
+
+# Arguments that define the network a checkpoint holds; a flag that contradicts the
+# checkpoint's value is refused (conv_pool, channels_last... change no weights and may differ).
+ARCHITECTURE = ("filters", "hidden", "num_classes", "dropout")
+LOGGED = {f"{p}{m}" for p in ("", "val_") for m in ("loss", "accuracy", "samples")}
+
+
+def check_config_files(args: list[str]) -> None:
+    """Each ``--config FILE`` exists and holds a YAML mapping; else one line naming the file."""
+    files = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "-c")]
+    files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            continue  # the parser says so, naming the file
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(e, "problem", None) or one_line(e)
+            raise UserError(f"{name}: not valid YAML{where} ({problem})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{name}: cannot be read ({one_line(e)})") from None
+        if data is None:
+            raise UserError(f"{name} is empty; a config holds keys such as trainer:, model:, data:")
+        if not isinstance(data, dict):
+            raise UserError(f"{name} is not a mapping of keys (trainer:, model:, data:, ...)")
+
+
+def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
+    """Refuse a ``--model.X`` flag that contradicts the checkpoint's own hyper-parameter."""
+    for name in ARCHITECTURE:
+        given = any(a == f"--model.{name}" or a.startswith(f"--model.{name}=") for a in args)
+        if given and name in saved and model.get(name) != saved[name]:
+            raise UserError(
+                f"--model.{name} {model.get(name)} contradicts the checkpoint, which has "
+                f"{name} {saved[name]}; drop the flag or use a checkpoint trained with it"
+            )
+
+
+def check_optimizer(config: Any) -> None:
+    """The optimizer's own argument checks (a negative lr, ...), run before anything is built."""
+    if not config or not config.get("class_path"):
+        return
+    module, name = config.class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    try:
+        cls([torch.nn.Parameter(torch.zeros(1))], **dict(config.get("init_args") or {}))
+    except ValueError as e:
+        raise UserError(f"optimizer {name}: {one_line(e)}") from None
+
+
+def check_root(root: Path) -> None:
+    """Refuse a run root that is a file or cannot be written, before anything is built."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--trainer.default_root_dir {root} is a file; give a folder")
+    existing = next((p for p in [root, *root.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--trainer.default_root_dir {root}: {existing} is not writable")
+
+
+def check_settings(cfg: Any, subcommand: str | None) -> None:
+    """Values no run can use: no epochs to train, no threads to train on."""
+    if subcommand == "fit" and cfg.trainer.get("max_epochs") == 0:
+        raise UserError("--trainer.max_epochs 0 trains nothing; give 1 or more (-1: no limit)")
+    if cfg.get("num_threads") is not None and cfg.num_threads < 1:
+        raise UserError(f"--num_threads must be at least 1, got {cfg.num_threads}")
+
+
+def check_fit(trainer: Any, model: Any, datamodule: Any, num_classes: int) -> None:
+    """Before fit (and before DDP starts its processes, so an error prints once)."""
+    datamodule.check_world_size(trainer.world_size)
+    if model.hparams.num_classes < num_classes:
+        raise UserError(
+            f"model.num_classes {model.hparams.num_classes} is fewer than the "
+            f"{num_classes} classes of {datamodule.dataset}"
+        )
+    # A misspelled monitor is found now, not after the first epoch.
+    for callback in trainer.callbacks:
+        monitor = getattr(callback, "monitor", None)
+        watched = isinstance(callback, ModelCheckpoint | EarlyStopping) and monitor
+        if watched and monitor not in LOGGED:
+            raise UserError(
+                f"{type(callback).__name__} monitors {monitor!r}, which is never logged; "
+                f"choose one of {sorted(LOGGED)}"
+            )

@@ -1,0 +1,70 @@
+"""The CLI's defaults and the project's own options, beside Lightning's.
+
+The tutorial's callbacks are read from ``configs/tutorial.yaml``, where they are stated once;
+the rest are the parts of a run folder (logger, callbacks, the atomic checkpoint writer).
+"""
+
+from __future__ import annotations
+
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser
+
+from lightning_mnist.presets import preset_path
+from lightning_mnist.run.folder import DEFAULT_ROOT
+from lightning_mnist.run.plan import CALLBACK_GROUPS
+
+
+def defaults() -> dict:
+    """The parser's defaults: the tutorial's callbacks and epochs, the run folder's parts."""
+    tutorial = yaml.safe_load(preset_path("tutorial").read_text())
+    return {
+        **{key: tutorial[key] for key in CALLBACK_GROUPS},
+        "trainer.max_epochs": tutorial["trainer"]["max_epochs"],
+        "trainer.num_sanity_val_steps": 0,
+        "trainer.default_root_dir": DEFAULT_ROOT,
+        "trainer.logger": {"class_path": "lightning_mnist.run.logger.RunLogger"},
+        "trainer.callbacks": [
+            {"class_path": f"lightning_mnist.{name}"}
+            for name in (
+                "run.results.HistoryRecorder",
+                "run.checkpointing.SaveOnInterrupt",
+                "predict.writer.PredictionCSV",
+            )
+        ],
+        "trainer.plugins": [{"class_path": "lightning_mnist.run.checkpointing.AtomicCheckpointIO"}],
+    }
+
+
+OPTIONS = {
+    "tune_malloc": (
+        bool,
+        False,
+        "Opt-in: keep freed memory in the process (glibc mallopt); "
+        "steadier, faster CPU steps (configs/fast-cpu.yaml turns it on); "
+        "recorded in results.json",
+    ),
+    "evaluate_initial_weights": (
+        bool,
+        False,
+        "validate/test/predict without --ckpt_path "
+        "evaluate the untrained network (refused otherwise, so random "
+        "weights are never reported by mistake)",
+    ),
+    "num_threads": (
+        int | None,
+        None,
+        "torch CPU threads per process (default: torch's choice, all cores)",
+    ),
+}
+
+
+def add_options(parser: LightningArgumentParser) -> None:
+    """The project's options, the optional callback groups and the run's defaults."""
+    for name, (kind, default, text) in OPTIONS.items():
+        parser.add_argument(f"--{name}", type=kind, default=default, help=text)
+    # Optional groups: `--checkpoint null` / `--early_stopping null` remove them, and
+    # `--early_stopping.patience 4` changes one value.
+    for key, cls in (("checkpoint", ModelCheckpoint), ("early_stopping", EarlyStopping)):
+        parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)
+    parser.set_defaults(defaults())

@@ -1,0 +1,172 @@
+"""Checkpoints of a run: written whole, restored as untrusted data, saved on an interrupt.
+
+- ``RunCheckpoint``: ModelCheckpoint whose restored paths are checked, never obeyed.
+- ``AtomicCheckpointIO``: temp file, fsync, rename; removes single files only.
+- ``SaveOnInterrupt``: Ctrl-C and SIGTERM save ``checkpoints/interrupted.ckpt``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_mnist.atomic import write_atomic
+
+PATH_KEYS = ("best_model_path", "last_model_path", "kth_best_model_path")
+FIELD = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
+
+
+def inside(folder: Path, path: str | Path) -> Path | None:
+    """``folder/<name of path>`` when that is a regular file directly inside ``folder``
+    (symlinks and ``..`` resolved), else None."""
+    name = Path(path).name
+    if not path or name in ("", ".", ".."):
+        return None
+    candidate = folder / name
+    if candidate.is_file() and candidate.resolve().parent == folder.resolve():
+        return candidate
+    return None
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that treats a restored state as untrusted data.
+
+    A checkpoint stores paths (its folder, the best, k-th best and last files), and Lightning
+    would later delete the files they name. Each is kept only as a file of this callback's own
+    folder (so a moved run folder still finds its best checkpoint); any other is dropped
+    with a line saying so. Best checkpoints that the state does not list (a kill between
+    writing a new best and deleting the old one) are removed, matched by this callback's own
+    file-name pattern, so a user's other files in the folder are never touched.
+
+    Args:
+        filename: The best checkpoints' names (the tutorial's run: ``best-EPOCH-VAL_LOSS``).
+        auto_insert_metric_name: Whether Lightning puts ``name=`` before each value.
+        **kwargs: ModelCheckpoint's other arguments (the preset gives monitor, mode,
+            save_top_k and save_last).
+    """
+
+    def __init__(
+        self,
+        filename: str | None = "best-{epoch:02d}-{val_loss:.4f}",
+        auto_insert_metric_name: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            filename=filename, auto_insert_metric_name=auto_insert_metric_name, **kwargs
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not self.dirpath:
+            return super().load_state_dict(state_dict)
+        super().load_state_dict(self._checked(dict(state_dict), Path(self.dirpath)))
+        self._remove_unlisted(Path(self.dirpath))
+
+    @staticmethod
+    def _checked(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+        def keep(path: Any) -> str:
+            found = inside(folder, path) if isinstance(path, str | Path) else None
+            if path and found is None:
+                print(f"checkpoint state: ignoring {str(path)[:200]!r} (not a file of {folder})")
+            return str(found) if found else ""
+
+        for key in PATH_KEYS:
+            state[key] = keep(state.get(key, ""))
+        best_k = state.get("best_k_models")
+        best_k = best_k if isinstance(best_k, dict) else {}
+        state["best_k_models"] = {p: v for k, v in best_k.items() if (p := keep(k))}
+        state.setdefault("best_model_score", None)
+        return dict(state, dirpath=str(folder))
+
+    def _own_name(self) -> re.Pattern:
+        """The file names this callback writes for its best checkpoints."""
+        template = self.filename or "{epoch}-{step}"
+        parts, end = [], 0
+        for m in FIELD.finditer(template):
+            parts.append(re.escape(template[end : m.start()]))
+            name = re.escape(m.group(1)) + "=" if self.auto_insert_metric_name else ""
+            digits = (m.group(2) or "").endswith("d")
+            parts.append(name + (r"\d+" if digits else r"[-+0-9.eEnaif]+"))
+            end = m.end()
+        parts.append(re.escape(template[end:]))
+        return re.compile("".join(parts) + rf"(-v\d+)?{re.escape(self.FILE_EXTENSION)}")
+
+    def _remove_unlisted(self, folder: Path) -> None:
+        if not folder.is_dir():
+            return
+        listed = {Path(p).name for p in [*self.best_k_models, self.best_model_path] if p}
+        pattern = self._own_name()
+        for path in folder.iterdir():
+            own = pattern.fullmatch(path.name) and path.name not in listed
+            if own and path.is_file() and not path.is_symlink():
+                path.unlink()
+
+    def _remove_checkpoint(self, trainer, filepath: str) -> None:
+        # Only a file directly inside this callback's folder, whatever a restored state said.
+        path = Path(filepath)
+        if (
+            self.dirpath
+            and path.is_file()
+            and path.resolve().parent == Path(self.dirpath).resolve()
+        ):
+            super()._remove_checkpoint(trainer, filepath)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Serialise in memory, then write a temp file, fsync and rename (``write_atomic``).
+
+    ``save_seconds`` adds up the time spent saving, the checkpoint part of a run's time.
+    Removing deletes one regular file, never a folder (Lightning's own removes recursively).
+    """
+
+    save_seconds = 0.0
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
+        t0 = time.perf_counter()
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(Path(path), buffer.getbuffer())
+        self.save_seconds += time.perf_counter() - t0
+
+    def remove_checkpoint(self, path) -> None:
+        path = Path(path)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.exists():
+            print(f"not removing {path}: a checkpoint is a file, this is not")
+
+
+class SaveOnInterrupt(Callback):
+    """Save ``checkpoints/interrupted.ckpt`` when fit stops on Ctrl-C or SIGTERM.
+
+    The exact resume point stays ``last.ckpt`` (the last finished epoch): a mid-epoch
+    state cannot be replayed exactly, so this file is for inspection or a manual restart.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt | SIGTERMException):
+            return
+        ckpt = trainer.checkpoint_callback
+        if not (ckpt and ckpt.dirpath):
+            return  # checkpointing is off: nothing to save into
+        folder = Path(ckpt.dirpath)
+        self.path = folder / "interrupted.ckpt"
+        trainer.save_checkpoint(self.path)
+        if trainer.is_global_zero:
+            last = folder / "last.ckpt"
+            hint = (
+                f"; resume from the last finished epoch with --ckpt_path {last}"
+                if last.is_file()
+                else ""
+            )
+            print(f"\nInterrupted at epoch {trainer.current_epoch}: saved {self.path}{hint}")

@@ -1,0 +1,167 @@
+"""Which run folder a command writes, decided before anything is built, and the config's
+paths pointed at it.
+
+The run folder is ``<default_root_dir>/version_N``: the next free N, the run being resumed
+(``fit --ckpt_path last``), or the SLURM job id, so a requeued job continues in its own
+folder. One process writes a run folder at a time (``run/lock.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import Namespace
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_mnist.checkpoints import read_checkpoint
+from lightning_mnist.errors import UserError
+from lightning_mnist.run.folder import DEFAULT_ROOT, clean_for_resume, find_last, versions
+from lightning_mnist.run.lock import lock_or_refuse, try_lock
+
+CALLBACK_GROUPS = ("checkpoint", "early_stopping")
+# The version rank 0 chose, for the DDP processes Lightning starts (they re-run the command).
+VERSION_ENV = "LIGHTNING_MNIST_RUN_VERSION"
+
+
+def first_process() -> bool:
+    """Whether this is the process that started the command (not a DDP, torchrun or srun
+    rank > 0), by Lightning's own rank detection."""
+    return (rank_zero_only.rank or 0) == 0
+
+
+def class_of(config: Any) -> type | None:
+    """The class a ``class_path`` config names (None for anything else)."""
+    path = config.get("class_path") if hasattr(config, "get") else None
+    if not path or "." not in path:
+        return None
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name, None)
+
+
+def as_list(value: Any) -> list:
+    if value in (None, False, True):
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def plan_run(subcommand: str | None, cfg: Any, locks: ExitStack) -> Path | None:
+    """The run folder of this command (None for a smoke test), with the config's logger,
+    checkpoint and prediction paths pointed at it."""
+    trainer = cfg.trainer
+    root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
+    resolve_evaluation_ckpt(subcommand, cfg, root)
+    repair_for_trainer(cfg)
+    version = choose_version(subcommand, cfg, root, locks)
+    run_dir = None if trainer.get("fast_dev_run") else root / f"version_{version}"
+    fill_run_paths(cfg, root, version, run_dir)
+    keep_atomic_writer(trainer)
+    return run_dir
+
+
+def resolve_evaluation_ckpt(subcommand: str | None, cfg: Any, root: Path) -> None:
+    """validate/test/predict evaluate a trained checkpoint, never random weights silently."""
+    ckpt = cfg.get("ckpt_path")
+    if subcommand not in ("validate", "test", "predict"):
+        return
+    if ckpt is None and not cfg.get("evaluate_initial_weights"):
+        raise UserError(
+            f"{subcommand} needs --ckpt_path CKPT (a trained checkpoint); "
+            "--evaluate_initial_weights true evaluates the untrained network"
+        )
+    if ckpt == "last":
+        cfg["ckpt_path"] = str(_last(root)[1])
+    elif ckpt == "best":
+        raise UserError(
+            "--ckpt_path best means the best checkpoint of a fit in this same command; "
+            "give the checkpoint file (runs/.../checkpoints/best-*.ckpt)"
+        )
+
+
+def _last(root: Path) -> tuple[int, Path]:
+    found = find_last(root)
+    if found is None:
+        raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
+    return found
+
+
+def repair_for_trainer(cfg: Any) -> None:
+    """Drop what the Trainer settings forbid, saying so in one line."""
+    trainer = cfg.trainer
+    if trainer.get("barebones"):
+        # Barebones mode logs nothing: no logger, no checkpoints, nothing to stop early on.
+        trainer.logger = False
+        trainer.enable_checkpointing = False
+        for key in CALLBACK_GROUPS:
+            cfg[key] = None
+        print("barebones: no logger, checkpoints or early stopping; results.json is kept")
+    elif trainer.get("enable_checkpointing") is False and cfg.get("checkpoint"):
+        cfg.checkpoint = None
+        print("checkpointing off: no checkpoints; the final test uses the last weights")
+    elif not cfg.get("checkpoint") and trainer.get("enable_checkpointing") is not True:
+        # Without this Lightning would add a default ModelCheckpoint of its own.
+        trainer.enable_checkpointing = False
+        print("checkpoint removed: no checkpoints; the final test uses the last weights")
+    if trainer.get("fast_dev_run") and cfg.get("checkpoint"):
+        # A smoke test writes nothing; ModelCheckpoint.on_train_end would save last.ckpt.
+        cfg.checkpoint.init_args.save_last = False
+
+
+def choose_version(subcommand: str | None, cfg: Any, root: Path, locks: ExitStack) -> int | str:
+    """The run being resumed, the SLURM job, or the next free version (locked for a fit)."""
+    if subcommand == "fit" and cfg.get("ckpt_path") == "last":
+        version, ckpt = _last(root)
+        cfg["ckpt_path"] = str(ckpt)
+        if first_process():  # DDP ranks re-run this command: one of them locks and cleans
+            lock_or_refuse(root / f"version_{version}", locks)
+            clean_for_resume(root / f"version_{version}", read_checkpoint(ckpt)["epoch"])
+        print(f"Resuming {ckpt}")
+        return version
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
+        return job  # a requeued job finds its own folder and resumes with --ckpt_path last
+    if not first_process() and os.environ.get(VERSION_ENV):
+        return int(os.environ[VERSION_ENV])
+    # A new run's folder is not created here (its lock sits beside it): DDP ranks
+    # re-running this command must find the same number.
+    version = max((v for v, _ in versions(root)), default=-1) + 1
+    if subcommand == "fit" and not cfg.trainer.get("fast_dev_run") and first_process():
+        while not try_lock(root / f"version_{version}", locks):
+            version += 1  # another fit started at the same moment took it
+        os.environ[VERSION_ENV] = str(version)
+    return version
+
+
+def fill_run_paths(cfg: Any, root: Path, version: int | str, run_dir: Path | None) -> None:
+    """Point the run logger, the checkpoints and the prediction files at the run folder."""
+    from lightning_mnist.predict.writer import PredictionCSV
+    from lightning_mnist.run.logger import RunLogger
+
+    trainer = cfg.trainer
+    for logger in as_list(trainer.get("logger")):
+        if class_of(logger) is RunLogger:
+            logger.init_args.save_dir = logger.init_args.get("save_dir") or str(root)
+            if logger.init_args.get("version") is None:
+                logger.init_args.version = version
+    if run_dir is None:
+        return
+    if cfg.get("checkpoint") and not cfg.checkpoint.init_args.get("dirpath"):
+        cfg.checkpoint.init_args.dirpath = str(run_dir / "checkpoints")
+    for callback in as_list(trainer.get("callbacks")):
+        cls = class_of(callback)
+        if cls is not None and issubclass(cls, PredictionCSV):
+            callback.init_args.dirpath = callback.init_args.get("dirpath") or str(run_dir)
+
+
+def keep_atomic_writer(trainer: Any) -> None:
+    """A user's own ``--trainer.plugins`` list keeps the atomic checkpoint writer unless it
+    brings its own CheckpointIO."""
+    from lightning.pytorch.plugins.io import CheckpointIO
+
+    plugins = as_list(trainer.get("plugins"))
+    if not any(issubclass(class_of(p) or object, CheckpointIO) for p in plugins):
+        atomic = Namespace(class_path="lightning_mnist.run.checkpointing.AtomicCheckpointIO")
+        trainer.plugins = [*plugins, atomic]
