@@ -9,6 +9,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+import yaml
+
 
 def preset_names() -> list[str]:
     """The names of the shipped presets, e.g. ``["ddp", "tutorial"]``."""
@@ -32,3 +34,18 @@ def preset_path(name_or_path: str | Path) -> Path:
     raise FileNotFoundError(
         f"preset {name_or_path} not found: give a YAML file or one of {preset_names()}"
     )
+
+
+def preset_facts(name_or_path: str | Path) -> dict[str, int]:
+    """A preset's ``max_epochs``, EarlyStopping ``patience`` and ``batch_size``, read from its
+    YAML, so that the Keras reference, the comparison and the benchmark never repeat them.
+
+    Raises:
+        FileNotFoundError: when it is neither a file nor the name of a shipped preset.
+    """
+    config = yaml.safe_load(preset_path(name_or_path).read_text())
+    return {
+        "max_epochs": config["trainer"]["max_epochs"],
+        "patience": config["early_stopping"]["init_args"]["patience"],
+        "batch_size": config["data"]["batch_size"],
+    }

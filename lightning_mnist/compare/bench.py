@@ -1,14 +1,14 @@
-"""Speed benchmark: Keras vs Lightning vs a plain PyTorch loop, per tutorial epoch.
+"""``mnist-bench``: Keras vs Lightning vs a plain PyTorch loop, per tutorial epoch.
 
-``python -m lightning_mnist.compare.bench`` (or ``mnist-compare --bench``) runs, one after the other
-and each with every core: the Keras tutorial (a child process), ``lightning-mnist fit`` (a
-child process) and a plain PyTorch loop with the same kernels (in this process). Early
-stopping is off (patience = epochs), so each runs exactly ``--trainer.max_epochs`` epochs.
+It runs, one after the other and each with every core: the Keras tutorial (a child process),
+``lightning-mnist fit`` (a child process) and a plain PyTorch loop with the same kernels (in
+this process, ``plain_loop``). Early stopping is off (patience = epochs), so each runs exactly
+``--trainer.max_epochs`` epochs.
 
-An epoch is 188 training steps over 48,000 images plus validation over 12,000; both
+An epoch is the tutorial's training steps over 48,000 images plus validation over 12,000; both
 frameworks time exactly that. Timings use the epochs after the first (warm-up and tracing).
-The compute-bound floor counts the training FLOPs only (:func:`train_flops_per_sample`) at
-the fp32 matmul rate this machine reaches (:func:`probe_flops`).
+The compute-bound floor counts the training FLOPs only (``train_flops_per_sample``) at the
+fp32 matmul rate this machine reaches (``probe_flops``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,20 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
-from jsonargparse import ArgumentParser, Namespace
 
+from lightning_mnist.atomic import write_atomic
+from lightning_mnist.compare.command import run_command
+from lightning_mnist.compare.plain_loop import (
+    forward_flops_per_sample,
+    plain_torch_epochs,
+    probe_flops,
+    train_flops_per_sample,
+)
 from lightning_mnist.compare.report import epoch_stats
 from lightning_mnist.compare.runners import (
     CompareError,
@@ -33,13 +38,16 @@ from lightning_mnist.compare.runners import (
     run_keras,
     run_lightning,
 )
-from lightning_mnist.data.files import default_data_dir
-from lightning_mnist.presets import preset_path
+from lightning_mnist.compare.tables import md_table
+from lightning_mnist.data.catalogue import default_data_dir
+from lightning_mnist.presets import preset_facts, preset_path
 
-TRAIN_SAMPLES, VAL_SAMPLES, BATCH = 48_000, 12_000, 256
+TRAIN_SAMPLES, VAL_SAMPLES = 48_000, 12_000
 # One row each, run in this order: Keras as the tutorial runs it and with XLA, Lightning and a
 # plain PyTorch loop each with PyTorch's stock ops and with the opt-in fused operator.
-FRAMEWORKS = ("keras", "keras_xla", "lightning", "lightning_fused", "torch", "torch_fused")
+Row = Literal["keras", "keras_xla", "lightning", "lightning_fused", "torch", "torch_fused"]
+ROWS: tuple[Row, ...] = ("keras", "keras_xla", "lightning", "lightning_fused", "torch")
+ROWS += ("torch_fused",)
 NAMES = {
     "keras": "Keras (tutorial)",
     "keras_xla": "Keras + XLA (jit_compile=True)",
@@ -50,215 +58,117 @@ NAMES = {
 }
 
 
-def train_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one training sample of the tutorial's CNN.
-
-    Forward: conv 26*26*32*9 MACs, dense 13*13*32*32 and 32*10. Backward: the conv needs only
-    its weight gradient (its input is the image), the dense layers weight and input
-    gradients, so 1x and 2x their forward. Pooling, ReLU, dropout and Adam are memory-bound
-    and left out: about 1.82 MFLOP, 87 GFLOP per 48,000-image epoch.
+@dataclass(frozen=True)
+class Trainer:
+    """How long each row trains.
 
     Args:
-        filters: Convolution filters.
-        hidden: Hidden dense units.
-        classes: Output classes.
+        max_epochs: Epochs each row runs (at least 2: the first is warm-up and is not timed).
     """
-    conv = 2 * 26 * 26 * filters * 3 * 3
-    dense = 2 * (13 * 13 * filters * hidden + hidden * classes)
-    return conv + dense + conv + 2 * dense
+
+    max_epochs: int = 5
 
 
-def forward_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
-    """FLOPs of one forward pass (validation), about 0.74 MFLOP.
+@dataclass(frozen=True)
+class Data:
+    """The images every row trains on.
 
     Args:
-        filters: Convolution filters.
-        hidden: Hidden dense units.
-        classes: Output classes.
+        data_dir: Holds MNIST/raw (IDX files), fetched and verified when missing; null:
+            $MNIST_DATA_DIR, else data.
     """
-    return 2 * 26 * 26 * filters * 3 * 3 + 2 * (13 * 13 * filters * hidden + hidden * classes)
+
+    data_dir: str | None = None
 
 
-def probe_flops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
-    """The fp32 FLOP/s of a square matmul on ``device``, repeated for about ``seconds``.
+TRAINER, DATA = Trainer(), Data()  # the defaults
+
+
+def mnist_bench(
+    trainer: Trainer = TRAINER,
+    data: Data = DATA,
+    out: str = "reports/bench",
+    frameworks: tuple[Row, ...] = ROWS,
+    seed_everything: int = 0,
+    probe_seconds: float = 1.0,
+    quiet: bool = False,
+    command: str = "mnist-bench",
+) -> dict[str, Any]:
+    """Time tutorial epochs in Keras, Lightning and a plain PyTorch loop, one after the other;
+    print a Markdown table and write bench.json and bench.md.
 
     Args:
-        device: Where to multiply.
-        size: The matrices' side (2048: 17 GFLOP a product).
-        seconds: How long to keep multiplying after one warm-up product.
+        trainer: How long each row trains.
+        data: The images every row trains on.
+        out: The new folder.
+        frameworks: The rows to run, e.g. [keras,lightning]; they run in the table's order.
+        seed_everything: The seed of every row.
+        probe_seconds: How long the matmul probe multiplies.
+        quiet: Do not echo the children's output.
+        command: The command line, recorded in bench.json.
     """
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    a @ b
-    sync()
-    reps, t0 = 0, time.perf_counter()
-    while True:
-        a @ b
-        reps += 1
-        sync()
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return 2 * size**3 * reps / elapsed
+    if trainer.max_epochs < 2:
+        raise CompareError(
+            "--trainer.max_epochs must be >= 2: the first epoch is warm-up and is not timed"
+        )
+    data_dir = data.data_dir or default_data_dir()
+    check_data(data_dir, create=data.data_dir is None)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run = Run(new_out_dir(Path(out)), data_dir, trainer.max_epochs, seed_everything, quiet, device)
+    report = {**bench(run, [r for r in ROWS if r in frameworks], probe_seconds), "command": command}
+    write_atomic(run.out / "bench.json", (json.dumps(report, indent=2) + "\n").encode())
+    write_atomic(run.out / "bench.md", render_markdown(report).encode())
+    print("\n" + render_markdown(report) + f"\nWrote {run.out / 'bench.json'}")
+    return report
 
 
-def plain_torch_epochs(
-    data_dir: str,
-    epochs: int,
-    seed: int = 0,
-    device: torch.device | None = None,
-    conv_pool: str = "native",
-    malloc: bool = False,
-) -> dict[str, list[float]]:
-    """Train the tutorial with a bare PyTorch loop and the port's kernels; per-epoch results.
-
-    The same model (TutorialCNN, Keras init, pool before ReLU, channels_last), in-memory
-    batches (TensorBatches), Adam(eps=1e-7), 188 steps of 256 and validation under
-    inference_mode, with the epoch's loss and accuracy summed on the device as the system does.
-
-    Args:
-        data_dir: Holds MNIST/raw.
-        epochs: Epochs to run.
-        seed: torch.manual_seed and the shuffle seed.
-        device: Where to train; None picks CUDA when present, as Lightning's "auto" does.
-        conv_pool: The model's conv path, as ``--model.conv_pool``.
-        malloc: Apply the opt-in allocator setting, as ``--tune_malloc true``.
-    """
-    from lightning_mnist.data.batches import TensorBatches
-    from lightning_mnist.data.files import load_arrays
-    from lightning_mnist.data.module import keras_split, to_tensor
-    from lightning_mnist.model import TutorialCNN
-    from lightning_mnist.ops.malloc import tune_malloc
-
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if malloc:
-        tune_malloc()
-    torch.manual_seed(seed)
-    x_all, y_all = to_tensor(*load_arrays(data_dir)[:2])
-    train, val = keras_split(len(x_all), 0.2)
-    x, y = x_all[: train.stop].to(device), y_all[: train.stop].to(device)
-    xv, yv = x_all[val.start :].to(device), y_all[val.start :].to(device)
-    model = TutorialCNN(conv_pool=conv_pool).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
-    now = {"epoch": 0}  # the shuffle order is a function of (seed, epoch), as in the port
-    train_batches = TensorBatches(
-        x, y, BATCH, shuffle=True, seed=seed, epoch_fn=lambda: now["epoch"]
-    )
-    val_batches = TensorBatches(xv, yv, BATCH)
-    out: dict[str, list[float]] = {"epoch_seconds": [], "val_accuracy": []}
-    for epoch in range(epochs):
-        now["epoch"] = epoch
-        t0 = time.perf_counter()
-        _train_epoch(model, opt, train_batches, device)
-        val_correct = _count_correct(model, val_batches, device)
-        out["val_accuracy"].append(val_correct.item() / len(yv))  # .item() syncs a GPU
-        out["epoch_seconds"].append(time.perf_counter() - t0)
-    return out
-
-
-def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, batches, device) -> None:
-    """One epoch of steps, with the loss and accuracy summed on the device as the system does."""
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    for xb, yb in batches:
-        logits = model(xb.contiguous(memory_format=torch.channels_last))
-        loss = F.cross_entropy(logits, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.argmax(1) == yb).sum()
-
-
-def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
-    """Correct predictions over ``batches`` under inference mode, as a device tensor."""
-    model.eval()
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    with torch.inference_mode():
-        for xb, yb in batches:
-            correct += (
-                model(xb.contiguous(memory_format=torch.channels_last)).argmax(1) == yb
-            ).sum()
-    return correct
-
-
-def parse_args(argv: list[str] | None = None) -> Namespace:
-    """Parse the benchmark's arguments.
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``mnist-bench``; returns the exit status.
 
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """
-    p = ArgumentParser(
-        prog="mnist-compare --bench",
-        description="Time tutorial epochs in Keras, Lightning and a plain PyTorch loop, one "
-        "after the other; print a Markdown table and write bench.json.",
-    )
-    p.add_argument(
-        "--trainer.max_epochs", "--epochs", dest="epochs", type=int, default=5, help="epochs each"
-    )
-    p.add_argument(
-        "--data.data_dir",
-        "--data-dir",
-        dest="data_dir",
-        help="holds MNIST/raw (IDX files), fetched and verified when missing; "
-        "null: $MNIST_DATA_DIR, else data",
-    )
-    p.add_argument("--out", default="reports/bench", help="new folder")
-    p.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
-    p.add_argument("--seed_everything", "--seed", dest="seed", type=int, default=0)
-    p.add_argument(
-        "--probe_seconds", "--probe-seconds", type=float, default=1.0, help="matmul probe duration"
-    )
-    p.add_argument("--quiet", action="store_true", help="do not echo the children's output")
-    args = p.parse_args(argv)
-    args.default_data_dir = args.data_dir is None
-    args.data_dir = args.data_dir or default_data_dir()
-    if args.epochs < 2:
-        p.error("--trainer.max_epochs must be >= 2: the first epoch is warm-up and is not timed")
-    args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]
-    return args
+    return run_command(mnist_bench, "mnist-bench", argv)
 
 
-def bench(args: Namespace) -> dict[str, Any]:
-    """Run the benchmark, write bench.json and bench.md, and return the bench.json dict.
+@dataclass(frozen=True)
+class Run:
+    """Where and how every row of one benchmark runs."""
 
-    Long because it is the benchmark's script read top to bottom: each row runs in turn
-    (Keras, Keras with XLA, Lightning stock and fused, the plain loops), then the report.
+    out: Path
+    data_dir: str
+    epochs: int
+    seed: int
+    quiet: bool
+    device: torch.device
+
+
+def bench(run: Run, rows: list[str], probe_seconds: float) -> dict[str, Any]:
+    """Probe the machine, run each row in turn, and return the bench.json dict (no command).
 
     Args:
-        args: From :func:`parse_args`.
+        run: Where and how.
+        rows: The rows, in the table's order.
+        probe_seconds: How long the matmul probe multiplies.
     """
-    check_data(args.data_dir, create=args.default_data_dir)
-    out = new_out_dir(Path(args.out))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    size = 8192 if device.type == "cuda" else 2048  # big enough to reach the peak
-    flops = probe_flops(device, size, args.probe_seconds)
+    size = 8192 if run.device.type == "cuda" else 2048  # big enough to reach the peak
+    flops = probe_flops(run.device, size, probe_seconds)
     epoch_flop = TRAIN_SAMPLES * train_flops_per_sample()
     floor_s = epoch_flop / flops
-    print(f"matmul probe: {flops / 1e9:.1f} GFLOP/s ({size}^2 fp32 on {device.type}); ", end="")
+    print(f"matmul probe: {flops / 1e9:.1f} GFLOP/s ({size}^2 fp32 on {run.device.type}); ", end="")
     print(f"floor {epoch_flop / 1e9:.1f} GFLOP / epoch = {floor_s:.3f} s")
-    results: dict[str, Any] = {}
-    load_before = os.getloadavg()
-    for fw in args.frameworks:
-        r = run_row(fw, out, args, device)
-        stats = epoch_stats(r["epoch_seconds"])
-        results[fw] = {
-            **stats,
-            "epoch_seconds": r["epoch_seconds"],
-            "samples_per_s": TRAIN_SAMPLES / stats["median"],
-            "floor_share": floor_s / stats["median"],
-            "device": r.get("device", f"{device.type} (torch {torch.get_num_threads()} threads)"),
-        }
-        print(f"{NAMES[fw]}: median {stats['median']:.3f} s/epoch", flush=True)
-    report = {
-        "epochs": args.epochs,
+    load_before, results = os.getloadavg(), {}
+    for fw in rows:
+        results[fw] = _row_result(run_row(fw, run), floor_s, run.device)
+        print(f"{NAMES[fw]}: median {results[fw]['median']:.3f} s/epoch", flush=True)
+    return {
+        "epochs": run.epochs,
         "train_samples": TRAIN_SAMPLES,
         "val_samples": VAL_SAMPLES,
         "train_flops_per_sample": train_flops_per_sample(),
         "val_flops_per_sample": forward_flops_per_sample(),
         "epoch_train_gflop": epoch_flop / 1e9,
-        "probe": {"device": device.type, "size": size, "gflops": flops / 1e9},
+        "probe": {"device": run.device.type, "size": size, "gflops": flops / 1e9},
         "epoch_floor_s": floor_s,
         "frameworks": results,
         "ratio_lightning_keras": _ratio(results, "lightning", "keras"),
@@ -273,28 +183,36 @@ def bench(args: Namespace) -> dict[str, Any]:
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
         },
-        "command": " ".join(["python -m lightning_mnist.compare.bench", *args.argv]),
     }
-    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "bench.md").write_text(render_markdown(report))
-    return report
 
 
-def run_row(fw: str, out: Path, args: Namespace, device: torch.device) -> dict:
+def _row_result(r: dict[str, Any], floor_s: float, device: torch.device) -> dict[str, Any]:
+    stats = epoch_stats(r["epoch_seconds"])
+    return {
+        **stats,
+        "epoch_seconds": r["epoch_seconds"],
+        "samples_per_s": TRAIN_SAMPLES / stats["median"],
+        "floor_share": floor_s / stats["median"],
+        "device": r.get("device", f"{device.type} (torch {torch.get_num_threads()} threads)"),
+    }
+
+
+def run_row(fw: str, run: Run) -> dict[str, Any]:
     """Run one benchmark row and return its per-epoch results."""
     # Patience = epochs: early stopping can never fire, every row runs all epochs.
-    common = (args.data_dir, args.seed, args.epochs, args.epochs, args.quiet)
+    common = (run.data_dir, run.seed, run.epochs, run.epochs, run.quiet)
     fast_cpu = ("--config", str(preset_path("fast-cpu")))  # fused op + allocator setting
     if fw == "keras":
-        return run_keras(out / fw, *common)
+        return run_keras(run.out / fw, *common)
     if fw == "keras_xla":
-        return run_keras(out / fw, *common, extra=("--jit_compile",))
+        return run_keras(run.out / fw, *common, extra=("--jit_compile", "true"))
     if fw in ("lightning", "lightning_fused"):
-        return run_lightning(out / fw, *common, extra=fast_cpu if fw.endswith("fused") else ())
+        extra = fast_cpu if fw.endswith("fused") else ()
+        return run_lightning(run.out / fw, *common, extra=extra)
     fast = fw.endswith("fused")
     conv_pool = "fused" if fast else "native"
-    print(f"[{fw}] plain loop ({conv_pool}), {args.epochs} epochs on {device.type}", flush=True)
-    r = plain_torch_epochs(args.data_dir, args.epochs, args.seed, device, conv_pool, malloc=fast)
+    print(f"[{fw}] plain loop ({conv_pool}), {run.epochs} epochs on {run.device.type}", flush=True)
+    r = plain_torch_epochs(run.data_dir, run.epochs, run.seed, run.device, conv_pool, malloc=fast)
     print(f"[{fw}] val accuracy per epoch: {r['val_accuracy']}")
     return r
 
@@ -316,18 +234,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     """
     n = report["epochs"]
     timed = f"epochs 2–{n}" if n > 2 else "epoch 2"
-    lines = [
-        f"| {n} epochs, {timed} timed | s/epoch median | min | max | train samples/s "
-        "| vs Keras | share of compute floor |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
     keras = report["frameworks"].get("keras")
-    for fw, r in report["frameworks"].items():
-        vs = f"{r['median'] / keras['median']:.2f}" if keras else "–"
-        lines.append(
-            f"| {NAMES[fw]} | {r['median']:.3f} | {r['min']:.3f} | {r['max']:.3f} "
-            f"| {r['samples_per_s']:,.0f} | {vs} | {100 * r['floor_share']:.1f}% |"
-        )
+    table = md_table(
+        (f"{n} epochs, {timed} timed", "s/epoch median", "min", "max", "train samples/s")
+        + ("vs Keras", "share of compute floor"),
+        (
+            [NAMES[fw], f"{r['median']:.3f}", f"{r['min']:.3f}", f"{r['max']:.3f}"]
+            + [f"{r['samples_per_s']:,.0f}", _fmt(keras and r["median"] / keras["median"])]
+            + [f"{100 * r['floor_share']:.1f}%"]
+            for fw, r in report["frameworks"].items()
+        ),
+    )
+    steps = -(-report["train_samples"] // preset_facts("tutorial")["batch_size"])  # ceil
     p, m = report["probe"], report["machine"]
     notes = [
         "",
@@ -338,7 +256,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "plain loop with the same ops: stock "
         f"{_fmt(report.get('lightning_overhead_pct'), '{:+.1f}%')}, fused "
         f"{_fmt(report.get('lightning_fused_overhead_pct'), '{:+.1f}%')}.",
-        f"An epoch is 188 training steps over {report['train_samples']:,} images plus "
+        f"An epoch is {steps} training steps over {report['train_samples']:,} images plus "
         f"validation over {report['val_samples']:,}; samples/s divides the training images by "
         "that whole time. Compute floor: "
         f"{report['train_flops_per_sample'] / 1e6:.2f} MFLOP per training sample, "
@@ -350,35 +268,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{m['loadavg_before'][0]:.2f} before, {m['loadavg_after'][0]:.2f} after. "
         f"Command: `{report['command']}`.",
     ]
-    return "\n".join(lines + notes) + "\n"
+    return table + "\n".join(notes) + "\n"
 
 
 def _fmt(value: float | None, spec: str = "{:.2f}") -> str:
     return "–" if value is None else spec.format(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``mnist-compare --bench`` (or ``python -m lightning_mnist.compare.bench``); returns the
-    exit status.
-
-    Args:
-        argv: The arguments without the program name; None reads ``sys.argv``.
-    """
-    args = parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        report = bench(args)
-    except CompareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    print()
-    print(render_markdown(report), end="")
-    print(f"\nWrote {Path(args.out) / 'bench.json'}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

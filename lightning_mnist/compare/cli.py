@@ -11,9 +11,8 @@ a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the
 the saved runs, ``markdown`` and ``plots`` write it). The runs themselves: ``runners``.
 
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
-comparison is never overwritten. ``--resume`` continues an interrupted one (same settings,
-finished runs are kept) and ``--report_only`` rewrites only the report files from the saved runs.
-``mnist-compare --bench ...`` runs the speed benchmark instead (``bench``).
+comparison is never overwritten. ``--resume true`` continues an interrupted one (same
+settings, finished runs are kept) and ``--report_only true`` rewrites only the report files.
 """
 
 from __future__ import annotations
@@ -22,15 +21,16 @@ import importlib.util
 import json
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from jsonargparse import ArgumentParser, Namespace
+from jsonargparse.typing import PositiveInt
 
 from lightning_mnist.atomic import write_atomic
+from lightning_mnist.compare.command import run_command
 from lightning_mnist.compare.markdown import render_markdown
+from lightning_mnist.compare.options import Data, EarlyStopping, Plan, Trainer
 from lightning_mnist.compare.plots import write_plots
 from lightning_mnist.compare.report import (
     DEFAULT_TARGET,
@@ -51,152 +51,80 @@ from lightning_mnist.compare.runners import (
     run_keras,
     run_lightning,
 )
-from lightning_mnist.data.files import DATA_DIR_ENV, DEFAULT_DATA_DIR, default_data_dir
+from lightning_mnist.data.catalogue import DATA_DIR_ENV
+from lightning_mnist.presets import preset_facts
 
-# Each recipe in both frameworks: its max epochs and EarlyStopping patience.
-PRESETS = {"tutorial": (100, 2), "improved": (15, 4)}
-FRAMEWORKS = ("keras", "lightning")
-
-RESUME_KEYS = (
-    "preset",
-    "seeds",
-    "epochs",
-    "patience",
-    "frameworks",
-    "dataset",
-    "lightning_args",
-    "accelerator",
-)
-DATASETS = ("mnist", "fashion_mnist")
+Framework = Literal["keras", "lightning"]
+FRAMEWORKS: tuple[Framework, ...] = ("keras", "lightning")
+RESUME_KEYS = ("preset", "seeds", "epochs", "patience", "frameworks", "dataset")
+RESUME_KEYS += ("lightning_args", "accelerator")
+TRAINER, EARLY_STOPPING, DATA = Trainer(), EarlyStopping(), Data()  # the defaults
 
 
-def parse_args(argv: list[str] | None = None) -> Namespace:
-    """Parse ``mnist-compare``'s arguments; the defaults are the tutorial's.
-
-    Options the main CLI also has take its names (``--data.data_dir``, ``--data.dataset``,
-    ``--trainer.max_epochs``, ``--trainer.accelerator``, ``--early_stopping.patience``,
-    ``--config``); the earlier short names still work as aliases. Long because it is one
-    ``add_argument`` per option, each with its help text, followed by the checks that need
-    several options at once.
+def mnist_compare(
+    seeds: PositiveInt = 5,
+    seeds_list: list[int] | None = None,
+    preset: Literal["tutorial", "improved"] = "tutorial",
+    trainer: Trainer = TRAINER,
+    early_stopping: EarlyStopping = EARLY_STOPPING,
+    data: Data = DATA,
+    out: str = "reports/compare",
+    frameworks: tuple[Framework, ...] = FRAMEWORKS,
+    target_accuracy: float | None = None,
+    config: str | None = None,
+    lightning_args: str = "",
+    resume: bool = False,
+    report_only: bool = False,
+    quiet: bool = False,
+    command: str = "mnist-compare",
+) -> dict[str, Any]:
+    """Train the tutorial's CNN (or the improved preset's) with Keras and with Lightning over
+    several seeds, one process at a time, and write a side-by-side report: accuracy with its
+    95% interval, agreement of the two models, per class, time, environment. The speed
+    benchmark is ``mnist-bench``.
 
     Args:
-        argv: The arguments without the program name; None reads ``sys.argv``.
+        seeds: Seeds 0..N-1.
+        seeds_list: Explicit seeds, e.g. [0,3,7]; overrides --seeds.
+        preset: The recipe both frameworks run: the tutorial, or the improved network
+            (configs/improved.yaml, keras_reference --preset improved).
+        trainer: The Trainer options of both frameworks.
+        early_stopping: EarlyStopping on val_loss in both frameworks.
+        data: The images both frameworks train on.
+        out: The new report folder.
+        frameworks: Which to run, Keras first, e.g. [lightning].
+        target_accuracy: The validation accuracy whose time-to-reach is reported; null: 0.98
+            for mnist, 0.90 for fashion_mnist.
+        config: Lightning preset: a YAML file or a shipped preset's name; null: --preset's.
+        lightning_args: More options for every Lightning run, e.g. "--model.conv_pool fused".
+        resume: Continue an interrupted --out.
+        report_only: Rebuild the report of --out; trains nothing.
+        quiet: One line per run (the logs keep the rest).
+        command: The command line, recorded in settings.json.
     """
-    p = ArgumentParser(
-        prog="mnist-compare",
-        description="Train the tutorial's CNN (or the improved preset's) with Keras and with "
-        "Lightning over several seeds, one process at a time, and write a side-by-side report: "
-        "accuracy with its 95% interval, agreement of the two models, per class, time, "
-        "environment. "
-        "`mnist-compare --bench --help` shows the speed benchmark.",
+    if target_accuracy is not None and not 0.0 < target_accuracy <= 1.0:
+        raise CompareError("--target_accuracy is a share in (0, 1], e.g. 0.98")
+    facts = preset_facts(preset)
+    plan = Plan(
+        out=Path(out),
+        seeds=sorted(set(seeds_list)) if seeds_list else list(range(seeds)),
+        frameworks=[f for f in FRAMEWORKS if f in frameworks],  # Keras first
+        preset=preset,
+        epochs=trainer.max_epochs or facts["max_epochs"],
+        patience=facts["patience"] if early_stopping.patience is None else early_stopping.patience,
+        data=data,
+        accelerator=trainer.accelerator,
+        target_accuracy=target_accuracy or DEFAULT_TARGET[data.dataset],
+        config=config or preset,
+        lightning_args=lightning_args,
+        resume=resume,
+        report_only=report_only,
+        quiet=quiet,
+        command=command,
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
-    p.add_argument(
-        "--seeds_list",
-        "--seeds-list",
-        type=int,
-        nargs="+",
-        help="explicit seeds; overrides --seeds",
-    )
-    p.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        default="tutorial",
-        help="the recipe both frameworks run: the tutorial, or the improved network "
-        "(configs/improved.yaml, keras_reference --preset improved)",
-    )
-    p.add_argument(
-        "--trainer.max_epochs",
-        "--epochs",
-        dest="epochs",
-        type=int | None,
-        help="max epochs; null: the preset's (tutorial 100, improved 15)",
-    )
-    p.add_argument(
-        "--early_stopping.patience",
-        "--patience",
-        dest="patience",
-        type=int | None,
-        help="EarlyStopping patience; null: the preset's (tutorial 2, improved 4)",
-    )
-    p.add_argument(
-        "--data.data_dir",
-        "--data-dir",
-        dest="data_dir",
-        help=f"holds MNIST/raw (IDX files), fetched and verified when missing; "
-        f"null: $MNIST_DATA_DIR, else {DEFAULT_DATA_DIR}",
-    )
-    p.add_argument(
-        "--data.dataset",
-        "--dataset",
-        dest="dataset",
-        choices=DATASETS,
-        default="mnist",
-        help="MNIST or Fashion-MNIST, fetched and verified like MNIST",
-    )
-    p.add_argument(
-        "--trainer.accelerator",
-        "--accelerator",
-        dest="accelerator",
-        choices=("cpu", "gpu"),
-        default="cpu",
-        help="where both frameworks train; gpu needs one that TensorFlow and torch both see",
-    )
-    p.add_argument("--out", default="reports/compare", help="new report folder")
-    p.add_argument(
-        "--frameworks",
-        nargs="+",
-        choices=FRAMEWORKS,
-        default=list(FRAMEWORKS),
-        help="which to run, Keras first",
-    )
-    p.add_argument(
-        "--target_accuracy",
-        "--target-accuracy",
-        type=float | None,
-        help="the validation accuracy whose time-to-reach is reported; "
-        "null: 0.98 for mnist, 0.90 for fashion_mnist",
-    )
-    p.add_argument(
-        "--config",
-        help="Lightning preset: a YAML file or a shipped preset's name; null: --preset's",
-    )
-    p.add_argument(
-        "--lightning_args",
-        "--lightning-args",
-        default="",
-        help='more options for every Lightning run, e.g. "--model.conv_pool fused"',
-    )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted --out")
-    p.add_argument(
-        "--report_only",
-        "--report-only",
-        action="store_true",
-        help="rebuild the report of --out; trains nothing",
-    )
-    p.add_argument("--quiet", action="store_true", help="one line per run (logs keep the rest)")
-    p.add_argument("--bench", action="store_true", help="run the speed benchmark instead")
-    return _checked(p, p.parse_args(argv), argv)
-
-
-def _checked(p: ArgumentParser, args: Namespace, argv: list[str] | None) -> Namespace:
-    """The parsed arguments with the preset's defaults filled in and checked together."""
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    epochs, patience = PRESETS[args.preset]
-    args.epochs = epochs if args.epochs is None else args.epochs
-    args.patience = patience if args.patience is None else args.patience
-    args.config = args.config or args.preset
-    args.default_data_dir = args.data_dir is None
-    args.data_dir = args.data_dir or default_data_dir()
-    if args.seeds < 1 or args.epochs < 1 or args.patience < 0:
-        p.error("--seeds and --trainer.max_epochs must be >= 1, --early_stopping.patience >= 0")
-    if args.target_accuracy is None:
-        args.target_accuracy = DEFAULT_TARGET[args.dataset]
-    elif not 0.0 < args.target_accuracy <= 1.0:
-        p.error("--target_accuracy is a share in (0, 1], e.g. 0.98")
-    args.seeds = sorted(set(args.seeds_list)) if args.seeds_list else list(range(args.seeds))
-    args.frameworks = [f for f in FRAMEWORKS if f in args.frameworks]  # Keras first
-    return args
+    report = compare(plan)
+    print(summary_line(report), f"Report: {plan.out / REPORT_MD}", sep="\n")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,63 +133,37 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: The arguments without the program name; None reads ``sys.argv``.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--bench" in argv:
-        from lightning_mnist.compare.bench import main as bench_main
-
-        return bench_main([a for a in argv if a != "--bench"])
-    args = parse_args(argv)
-    try:
-        report = compare(args)
-    except CompareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue with: mnist-compare --resume --out {args.out}",
-            file=sys.stderr,
-        )
-        return 130
-    print(summary_line(report))
-    print(f"Report: {Path(args.out) / 'report.md'}")
-    return 0
+    return run_command(mnist_compare, "mnist-compare", argv)
 
 
-def compare(args: Namespace) -> dict[str, Any]:
+def compare(plan: Plan) -> dict[str, Any]:
     """Run every (seed, framework) pair not yet finished, then write the report.
 
     Args:
-        args: From :func:`parse_args`.
+        plan: From :func:`mnist_compare`.
     """
-    out = Path(args.out)
-    if args.report_only:
+    out = plan.out
+    if plan.report_only:
         if not out.is_dir():
             raise CompareError(f"{out} does not exist; --report_only rebuilds an existing --out")
         return _write(out, None)
-    settings = _settings(args)
-    if args.resume:
+    settings = _settings(plan)
+    if plan.resume:
         settings = _resumed_settings(out, settings)
     elif out.exists() and any(out.iterdir()):
-        raise CompareError(exists_message(out, "or pass --resume / --report_only"))
-    plan = [(seed, fw) for seed in args.seeds for fw in args.frameworks]
-    pending = [(s, f) for s, f in plan if not finished_results(out / "runs" / f"{f}-seed{s}")]
-    if any(fw == "keras" for _, fw in pending) and importlib.util.find_spec("keras") is None:
-        raise CompareError(
-            "the Keras runs need TensorFlow and Keras: pip install 'lightning-mnist[keras]', "
-            "or pass --frameworks lightning"
-        )
-    if pending:
-        # Before anything is written: a bad data dir or a missing GPU leaves no folder.
-        check_data(args.data_dir, args.dataset, create=args.default_data_dir)
-        if args.accelerator == "gpu":
-            check_gpu({fw for _, fw in pending})
-    if not args.resume:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / SETTINGS_JSON).write_text(json.dumps(settings, indent=2) + "\n")
-    for seed, fw in plan:
-        run = out / "runs" / f"{fw}-seed{seed}"
+        raise CompareError(exists_message(out, "or pass --resume true / --report_only true"))
+    runs = [
+        (seed, fw, out / "runs" / f"{fw}-seed{seed}")
+        for seed in plan.seeds
+        for fw in plan.frameworks
+    ]
+    pending = [(s, fw) for s, fw, run in runs if not finished_results(run)]
+    _check_before_runs(plan, {fw for _, fw in pending})
+    if not plan.resume:
+        write_atomic(out / SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
+    for seed, fw, run in runs:
         if (seed, fw) in pending:
-            print(run_line(run_one(args, fw, seed, run)))
+            print(run_line(run_one(plan, fw, seed, run)))
         else:
             print(f"[{fw} s{seed}] already finished in {run}; kept")
     if pending:
@@ -270,14 +172,28 @@ def compare(args: Namespace) -> dict[str, Any]:
     return _write(out, settings)
 
 
-def run_one(args: Namespace, fw: str, seed: int, run: Path) -> dict[str, Any]:
+def _check_before_runs(plan: Plan, frameworks: set[str]) -> None:
+    """Before anything is written: Keras installed, the data good, the GPU there, so that a
+    comparison that cannot run leaves no folder."""
+    if "keras" in frameworks and importlib.util.find_spec("keras") is None:
+        raise CompareError(
+            "the Keras runs need TensorFlow and Keras: pip install 'lightning-mnist[keras]', "
+            "or pass --frameworks [lightning]"
+        )
+    if frameworks:
+        check_data(plan.data_dir, plan.data.dataset, create=plan.data.data_dir is None)
+        if plan.accelerator == "gpu":
+            check_gpu(frameworks)
+
+
+def run_one(plan: Plan, fw: str, seed: int, run: Path) -> dict[str, Any]:
     """Train one framework with one seed into ``run``; its results."""
-    common = (run, args.data_dir, seed, args.epochs, args.patience, args.quiet)
-    where = {"dataset": args.dataset, "accelerator": args.accelerator}
+    common = (run, plan.data_dir, seed, plan.epochs, plan.patience, plan.quiet)
+    where = {"dataset": plan.data.dataset, "accelerator": plan.accelerator}
     if fw == "keras":
-        return run_keras(*common, extra=("--preset", args.preset), **where)
-    extra = tuple(shlex.split(args.lightning_args))
-    return run_lightning(*common, config=args.config, extra=extra, **where)
+        return run_keras(*common, extra=("--preset", plan.preset), **where)
+    extra = tuple(shlex.split(plan.lightning_args))
+    return run_lightning(*common, config=plan.config, extra=extra, **where)
 
 
 def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
@@ -287,29 +203,27 @@ def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
     except ReportError as e:
         raise CompareError(str(e)) from None
     write_plots(report, out)
-    # Written through a temp file and a rename: no half-written report if interrupted.
     write_atomic(out / REPORT_JSON, report_json(report).encode())
     write_atomic(out / REPORT_MD, render_markdown(report).encode())
     return report
 
 
-def _settings(args: Namespace) -> dict[str, Any]:
+def _settings(plan: Plan) -> dict[str, Any]:
+    from_env = plan.data.data_dir is None and os.environ.get(DATA_DIR_ENV)
     return {
-        "preset": args.preset,
-        "seeds": args.seeds,
-        "epochs": args.epochs,
-        "patience": args.patience,
-        "frameworks": args.frameworks,
-        "dataset": args.dataset,
-        "accelerator": args.accelerator,
-        "target_accuracy": args.target_accuracy,
+        "preset": plan.preset,
+        "seeds": plan.seeds,
+        "epochs": plan.epochs,
+        "patience": plan.patience,
+        "frameworks": plan.frameworks,
+        "dataset": plan.data.dataset,
+        "accelerator": plan.accelerator,
+        "target_accuracy": plan.target_accuracy,
         # A report may be shared: the data dir from the environment is named, not spelled out.
-        "data_dir": f"${DATA_DIR_ENV}"
-        if args.default_data_dir and os.environ.get(DATA_DIR_ENV)
-        else str(args.data_dir),
-        "config": str(args.config),
-        "lightning_args": args.lightning_args,
-        "command": shlex.join(["mnist-compare", *args.argv]),
+        "data_dir": f"${DATA_DIR_ENV}" if from_env else str(plan.data_dir),
+        "config": str(plan.config),
+        "lightning_args": plan.lightning_args,
+        "command": plan.command,
         "cpu_count": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -367,4 +281,4 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

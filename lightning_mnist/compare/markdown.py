@@ -9,21 +9,11 @@ from typing import Any
 from lightning_mnist.compare.plots import PLOTS
 from lightning_mnist.compare.report import NAMES, ROW_KEYS
 from lightning_mnist.compare.sections import PHASES
+from lightning_mnist.compare.tables import md_table
+from lightning_mnist.presets import preset_facts
 
-HEADER = (
-    "| framework | seed | epochs run | best epoch | val acc | val loss | test acc | test loss "
-    "| s/epoch (median) | fit s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-)
-PHASE_NAMES = {
-    "startup": "start-up (interpreter, imports, model)",
-    "data": "data loading",
-    "train": "training",
-    "validation": "validation",
-    "checkpoint": "checkpoint saving",
-    "fit_other": "other fit work (sanity check, callbacks)",
-    "test": "test",
-    "after": "after the test (predictions, latency, plots)",
-}
+COLUMNS = ("epochs run", "best epoch", "val acc", "val loss", "test acc", "test loss")
+COLUMNS += ("s/epoch (median)", "fit s")  # one per ROW_KEYS
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -52,20 +42,15 @@ def _pct(x: float) -> str:
 
 
 def _cell(key: str, value: float) -> str:
-    if key in ("val_accuracy", "test_accuracy"):
+    if key.endswith("accuracy"):
         return _pct(value)
-    if key in ("val_loss", "test_loss"):
-        return f"{value:.4f}"
-    if key in ("s_per_epoch",):
-        return f"{value:.2f}"
-    if key == "fit_seconds":
-        return f"{value:.1f}"
-    return f"{value:g}"
+    digits = {"val_loss": ".4f", "test_loss": ".4f", "s_per_epoch": ".2f", "fit_seconds": ".1f"}
+    return format(value, digits.get(key, "g"))
 
 
 def _mean_cell(key: str, ms: dict[str, float | None]) -> str:
     mean, std = ms["mean"], ms["std"]
-    if key in ("val_accuracy", "test_accuracy"):  # both in percent
+    if key.endswith("accuracy"):  # in percent
         return f"{100 * mean:.2f} ± {100 * std:.2f}%" if std is not None else _pct(mean)
     if key in ("epochs_run", "best_epoch"):
         return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
@@ -82,10 +67,10 @@ def _intro(report: dict[str, Any]) -> str:
     if s:
         preset = s.get("config", "tutorial")
         extra = f", Lightning options `{s['lightning_args']}`" if s.get("lightning_args") else ""
+        batch = preset_facts(s.get("preset", "tutorial"))["batch_size"]
         lines += [
             f"Settings: preset {preset}{extra}, at most {s.get('epochs')} epochs, "
-            f"EarlyStopping(patience={s.get('patience')}) on val_loss, "
-            f"batch {128 if s.get('preset') == 'improved' else 256}, "
+            f"EarlyStopping(patience={s.get('patience')}) on val_loss, batch {batch}, "
             f"seeds {', '.join(map(str, s.get('seeds', [])))}, on {s.get('accelerator', 'cpu')}. "
             "Each framework ran in its own process, one after the other, with every core.",
             "",
@@ -97,14 +82,17 @@ def _intro(report: dict[str, Any]) -> str:
 
 def _accuracy(report: dict[str, Any]) -> str:
     rows, summary = report["rows"], report["summary"]
-    table = HEADER
-    for r in rows:
-        cells = [_name(r["framework"]), str(r["seed"])]
-        table += "| " + " | ".join(cells + [_cell(k, r[k]) for k in ROW_KEYS]) + " |\n"
-    mean_table = HEADER.replace("| seed |", "| runs |", 1)
-    for fw, per in summary["frameworks"].items():
-        cells = [_name(fw), str(per["runs"])]
-        mean_table += "| " + " | ".join(cells + [_mean_cell(k, per[k]) for k in ROW_KEYS]) + " |\n"
+    table = md_table(
+        ("framework", "seed", *COLUMNS),
+        ([_name(r["framework"]), r["seed"], *(_cell(k, r[k]) for k in ROW_KEYS)] for r in rows),
+    )
+    mean_table = md_table(
+        ("framework", "runs", *COLUMNS),
+        (
+            [_name(fw), per["runs"], *(_mean_cell(k, per[k]) for k in ROW_KEYS)]
+            for fw, per in summary["frameworks"].items()
+        ),
+    )
     lines = ["## 1. Accuracy", "", table, "Mean ± std over seeds:", "", mean_table]
     interval = report.get("accuracy_interval")
     if interval:
@@ -143,16 +131,13 @@ def _agreement(report: dict[str, Any]) -> str:
         "",
         "Each seed's best Keras model and best Lightning model on the same test images:",
         "",
-        "| seed | same prediction | share | both wrong (same wrong class) | only Keras wrong "
-        "| only Lightning wrong |",
-        "|---:|---:|---:|---:|---:|---:|",
+        md_table(
+            ("seed", "same prediction", "share", "both wrong (same wrong class)")
+            + ("only Keras wrong", "only Lightning wrong"),
+            map(_agreement_cells, rows),
+            "r" * 6,
+        ).rstrip("\n"),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['seed']} | {r['same_prediction']:,} / {r['images']:,} | {_pct(r['share'])} "
-            f"| {r['both_wrong']} ({r['both_wrong_same_class']}) | {r['keras_only_wrong']} "
-            f"| {r['lightning_only_wrong']} |"
-        )
     within = report.get("agreement_within") or {}
     if within:
         yard = "; ".join(
@@ -168,12 +153,20 @@ def _agreement(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _agreement_cells(r: dict[str, Any]) -> list[object]:
+    same, both = f"{r['same_prediction']:,} / {r['images']:,}", r["both_wrong"]
+    both_wrong = f"{both} ({r['both_wrong_same_class']})"
+    return [r["seed"], same, _pct(r["share"]), both_wrong, *(r[f"{fw}_only_wrong"] for fw in NAMES)]
+
+
 def _per_class(report: dict[str, Any]) -> str:
     per = report.get("per_class") or {}
     if not per:
         return ""
     fws = list(per)
-    head = " | ".join(f"{_name(fw)} (n={per[fw]['seeds']})" for fw in fws)
+    head = [f"{_name(fw)} (n={per[fw]['seeds']})" for fw in fws]
+    head += ["Lightning − Keras"] if len(fws) == 2 else []
+    classes = range(len(per[fws[0]]["class_accuracy_mean"]))
     lines = [
         "## 3. Per class",
         "",
@@ -182,21 +175,23 @@ def _per_class(report: dict[str, Any]) -> str:
         "Confusion matrices summed over the seeds (rows: true class, columns: predicted). "
         "Off-diagonal cells are the errors, coloured by count; the diagonal is grey.",
         "",
-        f"| class | {head} |" + (" Lightning − Keras |" if len(fws) == 2 else ""),
-        "|---:|" + "---:|" * (len(fws) + (len(fws) == 2)),
+        md_table(("class", *head), ([c, *_class_cells(per, fws, c)] for c in classes), "r" * 4),
+        "Per-class accuracy: mean ± std over seeds of the share of each class right.",
     ]
-    for c in range(len(per[fws[0]]["class_accuracy_mean"])):
-        cells = [
-            f"{100 * per[fw]['class_accuracy_mean'][c]:.2f} ± "
-            f"{100 * per[fw]['class_accuracy_std'][c]:.2f}%"
-            for fw in fws
-        ]
-        if len(fws) == 2:
-            d = per[fws[1]]["class_accuracy_mean"][c] - per[fws[0]]["class_accuracy_mean"][c]
-            cells.append(f"{100 * d:+.2f} pp")
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines += ["", "Per-class accuracy: mean ± std over seeds of the share of each class right."]
     return "\n".join(lines) + "\n"
+
+
+def _class_cells(per: dict[str, Any], fws: list[str], c: int) -> list[str]:
+    """One class's accuracy per framework, and their difference when there are two."""
+    cells = [
+        f"{100 * per[fw]['class_accuracy_mean'][c]:.2f} ± "
+        f"{100 * per[fw]['class_accuracy_std'][c]:.2f}%"
+        for fw in fws
+    ]
+    if len(fws) == 2:
+        d = per[fws[1]]["class_accuracy_mean"][c] - per[fws[0]]["class_accuracy_mean"][c]
+        cells.append(f"{100 * d:+.2f} pp")
+    return cells
 
 
 def _secs(x: float | None, digits: int = 1) -> str:
@@ -212,22 +207,12 @@ def _time(report: dict[str, Any]) -> str:
     lines = [
         "## 4. Time",
         "",
-        f"| framework | s/epoch (median) | to {100 * target:.0f}% val acc (s, mean) | reached "
-        "| whole fit (s) | inference, batch 1 (ms) | inference, batch 256 (ms) "
-        "| peak memory (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for fw in fws:
-        t, p = time[fw], per[fw]
-        lat = t["inference_ms"]
-        lines.append(
-            f"| {_name(fw)} | {p['s_per_epoch']['mean']:.2f} | {_secs(t['to_target_mean_s'])} "
-            f"| {t['to_target_reached']}/{len(t['to_target'])} | {p['fit_seconds']['mean']:.1f} "
-            f"| {_secs(lat.get('1'), 2)} | {_secs(lat.get('256'), 2)} "
-            f"| {_secs(t['peak_rss_mb'], 0)} |"
-        )
-    lines += [
-        "",
+        md_table(
+            ("framework", "s/epoch (median)", f"to {100 * target:.0f}% val acc (s, mean)")
+            + ("reached", "whole fit (s)", "inference, batch 1 (ms)")
+            + ("inference, batch 256 (ms)", "peak memory (MiB)"),
+            (_time_cells(fw, time[fw], per[fw]) for fw in fws),
+        ),
         f"Time to {100 * target:.0f}%: the training seconds (epoch times, training plus "
         "validation) until the first epoch whose validation accuracy reached it, over the seeds "
         "that reached it. Whole fit: the mean over seeds, which also depends on when early "
@@ -241,30 +226,40 @@ def _time(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _time_cells(fw: str, t: dict[str, Any], p: dict[str, Any]) -> list[str]:
+    lat = t["inference_ms"]
+    return [
+        _name(fw),
+        f"{p['s_per_epoch']['mean']:.2f}",
+        _secs(t["to_target_mean_s"]),
+        f"{t['to_target_reached']}/{len(t['to_target'])}",
+        f"{p['fit_seconds']['mean']:.1f}",
+        _secs(lat.get("1"), 2),
+        _secs(lat.get("256"), 2),
+        _secs(t["peak_rss_mb"], 0),
+    ]
+
+
 def _breakdown(time: dict[str, Any], fws: list[str]) -> list[str]:
     if not any(time[fw]["breakdown"] for fw in fws):
         return []
     seeds = ", ".join(f"{_name(fw)} seed {time[fw]['breakdown_seed']}" for fw in fws)
-    lines = [
-        f"Where one run's time went ({seeds}), in seconds:",
-        "",
-        "| phase | " + " | ".join(_name(fw) for fw in fws) + " |",
-        "|---|" + "---:|" * len(fws),
-    ]
+    rows = []
     for phase in PHASES:
         values = [(time[fw]["breakdown"] or {}).get(phase) for fw in fws]
         if any(v is not None for v in values):
-            lines.append(f"| {PHASE_NAMES[phase]} | " + " | ".join(_secs(v) for v in values) + " |")
+            rows.append([PHASES[phase], *(_secs(v) for v in values)])
     totals = [
         sum(v for v in (time[fw]["breakdown"] or {}).values() if math.isfinite(v)) for fw in fws
     ]
-    lines += [
-        "| **whole process** | " + " | ".join(f"**{t:.1f}**" for t in totals) + " |",
+    rows.append(["**whole process**", *(f"**{t:.1f}**" for t in totals)])
+    return [
+        f"Where one run's time went ({seeds}), in seconds:",
         "",
+        md_table(("phase", *(_name(fw) for fw in fws)), rows),
         f"![time]({PLOTS['time']})",
         "",
     ]
-    return lines
 
 
 def _environment(report: dict[str, Any]) -> str:
@@ -276,18 +271,11 @@ def _environment(report: dict[str, Any]) -> str:
             f"{k} {v}" + (" (TensorFlow's default: one per logical CPU)" if v == 0 else "")
             for k, v in (e.get("threads") or {}).items()
         )
-        bits = [f"device {e.get('device', '?')}"]
-        if e.get("cpu_model"):
-            bits.append(f"CPU {e['cpu_model']} ({e.get('logical_cpus')} logical CPUs)")
-        if threads:
-            bits.append(f"threads: {threads}")
+        cpu = e.get("cpu_model") and f"{e['cpu_model']} ({e.get('logical_cpus')} logical CPUs)"
         onednn = e.get("onednn") or ("on" if e.get("onednn_enabled") else None)
-        if onednn:
-            bits.append(f"oneDNN {onednn}")
-        if e.get("blas"):
-            bits.append(f"BLAS {e['blas']}")
-        if e.get("gpu"):
-            bits.append(f"GPU {e['gpu']}")
+        found = {"CPU": cpu, "threads:": threads, "oneDNN": onednn}
+        found |= {"BLAS": e.get("blas"), "GPU": e.get("gpu")}
+        bits = [f"device {e.get('device', '?')}", *(f"{k} {v}" for k, v in found.items() if v)]
         lines.append(f"- {_name(fw)}: " + "; ".join(bits) + f"; {vers}{_speedups(report, fw)}")
     load = [env.get(k) for k in ("loadavg_start", "loadavg_end")]
     if load[0] is not None:
@@ -303,11 +291,7 @@ def _environment(report: dict[str, Any]) -> str:
 def _speedups(report: dict[str, Any], fw: str) -> str:
     """Which conv path and opt-in settings a framework's runs used, from results.json."""
     run = next(r for r in report["runs"] if r["framework"] == fw)
-    parts = []
-    if "conv_path" in run:
-        parts.append(f"conv path {run['conv_path']}")
-    if run.get("tune_malloc"):
-        parts.append("tune_malloc on")
-    if "jit_compile" in run:
-        parts.append(f"jit_compile {run['jit_compile']}")
+    parts = [f"conv path {run['conv_path']}"] if "conv_path" in run else []
+    parts += ["tune_malloc on"] if run.get("tune_malloc") else []
+    parts += [f"jit_compile {run['jit_compile']}"] if "jit_compile" in run else []
     return f"; {', '.join(parts)}" if parts else ""

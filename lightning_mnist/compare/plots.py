@@ -3,6 +3,7 @@ confusion matrices side by side, and where one run's time went."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
+from lightning_mnist.atomic import write_atomic  # noqa: E402
 from lightning_mnist.compare.report import NAMES  # noqa: E402
 from lightning_mnist.compare.sections import PHASES  # noqa: E402
 
@@ -103,9 +105,7 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
     )
     fig.suptitle(f"model {metric}: Keras vs Lightning ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _draw_framework(ax: Any, mine: list[dict[str, Any]], key: str) -> list[list[float]]:
@@ -154,16 +154,11 @@ def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
             for j in range(n):
                 if m[i, j]:
                     dark = i != j and o[i, j] > 0.6 * vmax
-                    size = 6.5 if i == j else 7.5
-                    ax.text(
-                        j,
-                        i,
-                        str(m[i, j]),
-                        ha="center",
-                        va="center",
-                        fontsize=size,
-                        color="white" if dark else "black",
-                    )
+                    style = {
+                        "fontsize": 6.5 if i == j else 7.5,
+                        "color": "white" if dark else "black",
+                    }
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", **style)
         ax.set_xticks(range(n))
         ax.set_yticks(range(n))
         ax.set_xlabel("predicted class")
@@ -172,9 +167,7 @@ def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
         seeds = per_class[fw]["seeds"]
         ax.set_title(f"{NAMES.get(fw, fw)}: {errors} errors over {seeds} seed{'s' * (seeds > 1)}")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="errors (count)")
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path, bbox_inches="tight")
 
 
 def plot_time(time: dict[str, Any], path: Path) -> Path:
@@ -215,6 +208,13 @@ def plot_time(time: dict[str, Any], path: Path) -> Path:
     )
     ax.set_title("where one run's time went")
     fig.tight_layout()
-    fig.savefig(path, bbox_inches="tight")
+    return _save(fig, path, bbox_inches="tight")
+
+
+def _save(fig: Any, path: Path, **savefig: Any) -> Path:
+    """Write ``fig`` as a PNG through the atomic writer (no half picture), and close it."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", **savefig)
     plt.close(fig)
+    write_atomic(path, png.getvalue())
     return path

@@ -16,14 +16,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning_mnist.atomic import next_free
+from lightning_mnist.atomic import next_free, write_atomic
 from lightning_mnist.compare.report import PROCESS_JSON
+from lightning_mnist.errors import UserError
 from lightning_mnist.presets import preset_path
 
 DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
+# A child never imports from the working directory (`python -m` would put it first on
+# sys.path, so a yaml.py there would run): -P (3.11+) leaves it out. 3.10 has only -I, which
+# also ignores the PYTHON* variables, hence -u for the unbuffered output PYTHONUNBUFFERED gives.
+PYTHON = [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable, "-I", "-u"]
+EPOCH_LINE = "lightning_mnist.compare.epoch_line.EpochLine"
 
 
-class CompareError(Exception):
+class CompareError(UserError):
     """A user mistake or a failed run; the message is one line saying what to do."""
 
 
@@ -59,8 +65,8 @@ def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> N
     Raises:
         CompareError: when the files are bad or cannot be fetched, before any child starts.
     """
+    from lightning_mnist.data.catalogue import DataError
     from lightning_mnist.data.fetch import prepare
-    from lightning_mnist.data.idx import DataError
 
     if create:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
@@ -84,7 +90,7 @@ def check_gpu(frameworks: set[str]) -> None:
         raise CompareError("--accelerator gpu: torch sees no GPU (torch.cuda.is_available())")
     if "keras" in frameworks:
         probe = "import tensorflow as tf, sys; sys.exit(not tf.config.list_physical_devices('GPU'))"
-        found = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True)
+        found = subprocess.run([*PYTHON, "-c", probe], env=child_env(), capture_output=True)
         if found.returncode != 0:
             raise CompareError(
                 "--accelerator gpu: TensorFlow sees no GPU (install tensorflow[and-cuda]), "
@@ -158,9 +164,11 @@ def stream(
             raise
     if rc != 0:
         tail = " | ".join(x for x in lines[-3:] if x.strip())
-        raise CompareError(f"{shlex.join(cmd[:3])}... exited {rc}: {tail} (full output: {log})")
+        raise CompareError(
+            f"{shlex.join(cmd[: len(PYTHON) + 2])}... exited {rc}: {tail} (full output: {log})"
+        )
     process = {"launched_at": launched_at, "process_seconds": seconds}
-    (log.parent / PROCESS_JSON).write_text(json.dumps(process, indent=2) + "\n")
+    write_atomic(log.parent / PROCESS_JSON, (json.dumps(process, indent=2) + "\n").encode())
     return lines
 
 
@@ -189,7 +197,7 @@ def run_keras(
         accelerator: ``cpu`` hides the GPUs; ``gpu`` lets TensorFlow take one.
     """
     # The same option names as the Lightning run's below.
-    cmd = [sys.executable, "-m", "keras_reference", "--data.data_dir", str(data_dir), *extra]
+    cmd = [*PYTHON, "-m", "keras_reference", "--data.data_dir", str(data_dir), *extra]
     cmd += ["--data.dataset", dataset, "--seed_everything", str(seed)]
     cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
     cmd += ["--out", str(run), "--verbose", "2"]  # a line per epoch
@@ -227,14 +235,14 @@ def run_lightning(
         config = preset_path(config)
     except FileNotFoundError as e:
         raise CompareError(str(e)) from None
-    cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
+    cmd = [*PYTHON, "-m", "lightning_mnist.cli", "fit", "--config", str(config)]
     cmd += ["--data.data_dir", str(data_dir), "--data.dataset", dataset, "--data.fetch", "false"]
     cmd += ["--trainer.accelerator", accelerator, "--trainer.devices", "1"]
     cmd += ["--trainer.default_root_dir", str(run), "--seed_everything", str(seed)]
     cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
     # No progress bar (it would flood a pipe); EpochLine prints one line per epoch instead.
     cmd += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    cmd += ["--trainer.callbacks+=lightning_mnist.run.results.EpochLine", *extra]
+    cmd += [f"--trainer.callbacks+={EPOCH_LINE}", *extra]
     stream(cmd, f"[lightning s{seed}] ", run / "run.log", quiet, accelerator)
     path = finished_results(run)  # run is new, so its only version_N is this run's
     if path is None:

@@ -21,7 +21,17 @@ from lightning_mnist.compare.stats import (
     welch_interval,
 )
 
-PHASES = ("startup", "data", "train", "validation", "checkpoint", "fit_other", "test", "after")
+# The phases of a run's process, in order, and what each covers.
+PHASES = {
+    "startup": "start-up (interpreter, imports, model)",
+    "data": "data loading",
+    "train": "training",
+    "validation": "validation",
+    "checkpoint": "checkpoint saving",
+    "fit_other": "other fit work (sanity check, callbacks)",
+    "test": "test",
+    "after": "after the test (predictions, latency, plots)",
+}
 
 
 def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,11 @@ from lightning_mnist.compare import runners
 from lightning_mnist.compare.bench import render_markdown as bench_markdown
 from lightning_mnist.compare.bench import train_flops_per_sample
 from lightning_mnist.compare.cli import main
-from lightning_mnist.compare.markdown import HEADER
 from lightning_mnist.compare.plots import PLOTS
 from lightning_mnist.compare.report import epoch_stats
 from lightning_mnist.compare.stats import welch_interval
 
+TABLE_HEAD = "| framework | seed | epochs run | best epoch | val acc | val loss | test acc |"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -105,7 +106,7 @@ def write_fake_runs(out: Path, runs: list[dict]) -> None:
 def test_report_only_builds_report_from_saved_results(tmp_path, capsys):
     out = tmp_path / "cmp"
     write_fake_runs(out, [fake_results("keras", 0, 0.9800), fake_results("lightning", 0, 0.9812)])
-    assert main(["--report_only", "--out", str(out)]) == 0
+    assert main(["--report_only", "true", "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert [(r["framework"], r["seed"]) for r in report["rows"]] == [("keras", 0), ("lightning", 0)]
     row = report["rows"][0]
@@ -114,7 +115,7 @@ def test_report_only_builds_report_from_saved_results(tmp_path, capsys):
     assert row["s_per_epoch"] == pytest.approx(3.1)
     assert report["summary"]["test_accuracy_diff_pp"] == pytest.approx(0.12)
     md = (out / "report.md").read_text()
-    assert HEADER.splitlines()[0] in md
+    assert TABLE_HEAD in md
     assert "| Keras | 0 | 4 | 3 | 96.00% |" in md and "| Lightning | 0 |" in md
     assert "+0.12 percentage points" in md
     for name in ("compare_accuracy.png", "compare_loss.png"):
@@ -126,7 +127,7 @@ def test_report_mean_and_sample_std_over_seeds(tmp_path):
     accs = {0: 0.980, 1: 0.982, 2: 0.984}
     runs = [fake_results(fw, s, a) for s, a in accs.items() for fw in ("keras", "lightning")]
     write_fake_runs(tmp_path, runs)
-    assert main(["--report_only", "--out", str(tmp_path)]) == 0
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 0
     per = json.loads((tmp_path / "report.json").read_text())["summary"]["frameworks"]
     assert per["keras"]["runs"] == 3
     assert per["keras"]["test_accuracy"]["mean"] == pytest.approx(0.982)
@@ -152,8 +153,7 @@ def test_runs_keras_then_lightning_per_seed(tmp_path, monkeypatch):
     out = tmp_path / "new" / "cmp"
     args = [
         "--seeds_list",
-        "3",
-        "1",
+        "[3,1]",
         "--trainer.max_epochs",
         "7",
         "--early_stopping.patience",
@@ -186,7 +186,7 @@ def test_resume_keeps_finished_runs_and_checks_settings(tmp_path, capsys):
     settings = {"seeds": [0], "epochs": 3, "patience": 2, "frameworks": ["keras", "lightning"]}
     settings["dataset"] = "mnist"
     (out / "settings.json").write_text(json.dumps({**settings, "command": "first"}))
-    args = ["--resume", "--out", str(out), "--seeds", "1", "--early_stopping.patience", "2"]
+    args = ["--resume", "true", "--out", str(out), "--seeds", "1", "--early_stopping.patience", "2"]
     # Every run is finished, so nothing trains (and no data dir is needed).
     assert (
         main([*args, "--trainer.max_epochs", "3", "--data.data_dir", str(tmp_path / "none")]) == 0
@@ -198,13 +198,13 @@ def test_resume_keeps_finished_runs_and_checks_settings(tmp_path, capsys):
 
 
 def test_report_only_needs_runs(tmp_path, capsys):
-    assert main(["--report_only", "--out", str(tmp_path / "none")]) == 2
+    assert main(["--report_only", "true", "--out", str(tmp_path / "none")]) == 2
     (tmp_path / "empty").mkdir()
-    assert main(["--report_only", "--out", str(tmp_path / "empty")]) == 2
+    assert main(["--report_only", "true", "--out", str(tmp_path / "empty")]) == 2
     assert "run mnist-compare first" in capsys.readouterr().err
     (tmp_path / "empty" / "runs" / "x").mkdir(parents=True)
     (tmp_path / "empty" / "runs" / "x" / "results.json").write_text("{truncated")
-    assert main(["--report_only", "--out", str(tmp_path / "empty")]) == 2
+    assert main(["--report_only", "true", "--out", str(tmp_path / "empty")]) == 2
     assert "is not a readable results.json" in capsys.readouterr().err
 
 
@@ -242,7 +242,7 @@ def test_bench_floor_and_table():
             "loadavg_before": [0.1],
             "loadavg_after": [0.2],
         },
-        "command": "python -m lightning_mnist.compare.bench",
+        "command": "mnist-bench",
     }
     md = bench_markdown(report)
     assert "| Lightning, stock ops | 2.000 | 1.900 | 2.200 | 24,000 | 0.67 | 30.0% |" in md
@@ -279,7 +279,7 @@ def test_report_has_every_section_from_saved_runs(tmp_path):
     (tmp_path / "settings.json").write_text(
         json.dumps({"seeds": [0, 1, 2], "target_accuracy": 0.96})
     )
-    assert main(["--report_only", "--out", str(tmp_path)]) == 0
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
 
     # 1. The interval is Welch's on the accuracies in percentage points.
@@ -326,7 +326,7 @@ def test_report_has_every_section_from_saved_runs(tmp_path):
     for name in PLOTS.values():
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC and f"({name})" in md
     # The report rebuilds to the same text, and report.json holds no per-image arrays.
-    assert main(["--report_only", "--out", str(tmp_path)]) == 0
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "report.md").read_text() == md
     assert all("predictions" not in r for r in report["runs"])
 
@@ -336,7 +336,7 @@ def test_report_refuses_runs_tested_on_different_images(tmp_path, capsys):
     runs[1]["_predicted"] = LABELS[:10]  # 10 images instead of 20
     runs[1]["test_samples"] = 10
     write_fake_runs(tmp_path, runs)
-    assert main(["--report_only", "--out", str(tmp_path)]) == 2
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 2
     assert "tested on different images" in capsys.readouterr().err
 
 
@@ -378,7 +378,7 @@ def test_gpu_comparison_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(compare, "check_data", lambda data_dir, dataset, create=False: None)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     out = tmp_path / "cmp"
-    args = ["--trainer.accelerator", "gpu", "--frameworks", "lightning", "--out", str(out)]
+    args = ["--trainer.accelerator", "gpu", "--frameworks", "[lightning]", "--out", str(out)]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "torch sees no GPU" in err
@@ -386,10 +386,19 @@ def test_gpu_comparison_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
 
 
 def test_stream_records_the_child_process(tmp_path):
-    import sys
-
     log = tmp_path / "run" / "run.log"
     lines = runners.stream([sys.executable, "-c", "print('hi')"], "", log, quiet=True)
     assert lines == ["hi"] and log.read_text().endswith("hi\n")
     process = json.loads((tmp_path / "run" / "process.json").read_text())
     assert process["launched_at"] > 1.6e9 and 0 < process["process_seconds"] < 60
+
+
+def test_children_do_not_import_from_the_working_directory(tmp_path, monkeypatch):
+    # A yaml.py in the cwd that leaves a marker when imported; presets.py imports yaml.
+    (tmp_path / "yaml.py").write_text("open('imported', 'w').close()\n")
+    monkeypatch.chdir(tmp_path)
+    lines = runners.stream([*runners.PYTHON, "-m", "lightning_mnist.presets"], "", tmp_path / "log")
+    assert lines == [] and not (tmp_path / "imported").exists()
+    # The check is real: a plain `python -m` puts the cwd first and imports it.
+    runners.stream([sys.executable, "-m", "lightning_mnist.presets"], "", tmp_path / "log2")
+    assert (tmp_path / "imported").exists()

@@ -1,0 +1,43 @@
+"""A typed, documented function as a console command: jsonargparse builds the options from its
+signature and ``Args:`` docstring; a user error ends as one line with exit status 2."""
+
+from __future__ import annotations
+
+import inspect
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from jsonargparse import ArgumentParser
+
+from lightning_mnist.errors import report_user_errors
+
+
+def run_command(command: Callable[..., Any], prog: str, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` into ``command``'s parameters, call it, and return the exit status.
+
+    ``command`` also gets ``command=`` the command line, to record; it is no option. An
+    interrupt ends with status 130 and, for a command with ``resume``, says how to continue.
+
+    Args:
+        command: The function; its docstring's text before ``Args:`` is the ``--help`` text.
+        prog: The command's name.
+        argv: The arguments without the program name; None reads ``sys.argv``.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    about = (inspect.getdoc(command) or "").split("\n\nArgs:")[0]
+    parser = ArgumentParser(prog=prog, description=about, exit_on_error=False)
+    parser.add_function_arguments(command, as_group=False, skip={"command"}, sub_configs=True)
+
+    def run() -> int:
+        options = parser.instantiate(parser.parse_args(argv))
+        try:
+            command(**options, command=shlex.join([prog, *argv]))
+        except KeyboardInterrupt:
+            hint = f"; continue with: {prog} --resume true --out {options.out}"
+            print("\ninterrupted" + (hint if "resume" in options else ""), file=sys.stderr)
+            return 130
+        return 0
+
+    return report_user_errors(run, ())

@@ -1,0 +1,146 @@
+"""The benchmark's measures in this process: a plain PyTorch loop over the tutorial with the
+port's kernels (the floor Lightning's overhead is read against), the tutorial's training FLOPs
+and the fp32 matmul rate this machine reaches (the compute-bound floor)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from lightning_mnist.presets import preset_facts
+
+
+def train_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one training sample of the tutorial's CNN.
+
+    Forward: conv 26*26*32*9 MACs, dense 13*13*32*32 and 32*10. Backward: the conv needs only
+    its weight gradient (its input is the image), the dense layers weight and input
+    gradients, so 1x and 2x their forward. Pooling, ReLU, dropout and Adam are memory-bound
+    and left out: about 1.82 MFLOP, 87 GFLOP per 48,000-image epoch.
+
+    Args:
+        filters: Convolution filters.
+        hidden: Hidden dense units.
+        classes: Output classes.
+    """
+    conv = 2 * 26 * 26 * filters * 3 * 3
+    dense = 2 * (13 * 13 * filters * hidden + hidden * classes)
+    return conv + dense + conv + 2 * dense
+
+
+def forward_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
+    """FLOPs of one forward pass (validation), about 0.74 MFLOP.
+
+    Args:
+        filters: Convolution filters.
+        hidden: Hidden dense units.
+        classes: Output classes.
+    """
+    return 2 * 26 * 26 * filters * 3 * 3 + 2 * (13 * 13 * filters * hidden + hidden * classes)
+
+
+def probe_flops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
+    """The fp32 FLOP/s of a square matmul on ``device``, repeated for about ``seconds``.
+
+    Args:
+        device: Where to multiply.
+        size: The matrices' side (2048: 17 GFLOP a product).
+        seconds: How long to keep multiplying after one warm-up product.
+    """
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    a @ b
+    sync()
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        a @ b
+        reps += 1
+        sync()
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return 2 * size**3 * reps / elapsed
+
+
+def plain_torch_epochs(
+    data_dir: str,
+    epochs: int,
+    seed: int = 0,
+    device: torch.device | None = None,
+    conv_pool: str = "native",
+    malloc: bool = False,
+) -> dict[str, list[float]]:
+    """Train the tutorial with a bare PyTorch loop and the port's kernels; per-epoch results.
+
+    The same model (TutorialCNN, Keras init, pool before ReLU, channels_last), in-memory
+    batches (TensorBatches), Adam(eps=1e-7), the tutorial's batch size and validation under
+    inference_mode, with the epoch's loss and accuracy summed on the device as the system does.
+
+    Args:
+        data_dir: Holds MNIST/raw.
+        epochs: Epochs to run.
+        seed: torch.manual_seed and the shuffle seed.
+        device: Where to train; None picks CUDA when present, as Lightning's "auto" does.
+        conv_pool: The model's conv path, as ``--model.conv_pool``.
+        malloc: Apply the opt-in allocator setting, as ``--tune_malloc true``.
+    """
+    from lightning_mnist.data.batches import TensorBatches
+    from lightning_mnist.data.module import keras_split, to_tensor
+    from lightning_mnist.data.verify import load_arrays
+    from lightning_mnist.model import TutorialCNN
+    from lightning_mnist.ops.malloc import tune_malloc
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if malloc:
+        tune_malloc()
+    torch.manual_seed(seed)
+    x_all, y_all = to_tensor(*load_arrays(data_dir)[:2])
+    train, val = keras_split(len(x_all), 0.2)
+    x, y = x_all[: train.stop].to(device), y_all[: train.stop].to(device)
+    xv, yv = x_all[val.start :].to(device), y_all[val.start :].to(device)
+    model = TutorialCNN(conv_pool=conv_pool).to(device, memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    now = {"epoch": 0}  # the shuffle order is a function of (seed, epoch), as in the port
+    batch = preset_facts("tutorial")["batch_size"]
+    train_batches = TensorBatches(
+        x, y, batch, shuffle=True, seed=seed, epoch_fn=lambda: now["epoch"]
+    )
+    val_batches = TensorBatches(xv, yv, batch)
+    out: dict[str, list[float]] = {"epoch_seconds": [], "val_accuracy": []}
+    for epoch in range(epochs):
+        now["epoch"] = epoch
+        t0 = time.perf_counter()
+        _train_epoch(model, opt, train_batches, device)
+        val_correct = _count_correct(model, val_batches, device)
+        out["val_accuracy"].append(val_correct.item() / len(yv))  # .item() syncs a GPU
+        out["epoch_seconds"].append(time.perf_counter() - t0)
+    return out
+
+
+def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, batches, device) -> None:
+    """One epoch of steps, with the loss and accuracy summed on the device as the system does."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for xb, yb in batches:
+        logits = model(xb.contiguous(memory_format=torch.channels_last))
+        loss = F.cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+
+
+def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
+    """Correct predictions over ``batches`` under inference mode, as a device tensor."""
+    model.eval()
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    with torch.inference_mode():
+        for xb, yb in batches:
+            correct += (
+                model(xb.contiguous(memory_format=torch.channels_last)).argmax(1) == yb
+            ).sum()
+    return correct
