@@ -15,16 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_mnist.data.fetch import WheelSource, prepare
-from lightning_mnist.data.files import DATA_DIR_ENV, DEFAULT_DATA_DIR
-from lightning_mnist.data.idx import (
+from lightning_mnist.data.catalogue import (
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR,
     DataError,
     DatasetSpec,
-    encode_idx,
     get_spec,
     make_spec,
-    md5_hex,
 )
+from lightning_mnist.data.fetch import prepare
+from lightning_mnist.data.sources import WheelSource, encode_idx
+from lightning_mnist.data.verify import md5_hex
 
 REPO = Path(__file__).resolve().parents[1]
 TUTORIAL = str(REPO / "configs" / "tutorial.yaml")

@@ -22,9 +22,9 @@ from helpers import (
 
 from lightning_mnist.compare.cli import parse_args
 from lightning_mnist.data.fetch import prepare
-from lightning_mnist.data.files import check_files, load_arrays
-from lightning_mnist.data.idx import encode_idx
 from lightning_mnist.data.module import MNISTDataModule
+from lightning_mnist.data.sources import encode_idx
+from lightning_mnist.data.verify import check_files, load_arrays
 from lightning_mnist.presets import preset_names, preset_path
 
 

@@ -1,4 +1,5 @@
-"""The data chain: IDX files (``idx``), their verification and loading (``files``), the
-fetch chain (``sources``, ``fetch``), in-memory batches (``batches``), batch augmentation
-(``augment``) and the LightningDataModule (``module``).
+"""The data chain: the dataset catalogue (``catalogue``), verification and loading
+(``verify``), the fetch chain (``sources``, ``fetch``) and its command (``cli``), users' own
+images (``images``), in-memory batches (``batches``), batch augmentation (``augment``) and
+the LightningDataModule (``module``).
 """

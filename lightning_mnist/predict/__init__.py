@@ -1,3 +1,3 @@
-"""Predicting your own images: reading and preparing files (``images``, ``files``) and
-writing the predictions (``writer``).
+"""Writing the predictions of ``lightning-mnist predict`` (``writer``); the images it reads
+are prepared in ``lightning_mnist.data.images``.
 """

@@ -1,23 +1,163 @@
-"""Write ``predict`` output into the run folder.
+"""Write ``predict`` output into the run folder, whole or not at all (``atomic.write_atomic``).
 
 - On the test set: ``predictions.csv``, one row per image with its label, the predicted class,
   its probability and all class probabilities.
 - On your own images (``--data.images``): ``image_predictions.csv`` (or ``.json``, see
-  ``image_format``) with file, class, probability and top 3, and one row per file that could
-  not be read; each such file is also reported on stderr.
+  ``image_format``), one record per input file, failures included. CSV columns are ``file,
+  predicted, probability, top3, error``, ``top3`` reading ``"7:0.9812 1:0.0101 2:0.0003"``;
+  JSON is a list of ``{"file", "predicted", "probability", "top3": [[class, p], ...],
+  "error"}``. A file that could not be read has empty (``null``) prediction fields and its
+  error, which is also reported on stderr.
+
+An existing output file is never overwritten: the writer refuses with one line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lightning_mnist.predict.files import format_table, render, top_prediction, write_exclusive
+from lightning_mnist.atomic import write_atomic
+from lightning_mnist.errors import UserError
+
+TOP_K = 3
+
+
+class PredictError(UserError):
+    """The predictions cannot be written (the output file already exists)."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One classified image.
+
+    Args:
+        file: The image file, as found from the inputs.
+        predicted: The most probable class.
+        probability: Its softmax probability.
+        top3: The three most probable ``(class, probability)`` pairs, most probable first.
+    """
+
+    file: str
+    predicted: int
+    probability: float
+    top3: list[tuple[int, float]]
+
+    def top3_text(self) -> str:
+        return " ".join(f"{c}:{p:.4f}" for c, p in self.top3)
+
+
+def top_prediction(file: str, probs: torch.Tensor) -> Prediction:
+    """The prediction for one image from its class probabilities."""
+    p, c = torch.topk(probs, min(TOP_K, probs.numel()))
+    top = [(int(ci), float(pi)) for ci, pi in zip(c, p, strict=True)]
+    return Prediction(file, top[0][0], top[0][1], top)
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    """CSV text with a header row, ``\\n`` line ends."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def render(rows: list[Prediction], failures: list[tuple[str, str]], suffix: str) -> str:
+    """The image predictions file's text: CSV (``suffix == ".csv"``) or JSON, predictions
+    then failures.
+
+    Args:
+        rows: The predictions.
+        failures: ``(input, message)`` pairs.
+        suffix: ``".csv"`` or ``".json"``.
+    """
+    if suffix == ".json":
+        records = [
+            {"file": r.file, "predicted": r.predicted, "probability": r.probability}
+            | {"top3": [list(t) for t in r.top3], "error": None}
+            for r in rows
+        ]
+        records += [
+            {"file": f, "predicted": None, "probability": None, "top3": None, "error": m}
+            for f, m in failures
+        ]
+        return json.dumps(records, indent=2) + "\n"
+    lines = [[r.file, r.predicted, f"{r.probability:.6f}", r.top3_text(), ""] for r in rows]
+    lines += [[f, "", "", "", m] for f, m in failures]
+    return csv_text(["file", "predicted", "probability", "top3", "error"], lines)
+
+
+def format_table(rows: list[Prediction]) -> str:
+    """A short plain-text table: file, predicted class, probability, top 3.
+
+    Args:
+        rows: The predictions.
+    """
+    width = max([len("file")] + [len(r.file) for r in rows])
+    lines = [f"{'file':<{width}}  digit  prob    top3"]
+    lines += [
+        f"{r.file:<{width}}  {r.predicted:>5}  {r.probability:.4f}  {r.top3_text()}" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; an existing file is refused, never replaced."""
+    if path.exists():
+        raise PredictError(f"{path}: already exists; choose another output folder or delete it")
+    write_atomic(path, text.encode("utf-8"))
+
+
+def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor) -> None:
+    """Write ``predictions.csv`` for labelled images and print a summary line.
+
+    Args:
+        path: The new CSV file.
+        labels: (N,) true classes.
+        probs: (N, classes) softmax probabilities.
+    """
+    preds = probs.argmax(1)
+    header = ["index", "label", "predicted", "probability"]
+    header += [f"p{i}" for i in range(probs.shape[1])]
+    columns = zip(labels.tolist(), preds.tolist(), probs.tolist(), strict=True)
+    rows = [
+        [i, label, pred, f"{row[pred]:.6f}", *(f"{p:.6f}" for p in row)]
+        for i, (label, pred, row) in enumerate(columns)
+    ]
+    write_new(path, csv_text(header, rows))
+    accuracy = int((preds == labels).sum()) / len(preds)
+    print(f"Wrote {len(preds)} predictions to {path} (accuracy {accuracy:.4f})")
+
+
+def write_image_predictions(
+    path: Path, files: list[str], probs: torch.Tensor, failures: list[tuple[str, str]]
+) -> list[Prediction]:
+    """Write the predictions on users' images (CSV or JSON by ``path``'s suffix), print them
+    as a table, each failure as one ``error:`` line on stderr, and a summary.
+
+    Args:
+        path: The new ``.csv`` or ``.json`` file.
+        files: The predicted files, in the order of ``probs``.
+        probs: (N, classes) softmax probabilities.
+        failures: ``(input, message)`` for each input that could not be used.
+    """
+    rows = [top_prediction(f, p) for f, p in zip(files, probs, strict=True)]
+    write_new(path, render(rows, failures, path.suffix))
+    if rows:
+        print(format_table(rows))
+    for _, message in failures:
+        print(f"error: {message}", file=sys.stderr)
+    print(f"{len(rows)} predicted, {len(failures)} failed; wrote {path}")
+    return rows
 
 
 class PredictionCSV(BasePredictionWriter):
@@ -39,39 +179,12 @@ class PredictionCSV(BasePredictionWriter):
         probs = torch.cat([p["probs"] for p in predictions]).cpu() if predictions else None
         dm = trainer.datamodule
         if getattr(dm, "images", None) is not None:
-            self._write_images(folder, dm, probs if probs is not None else torch.zeros(0, 10))
+            self.failures = list(dm.image_failures)
+            self.path = folder / f"image_predictions.{self.image_format}"
+            probs = probs if probs is not None else torch.zeros(0, 10)
+            write_image_predictions(self.path, dm.image_files, probs, self.failures)
             return
-        preds = torch.cat([p["pred"] for p in predictions]).cpu()
         labels = torch.cat([p["label"] for p in predictions]).cpu()
-        name = (
-            "predictions.csv"
-            if trainer.world_size == 1
-            else f"predictions.rank{trainer.global_rank}.csv"
-        )
-        self.path = folder / name
-        folder.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(
-                ["index", "label", "predicted", "probability"]
-                + [f"p{i}" for i in range(probs.shape[1])]
-            )
-            for i, (label, pred, row) in enumerate(
-                zip(labels.tolist(), preds.tolist(), probs.tolist(), strict=True)
-            ):
-                w.writerow([i, label, pred, f"{row[pred]:.6f}"] + [f"{p:.6f}" for p in row])
-        correct = int((preds == labels).sum())
-        print(
-            f"Wrote {len(preds)} predictions to {self.path} (accuracy {correct / len(preds):.4f})"
-        )
-
-    def _write_images(self, folder: Path, dm, probs: torch.Tensor) -> None:
-        rows = [top_prediction(f, p) for f, p in zip(dm.image_files, probs, strict=True)]
-        self.failures = list(dm.image_failures)
-        self.path = folder / f"image_predictions.{self.image_format}"
-        write_exclusive(self.path, render(rows, self.failures, self.path.suffix))
-        if rows:
-            print(format_table(rows))
-        for _, message in self.failures:
-            print(f"error: {message}", file=sys.stderr)
-        print(f"{len(rows)} predicted, {len(self.failures)} failed; wrote {self.path}")
+        rank = "" if trainer.world_size == 1 else f".rank{trainer.global_rank}"
+        self.path = folder / f"predictions{rank}.csv"
+        write_test_predictions(self.path, labels, probs)

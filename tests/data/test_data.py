@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from lightning_mnist.data.batches import TensorBatches, epoch_order
-from lightning_mnist.data.files import load_arrays
 from lightning_mnist.data.module import MNISTDataModule, keras_split, to_tensor
+from lightning_mnist.data.verify import load_arrays
 
 
 def test_keras_split_takes_the_last_fraction():

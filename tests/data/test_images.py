@@ -1,16 +1,10 @@
-"""Predicting on users' own images: MNIST-style preparation, the predict run, bad inputs.
-
-Unit tests use synthetic images and an untrained model. The acceptance test
-(``real_data``) trains briefly on real MNIST and checks that digits redrawn the way users
-draw them (black ink, white or transparent background, larger, off-centre) are classified
-as their 28x28 originals are.
+"""Users' own images, prepared as MNIST was: each step, bad files, folder expansion, and the
+DataModule that feeds them to ``predict``. Synthetic images only; the acceptance test on
+redrawn MNIST digits is in ``tests/predict/test_predict.py``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -20,25 +14,18 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_mnist.model import TutorialCNN
-from lightning_mnist.predict.files import (
-    PredictError,
-    classify,
-    expand_inputs,
-    predict_files,
-)
-from lightning_mnist.predict.images import (
+from lightning_mnist.data.images import (
     ImageError,
     centre_by_mass,
     crop_to_ink,
+    expand_inputs,
     fit_box,
     ink_on_black,
     load_grayscale,
     prepare_array,
     prepare_image,
 )
-
-REPO = Path(__file__).resolve().parents[2]
+from lightning_mnist.data.module import MNISTDataModule
 
 
 def centre_of_mass(a: np.ndarray) -> tuple[float, float]:
@@ -52,12 +39,6 @@ def digit_canvas(height: int = 90, width: int = 70, top: int = 10, left: int = 8
     page[top : top + 40, left : left + 6] = 0  # vertical bar
     page[top + 34 : top + 40, left : left + 24] = 0  # foot
     return page
-
-
-@pytest.fixture(scope="module")
-def model() -> TutorialCNN:
-    torch.manual_seed(0)
-    return TutorialCNN()
 
 
 # ---- step 1: grayscale, alpha composited onto white ------------------------------------
@@ -264,29 +245,6 @@ def test_decompression_bomb_warning_range_is_an_error(
         prepare_image(tmp_path / "warn.png")
 
 
-def test_bad_files_reported_good_files_predicted(
-    tmp_path: Path, model: TutorialCNN, capsys: pytest.CaptureFixture[str]
-) -> None:
-    bad = write_bad_files(tmp_path)
-    Image.fromarray(digit_canvas()).save(tmp_path / "ok2.jpg")
-    explicit = [tmp_path / n for n in bad] + [tmp_path / "ok.png", tmp_path / "ok2.jpg"]
-    out = tmp_path / "out" / "pred.csv"
-    rows, failures = predict_files(model, [*explicit, tmp_path / "missing.png"], out)
-    assert [Path(r.file).name for r in rows] == ["ok.png", "ok2.jpg"]
-    failed = {Path(f).name: m for f, m in failures}
-    assert set(failed) == {*bad, "missing.png"}
-    assert "no such file" in failed["missing.png"]
-    err = capsys.readouterr().err.splitlines()
-    assert len(err) == len(failures) and all(line.startswith("error: ") for line in err)
-    with out.open(newline="") as f:
-        records = list(csv.DictReader(f))
-    assert len(records) == len(rows) + len(failures)
-    assert sum(1 for r in records if r["error"]) == len(failures)
-
-
-# ---- the predict run ----------------------------------------------------------------------
-
-
 def test_folder_expansion_sorted_and_skips_non_images(tmp_path: Path) -> None:
     for name in ("b.png", "A.JPG", "c.webp"):
         Image.fromarray(digit_canvas()).save(tmp_path / name)
@@ -299,116 +257,16 @@ def test_folder_expansion_sorted_and_skips_non_images(tmp_path: Path) -> None:
     assert len(failures) == 1 and "no image files" in failures[0][1]
 
 
-def test_csv_rows_match_model_softmax(tmp_path: Path, model: TutorialCNN) -> None:
-    paths = []
-    for i, left in enumerate((5, 20, 35)):
-        paths.append(tmp_path / f"d{i}.png")
-        Image.fromarray(digit_canvas(left=left)).save(paths[-1])
-    model.train()
-    rows, failures = predict_files(model, paths, tmp_path / "p.csv", echo=False)
-    assert model.training  # mode restored
-    assert failures == []
-    x = np.stack([prepare_image(p) for p in paths])
-    probs = classify(model, x)
-    assert torch.allclose(probs.sum(1), torch.ones(3))
-    with (tmp_path / "p.csv").open(newline="") as f:
-        records = list(csv.DictReader(f))
-    for r, rec, p in zip(rows, records, probs, strict=True):
-        assert r.predicted == int(p.argmax()) == int(rec["predicted"])
-        assert r.probability == pytest.approx(float(p.max()), abs=1e-6)
-        assert float(rec["probability"]) == pytest.approx(r.probability, abs=1e-6)
-        top = rec["top3"].split()
-        assert len(top) == 3 and top[0].startswith(f"{r.predicted}:")
-        assert [c for c, _ in r.top3] == p.argsort(descending=True)[:3].tolist()
-
-
-def test_json_output(tmp_path: Path, model: TutorialCNN) -> None:
-    Image.fromarray(digit_canvas()).save(tmp_path / "d.png")
-    (tmp_path / "x.txt").write_text("no")
-    out = tmp_path / "p.json"
-    predict_files(model, [tmp_path / "d.png", tmp_path / "x.txt"], out, echo=False)
-    records = json.loads(out.read_text())
-    assert records[0]["error"] is None and len(records[0]["top3"]) == 3
-    assert records[1]["predicted"] is None and ".txt" in records[1]["error"]
-
-
-def test_existing_output_never_overwritten(tmp_path: Path, model: TutorialCNN) -> None:
-    Image.fromarray(digit_canvas()).save(tmp_path / "d.png")
-    out = tmp_path / "p.csv"
-    out.write_text("precious\n")
-    with pytest.raises(PredictError, match="already exists"):
-        predict_files(model, [tmp_path / "d.png"], out, echo=False)
-    assert out.read_text() == "precious\n"
-    with pytest.raises(PredictError, match=".csv or .json"):
-        predict_files(model, [tmp_path / "d.png"], tmp_path / "p.xlsx", echo=False)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-
-
-# ---- acceptance: MNIST digits redrawn as users draw them -----------------------------------
-
-
-def train_quickly(x: np.ndarray, y: np.ndarray, seed: int = 0) -> TutorialCNN:
-    """One epoch of the tutorial's recipe (Adam 1e-3, Keras eps 1e-7, batch 256), plain torch."""
-    torch.manual_seed(seed)
-    model = TutorialCNN()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-    xt = torch.from_numpy(x.astype(np.float32) / 255).unsqueeze(1)
-    yt = torch.from_numpy(y.astype(np.int64))
-    order = torch.randperm(len(xt), generator=torch.Generator().manual_seed(seed))
-    model.train()
-    for i in range(0, len(xt), 256):
-        batch = order[i : i + 256]
-        loss = torch.nn.functional.cross_entropy(model(xt[batch]), yt[batch])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
-
-def as_user_drawing(digit: np.ndarray, k: int, rng: np.random.Generator) -> Image.Image:
-    """An MNIST digit redrawn as black ink, 2-4x larger, off-centre on a larger RGBA canvas.
-
-    Three kinds in turn: an opaque white page; ink as alpha on a transparent (black) layer;
-    an opaque white sticker on a transparent canvas.
-    """
-    scale = int(rng.integers(2, 5))
-    side = 28 * scale
-    ink = np.asarray(Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC))
-    height, width = side + int(rng.integers(16, 120)), side + int(rng.integers(16, 120))
-    top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-    canvas = np.zeros((height, width, 4), np.uint8)  # transparent black
-    patch = canvas[top : top + side, left : left + side]
-    if k % 3 == 0:
-        canvas[...] = 255
-        patch[..., :3] = (255 - ink)[..., None]
-    elif k % 3 == 1:
-        patch[..., 3] = ink
-    else:
-        patch[..., :3] = (255 - ink)[..., None]
-        patch[..., 3] = 255
-    return Image.fromarray(canvas, "RGBA")
-
-
-@pytest.mark.real_data
-def test_redrawn_mnist_digits_predicted_as_originals(tmp_path: Path, data_dir: Path) -> None:
-    from lightning_mnist.data.files import load_arrays
-
-    x_train, y_train, x_test, y_test = load_arrays(data_dir)
-    model = train_quickly(x_train, y_train)
-    rng = np.random.default_rng(0)
-    sample = np.sort(rng.choice(len(x_test), 200, replace=False))
-    paths = []
-    for k, i in enumerate(sample):
-        paths.append(tmp_path / f"{k:03d}_test{i}.png")
-        as_user_drawing(x_test[i], k, rng).save(paths[-1])
-    rows, failures = predict_files(model, paths, tmp_path / "pred.csv", echo=False)
-    assert failures == []
-    original = classify(model, x_test[sample].astype(np.float32) / 255).argmax(1).numpy()
-    redrawn = np.array([r.predicted for r in rows])
-    agreement = float((redrawn == original).mean())
-    accuracy = float((original == y_test[sample]).mean())
-    print(f"redrawn vs original predictions agree on {agreement:.1%}; accuracy {accuracy:.1%}")
-    # A model that learned nothing (one class for all) would agree trivially; one epoch
-    # reaches about 94% here.
-    assert accuracy >= 0.9
-    assert agreement >= 0.95  # measured 99.0% (198 of 200) with seed 0
+def test_datamodule_prepares_images_for_predict(tmp_path: Path) -> None:
+    for name in ("b.png", "a.png"):
+        Image.fromarray(digit_canvas()).save(tmp_path / name)
+    (tmp_path / "bad.png").write_text("not a picture")
+    dm = MNISTDataModule(data_dir=str(tmp_path / "no-data"), images=[str(tmp_path)])
+    dm.prepare_data()  # needs no dataset files
+    dm.setup("predict")
+    x, index = dm.tensors["images"]
+    assert [Path(f).name for f in dm.image_files] == ["a.png", "b.png"]
+    assert x.shape == (2, 1, 28, 28) and torch.equal(index, torch.arange(2))
+    assert torch.equal(x[0, 0], torch.from_numpy(prepare_image(tmp_path / "a.png")))
+    assert [Path(f).name for f, _ in dm.image_failures] == ["bad.png"]
+    assert len(dm.predict_dataloader()) == 1

@@ -1,4 +1,10 @@
-"""Turn a user's image file into an MNIST-style 28x28 digit, as MNIST itself was prepared.
+"""Users' own image files (``predict --data.images``) as MNIST-style 28x28 digits, prepared
+as MNIST itself was.
+
+Inputs are files and folders. A folder contributes its image files (suffixes in
+``IMAGE_SUFFIXES``, case-insensitive), sorted by name, not recursive; other files in it
+(notes, hidden files, an earlier predictions.csv) are skipped without comment. A file named
+explicitly is always tried, so a wrong one is reported rather than skipped.
 
 MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on a black
 background, size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing
@@ -21,10 +27,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from lightning_mnist.errors import UserError
 
 # PIL format names we accept, and the file suffixes that go with them. GIF and TIFF may hold
 # several frames; the first one is used.
@@ -56,7 +65,7 @@ INK_FRACTION = 0.25
 SUPPORTED_NAMES = ", ".join(SUPPORTED_FORMATS)
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """An image file cannot be used; the message names the file and says what is wrong."""
 
 
@@ -225,3 +234,52 @@ def prepare_image(path: str | Path) -> np.ndarray:
     if out is None:
         raise ImageError(f"{path}: blank image (no ink found); draw a digit on it")
     return out
+
+
+def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to prepare, in input order (folders sorted by name), and inputs that failed.
+
+    Args:
+        paths: Image files and folders of image files.
+    """
+    files: list[Path] = []
+    failures: list[tuple[str, str]] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+                failures.append((str(p), f"{p}: folder holds no image files ({suffixes})"))
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            failures.append((str(p), f"{p}: no such file or folder"))
+    unique = list(dict.fromkeys(files))  # a file given twice (or file + its folder) runs once
+    return unique, failures
+
+
+def load_images(
+    paths: Iterable[str | Path],
+) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
+    """Expand and prepare image inputs: the good files, their (N, 28, 28) float32 images in
+    the same order, and ``(input, message)`` for each input that could not be used.
+
+    Args:
+        paths: Image files and folders of image files.
+    """
+    files, failures = expand_inputs(paths)
+    good: list[Path] = []
+    arrays: list[np.ndarray] = []
+    for f in files:
+        try:
+            arrays.append(prepare_image(f))
+            good.append(f)
+        except ImageError as e:
+            failures.append((str(f), str(e)))
+    stack = np.stack(arrays) if arrays else np.zeros((0, FIELD, FIELD), np.float32)
+    return good, stack, failures

