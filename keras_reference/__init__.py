@@ -1,8 +1,10 @@
 """The tutorial's original Keras code, runnable today, writing the same run folder as the port.
 
 Run it with ``python -m keras_reference --data.data_dir DIR --out DIR``. This package imports keras,
-numpy and matplotlib only: never torch and never ``lightning_mnist`` (a test checks
-``sys.modules``), so the two frameworks meet only in the comparison and the parity tests.
+numpy and matplotlib, and of ``lightning_mnist`` only the torch-free ``presets`` (each preset's
+epochs, patience and batch size, read from its YAML) and ``atomic`` (the file writer); never
+torch (a test checks ``sys.modules``), so the two frameworks meet only in the comparison and
+the parity tests.
 """
 
 import os

@@ -40,8 +40,7 @@ from keras import layers, ops
 
 from keras_reference.model import INPUT_SHAPE
 
-LR, GAMMA = 2e-3, 0.8  # lr = 0.002 * 0.8 ** epoch
-BATCH_SIZE, EPOCHS, PATIENCE = 128, 15, 4
+LR, GAMMA = 2e-3, 0.8  # lr = 0.002 * 0.8 ** epoch; epochs, patience, batch: the preset YAML
 CONVS = (1, 2, 2)  # conv layers in each block (configs/improved.yaml's model.convs)
 AUGMENT = {"rotation": 10.0, "zoom": 0.1, "shift": 0.1}
 

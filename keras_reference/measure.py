@@ -5,6 +5,7 @@ latency, peak memory and the machine. Kept here so the reference runs without to
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import re
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
+
+from lightning_mnist.atomic import write_atomic  # stdlib only: no torch
 
 PREDICTIONS_CSV = "test_predictions.csv"
 LATENCY_BATCHES = (1, 256)
@@ -69,9 +72,10 @@ class _Mark(keras.callbacks.Callback):
 def write_predictions(path: str | Path, labels, predicted) -> Path:
     """``label,predicted`` per test image, in the test files' order."""
     rows = np.stack([np.asarray(labels, np.int64), np.asarray(predicted, np.int64)], axis=1)
-    path = Path(path)
-    np.savetxt(path, rows, fmt="%d", delimiter=",", header="label,predicted", comments="")
-    return path
+    text = io.StringIO()
+    np.savetxt(text, rows, fmt="%d", delimiter=",", header="label,predicted", comments="")
+    write_atomic(Path(path), text.getvalue().encode())
+    return Path(path)
 
 
 def latency_ms(model, x: np.ndarray, batches=LATENCY_BATCHES, seconds: float = 0.5) -> dict:

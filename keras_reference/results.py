@@ -10,13 +10,14 @@ import json
 import math
 import os
 import platform
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+
+from lightning_mnist.atomic import write_atomic  # stdlib only: no torch
 
 RESULTS_NAME = "results.json"
 
@@ -72,21 +73,12 @@ def check_out_dir(out_dir: str | Path) -> Path:
 
 
 def write_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
-    """Write ``results.json`` through a temp file and a rename, so no half file appears.
+    """Write ``results.json`` whole or not at all (the port's atomic writer).
 
     Args:
         out_dir: The run folder.
         results: The shared schema's fields (see the lightning_mnist results writer).
     """
     path = Path(out_dir) / RESULTS_NAME
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a results file is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(results, indent=2) + "\n").encode())
     return path

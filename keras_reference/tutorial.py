@@ -10,6 +10,7 @@ runs only the fit with callbacks, whose best model it evaluates.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from keras_reference import improved, measure
 from keras_reference.data import load_data
 from keras_reference.model import build_model
 from keras_reference.results import best_epoch, device_name, versions
+from lightning_mnist.atomic import write_atomic  # stdlib only: no torch
 
 matplotlib.use("Agg")  # not in the tutorial: write PNGs, never open a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,15 +52,18 @@ def plot_curve(
     plt.ylabel(string1)
     plt.xlabel("epoch")
     plt.legend(["train", "val"], loc=location)
-    plt.savefig(out / f"{string1.lower()}.png")  # not in the tutorial: plt.show()
+    png = io.BytesIO()  # not in the tutorial (plt.show()): written whole or not at all
+    plt.savefig(png, format="png")
     plt.close()
+    write_atomic(out / f"{string1.lower()}.png", png.getvalue())
 
 
 def run_tutorial(
     data_dir: str | Path | None,
     out: Path,
-    epochs: int = 100,
-    patience: int = 2,
+    epochs: int,
+    patience: int,
+    batch_size: int,
     seed: int = 0,
     dataset: str = "mnist",
     deterministic: bool = False,
@@ -77,13 +82,14 @@ def run_tutorial(
         out: An existing run folder for the best model and the two plots.
         epochs: ``fit``'s epochs (the tutorial's 100; early stopping ends the run sooner).
         patience: ``EarlyStopping``'s patience in epochs.
+        batch_size: ``fit``'s batch size (the tutorial's 256).
         seed: Seeds Python, NumPy and the backend through ``keras.utils.set_random_seed``.
         dataset: ``"mnist"`` or ``"fashion_mnist"``.
         deterministic: Also make TF's ops deterministic (slower; TensorFlow backend only).
         verbose: ``fit``/``evaluate``'s verbose: ``"auto"``, 0, 1 or 2.
         jit_compile: ``compile``'s XLA switch (the tutorial's ``"auto"``, or ``True``).
-        preset: ``tutorial``, or ``improved``: the network, augmentation, batch size and
-            learning-rate schedule of ``improved.py`` in the same steps.
+        preset: ``tutorial``, or ``improved``: the network, augmentation and learning-rate
+            schedule of ``improved.py`` in the same steps.
     """
     keras.utils.set_random_seed(seed)  # not in the tutorial: Python, NumPy and backend seeds
     if deterministic:  # not in the tutorial
@@ -117,7 +123,8 @@ def run_tutorial(
     else:
         model = build_model(num_classes, jit_compile)
 
-    # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256,
+    # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256
+    # (the preset's batch size),
     # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
     best_model_path = out / BEST_MODEL_NAME  # not in the tutorial: in the run folder
     timer = measure.PhaseTimer()  # not in the tutorial
@@ -134,7 +141,7 @@ def run_tutorial(
         x_train,
         y_train,
         validation_split=0.2,
-        batch_size=256 if preset == "tutorial" else improved.BATCH_SIZE,
+        batch_size=batch_size,
         epochs=epochs,
         callbacks=my_callbacks,
         verbose=verbose,
