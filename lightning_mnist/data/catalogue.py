@@ -119,19 +119,9 @@ def make_spec(
     mirrors: tuple[str, ...] = (),
     num_classes: int = 10,
 ) -> DatasetSpec:
-    """A spec with MNIST's four file names, in the order train images, train labels, test
-    images, test labels.
-
-    Args:
-        name: dataset name.
-        folder: folder under the data dir (the raw files live in ``<folder>/raw``).
-        n_train: training examples.
-        n_test: test examples.
-        md5s: MD5s of the uncompressed files (None: not checked, unless recorded at fetch).
-        gz_md5s: MD5s of the ``.gz`` files on the mirrors.
-        mirrors: base URLs of the ``.gz`` files.
-        num_classes: number of label values.
-    """
+    """A spec with MNIST's four file names; ``md5s`` and ``gz_md5s`` are in the order train
+    images, train labels, test images, test labels (None: not checked, unless recorded at
+    fetch)."""
     magics = (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC)
     counts = (n_train, n_train, n_test, n_test)
     fields = zip(FILE_NAMES, magics, counts, md5s, gz_md5s, strict=True)

@@ -72,9 +72,6 @@ class ImageError(UserError):
 def load_grayscale(path: str | Path) -> np.ndarray:
     """Open an image file as a uint8 (H, W) grayscale array, with any alpha composited onto white.
 
-    Args:
-        path: The image file.
-
     Raises:
         ImageError: The file is missing, empty, not a decodable image, of an unsupported
             format, or larger than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
@@ -133,24 +130,15 @@ def _to_gray(img: Image.Image) -> np.ndarray:
 
 
 def ink_on_black(gray: np.ndarray) -> np.ndarray:
-    """Make ink bright on a dark background, as in MNIST: invert when the border is light.
-
-    Args:
-        gray: uint8 (H, W) grayscale image.
-    """
+    """uint8 (H, W) grayscale with the ink bright on a dark background, as in MNIST: inverted
+    when the border is light."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     return 255 - gray if np.median(border) > LIGHT_BACKGROUND else gray
 
 
 def crop_to_ink(img: np.ndarray) -> np.ndarray | None:
-    """Remove the background level, stretch the ink to 0..255 and crop to the ink's box.
-
-    Args:
-        img: uint8 (H, W), ink bright on a dark background.
-
-    Returns:
-        float32 (h, w) in [0, 255], or None when there is no ink (a blank image).
-    """
+    """uint8 (H, W), ink bright on dark -> float32 (h, w) in [0, 255]: the background level
+    removed, the ink stretched to 0..255 and cropped to its box; None when there is no ink."""
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
     bg = float(np.median(border))
     peak = float(img.max())
@@ -164,12 +152,8 @@ def crop_to_ink(img: np.ndarray) -> np.ndarray | None:
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
-    """Resize so the long side is ``box`` pixels, keeping the aspect ratio (antialiased).
-
-    Args:
-        ink: float32 (h, w) in [0, 255].
-        box: Side of the square to fit into.
-    """
+    """float32 (h, w) in [0, 255] resized so the long side is ``box`` pixels, keeping the
+    aspect ratio (antialiased)."""
     h, w = ink.shape
     scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL takes (width, height)
@@ -181,15 +165,11 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
 
 
 def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE) -> np.ndarray:
-    """Paste into a ``field`` x ``field`` black square with the centre of mass at ``centre``.
+    """``digit`` (h, w at most ``field``) pasted into a ``field`` x ``field`` black square
+    with its centre of mass at row and column ``centre``.
 
     The shift is a whole number of pixels, as in MNIST. It is clamped so no ink falls off
     the field, which only matters for very lopsided shapes.
-
-    Args:
-        digit: float32 (h, w), h and w at most ``field``.
-        field: Output side.
-        centre: Target row and column index of the centre of mass.
     """
     h, w = digit.shape
     mass = float(digit.sum())
@@ -204,11 +184,8 @@ def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE
 
 
 def prepare_array(gray: np.ndarray) -> np.ndarray | None:
-    """Steps 2-6 on a uint8 grayscale array; None when the image holds no ink.
-
-    Args:
-        gray: uint8 (H, W) grayscale image, any background.
-    """
+    """Steps 2-6 on a uint8 (H, W) grayscale array, any background; None when it holds no
+    ink."""
     ink = crop_to_ink(ink_on_black(gray))
     if ink is None:
         return None
@@ -237,11 +214,8 @@ def prepare_image(path: str | Path) -> np.ndarray:
 
 
 def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to prepare, in input order (folders sorted by name), and inputs that failed.
-
-    Args:
-        paths: Image files and folders of image files.
-    """
+    """Image files and folders -> the files to prepare, in input order (folders sorted by
+    name), and ``(input, message)`` for each input that failed."""
     files: list[Path] = []
     failures: list[tuple[str, str]] = []
     for p in map(Path, paths):
@@ -266,12 +240,8 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
 def load_images(
     paths: Iterable[str | Path],
 ) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
-    """Expand and prepare image inputs: the good files, their (N, 28, 28) float32 images in
-    the same order, and ``(input, message)`` for each input that could not be used.
-
-    Args:
-        paths: Image files and folders of image files.
-    """
+    """Expand and prepare image files and folders: the good files, their (N, 28, 28) float32
+    images in the same order, and ``(input, message)`` for each input that could not be used."""
     files, failures = expand_inputs(paths)
     good: list[Path] = []
     arrays: list[np.ndarray] = []

