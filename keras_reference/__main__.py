@@ -93,23 +93,18 @@ def keras_reference_run(
         verbose: Keras fit/evaluate verbosity; 2 prints one line per epoch.
     """
     if deterministic and os.environ["KERAS_BACKEND"] != "tensorflow":
-        raise DataError(
-            f"--deterministic needs KERAS_BACKEND=tensorflow, not {os.environ['KERAS_BACKEND']}"
-        )
+        backend = os.environ["KERAS_BACKEND"]
+        raise UsageError(f"--deterministic needs KERAS_BACKEND=tensorflow, not {backend}")
     # Imported here so that --help and argument errors do not wait for TensorFlow to load.
     from keras_reference.results import check_out_dir, write_results
     from keras_reference.tutorial import run_tutorial
 
-    facts = preset_facts(preset)
-    patience = early_stopping.patience
     existed = Path(out).exists()
     try:
         results = run_tutorial(
             data_dir=data.data_dir or os.environ.get("MNIST_DATA_DIR") or "data",
             out=check_out_dir(out),
-            epochs=trainer.max_epochs or facts["max_epochs"],
-            patience=facts["patience"] if patience is None else patience,
-            batch_size=facts["batch_size"],
+            **_preset_options(preset, trainer, early_stopping),
             seed=seed_everything,
             dataset=data.dataset,
             deterministic=deterministic,
@@ -121,12 +116,19 @@ def keras_reference_run(
         if not existed and Path(out).is_dir() and not any(Path(out).iterdir()):
             Path(out).rmdir()  # a run that failed before writing anything leaves no folder
         raise
-    path = write_results(Path(out), results)
-    print(
-        f"wrote {path}: {results['epochs_run']} epochs, best epoch {results['best_epoch']}, "
-        f"test accuracy {results['test_accuracy']:.4f}"
-    )
+    results["path"] = str(write_results(Path(out), results))  # after the write: not in it
     return results
+
+
+def _preset_options(preset: str, trainer: Trainer, early_stopping: EarlyStopping) -> dict:
+    """``run_tutorial``'s epochs, patience and batch size: the options given, else the preset
+    YAML's (the one ``lightning-mnist`` trains with)."""
+    facts, patience = preset_facts(preset), early_stopping.patience
+    return {
+        "epochs": trainer.max_epochs or facts["max_epochs"],
+        "patience": facts["patience"] if patience is None else patience,
+        "batch_size": facts["batch_size"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
