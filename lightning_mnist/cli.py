@@ -17,6 +17,7 @@ import time
 import warnings
 from contextlib import ExitStack
 from copy import deepcopy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_mnist import checks
 from lightning_mnist.checkpoints import check_compatible, read_checkpoint
-from lightning_mnist.data.idx import get_spec
+from lightning_mnist.data.catalogue import get_spec
 from lightning_mnist.data.module import MNISTDataModule
 from lightning_mnist.errors import report_user_errors
 from lightning_mnist.ops.malloc import tune_malloc
@@ -79,7 +80,7 @@ class MNISTCLI(LightningCLI):
         # config.yaml gets the config as given, not the paths filled in below, so that
         # `fit --config <run>/config.yaml` starts a new run instead of writing into this one.
         self.save_config_kwargs["config_as_given"] = deepcopy(cfg)
-        checks.check_root(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT)
+        checks.check_root(Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT))
         checks.check_optimizer(cfg.get("optimizer"))
         self.run_dir = plan_run(self.subcommand, cfg, self.locks)
         run = str(self.run_dir) if self.run_dir else None
@@ -133,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(format="%(message)s")
     logging.getLogger("lightning_mnist").setLevel(logging.INFO)  # show each fetch step
-    if args[:1] == ["export"]:
-        from lightning_mnist.interop.export import main as export_main
-
-        return export_main(args[1:])
 
     def run() -> int:
+        if args[:1] == ["export"]:
+            from lightning_mnist.interop.export import main as export_main
+
+            return export_main(args[1:])
         checks.check_config_files(args)
         cli = cli_main(argv)
         writer = next((c for c in cli.trainer.callbacks if hasattr(c, "failures")), None)

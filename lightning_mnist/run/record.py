@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning_mnist.model import conv_path, count_params
+from lightning_mnist.model import count_params
+from lightning_mnist.network import conv_path
 from lightning_mnist.run.plots import plot_history
 from lightning_mnist.run.results import (
     HistoryRecorder,
