@@ -20,7 +20,7 @@ from helpers import (
     tiny_splits,
 )
 
-from lightning_mnist.compare.cli import parse_args
+from lightning_mnist.compare.options import Data, Plan
 from lightning_mnist.data.fetch import prepare
 from lightning_mnist.data.module import MNISTDataModule
 from lightning_mnist.data.sources import encode_idx
@@ -70,13 +70,21 @@ def test_mnist_data_dir_is_used_as_is_and_never_fetched(tmp_path, tiny_idx_dir):
         resolve_real_data(env={"MNIST_DATA_DIR": str(tmp_path / "empty")}, fetch=no_fetch)
 
 
+def _compare_data_dir() -> str:
+    """The data dir mnist-compare hands its runs when --data.data_dir is not given."""
+    import dataclasses
+
+    fields = {f.name: None for f in dataclasses.fields(Plan)}
+    return Plan(**{**fields, "data": Data()}).data_dir
+
+
 def test_one_default_data_dir_everywhere(monkeypatch):
     monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
     assert MNISTDataModule().data_dir == "data"
-    assert parse_args([]).data_dir == "data"
+    assert _compare_data_dir() == "data"
     monkeypatch.setenv("MNIST_DATA_DIR", "/srv/mnist")
     assert MNISTDataModule().data_dir == "/srv/mnist"
-    assert parse_args([]).data_dir == "/srv/mnist"
+    assert _compare_data_dir() == "/srv/mnist"
     assert MNISTDataModule(data_dir="here").data_dir == "here"
 
 

@@ -89,7 +89,7 @@ def plain_torch_epochs(
     from lightning_mnist.data.batches import TensorBatches
     from lightning_mnist.data.module import keras_split, to_tensor
     from lightning_mnist.data.verify import load_arrays
-    from lightning_mnist.model import TutorialCNN
+    from lightning_mnist.network import build_network
     from lightning_mnist.ops.malloc import tune_malloc
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,7 +100,7 @@ def plain_torch_epochs(
     train, val = keras_split(len(x_all), 0.2)
     x, y = x_all[: train.stop].to(device), y_all[: train.stop].to(device)
     xv, yv = x_all[val.start :].to(device), y_all[val.start :].to(device)
-    model = TutorialCNN(conv_pool=conv_pool).to(device, memory_format=torch.channels_last)
+    model = build_network(conv_pool=conv_pool).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
     now = {"epoch": 0}  # the shuffle order is a function of (seed, epoch), as in the port
     batch = preset_facts("tutorial")["batch_size"]

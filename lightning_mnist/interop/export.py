@@ -24,8 +24,8 @@ from torch import nn
 
 from lightning_mnist.checkpoints import CheckpointError, load_classifier
 from lightning_mnist.data.catalogue import DataError, default_data_dir
-from lightning_mnist.data.verify import load_arrays
 from lightning_mnist.data.module import to_tensor
+from lightning_mnist.data.verify import load_arrays
 from lightning_mnist.errors import UserError
 from lightning_mnist.network import build_network
 

@@ -103,26 +103,7 @@ class HistoryRecorder(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
         self.epoch_seconds = list(state_dict["epoch_seconds"])
-        # Checkpoints written before validation was timed on its own: unknown, so NaN.
-        n = len(self.epoch_seconds)
-        self.val_seconds = list(state_dict.get("val_seconds", [float("nan")] * n))
-
-
-class EpochLine(Callback):
-    """Prints one Keras-like line per epoch, for a Lightning run without a progress bar."""
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        # Runs after the epoch's validation; the system keeps its epoch means as floats.
-        m = getattr(pl_module, "epoch_metrics", {})
-        parts = [
-            f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in m
-        ]
-        secs = time.perf_counter() - self._t0
-        epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
-        print(f"{epoch} - {secs:.1f}s - " + " - ".join(parts), flush=True)
+        self.val_seconds = list(state_dict["val_seconds"])
 
 
 def build_results(
