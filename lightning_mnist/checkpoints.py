@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
+    _check_crcs(path)
     try:
         # weights_only: tensors and plain Python values only. A checkpoint may come from
         # anyone, and a full unpickler would run whatever code the file names.
@@ -32,9 +34,24 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
     except Exception as e:  # truncated zip, bit flips, not a torch file at all
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"checkpoint {path} holds no Lightning state_dict")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} has non-finite weights ({bad[0]}, ...)")
     return ckpt
+
+
+def _check_crcs(path: Path) -> None:
+    """torch's zip reader skips the CRCs; a flipped bit would load as a wrong weight."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: torch.load says what it is
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt ({damaged} fails its CRC check)")
 
 
 def check_compatible(path: str | Path, model: torch.nn.Module, ckpt: dict | None = None) -> None:

@@ -16,11 +16,14 @@ from lightning_mnist.errors import UserError, one_line
 # Arguments that define the network a checkpoint holds; a flag that contradicts the
 # checkpoint's value is refused (conv_pool, channels_last... change no weights and may differ).
 ARCHITECTURE = ("filters", "hidden", "num_classes", "dropout")
+MAX_CONFIG_NODES = 100_000  # a preset has about 60 values
 LOGGED = {f"{p}{m}" for p in ("", "val_") for m in ("loss", "accuracy", "samples")}
 
 
 def check_config_files(args: list[str]) -> None:
-    """Each ``--config FILE`` exists and holds a YAML mapping; else one line naming the file."""
+    """Each ``--config FILE`` exists and holds a YAML mapping of bounded size; else one line
+    naming the file. Only composed (no objects built), so a tiny file of nested aliases that
+    would expand to gigabytes is refused before the parser expands it."""
     files = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "-c")]
     files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
     for name in files:
@@ -28,7 +31,7 @@ def check_config_files(args: list[str]) -> None:
         if not path.is_file():
             continue  # the parser says so, naming the file
         try:
-            data = yaml.safe_load(path.read_text())
+            node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -36,10 +39,29 @@ def check_config_files(args: list[str]) -> None:
             raise UserError(f"{name}: not valid YAML{where} ({problem})") from None
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"{name}: cannot be read ({one_line(e)})") from None
-        if data is None:
+        if node is None:
             raise UserError(f"{name} is empty; a config holds keys such as trainer:, model:, data:")
-        if not isinstance(data, dict):
+        if not isinstance(node, yaml.MappingNode):
             raise UserError(f"{name} is not a mapping of keys (trainer:, model:, data:, ...)")
+        if expanded_size(node, {}) > MAX_CONFIG_NODES:
+            raise UserError(f"{name}: its aliases expand to over {MAX_CONFIG_NODES:,} values")
+
+
+def expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
+    """How many values ``node`` holds once every alias is expanded (aliases share nodes)."""
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = MAX_CONFIG_NODES + 1  # a node that contains itself never ends
+    children = node.value if isinstance(node, yaml.SequenceNode) else []
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    size = 1
+    for child in children:
+        size += expanded_size(child, seen)
+        if size > MAX_CONFIG_NODES:
+            break
+    seen[id(node)] = size
+    return size
 
 
 def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
@@ -78,6 +100,9 @@ def check_settings(cfg: Any, subcommand: str | None) -> None:
     """Values no run can use: no epochs to train, no threads to train on."""
     if subcommand == "fit" and cfg.trainer.get("max_epochs") == 0:
         raise UserError("--trainer.max_epochs 0 trains nothing; give 1 or more (-1: no limit)")
+    seed = cfg.get("seed_everything")
+    if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+        raise UserError(f"--seed_everything {seed}: a seed is in 0 .. 2**32 - 1")
     if cfg.get("num_threads") is not None and cfg.num_threads < 1:
         raise UserError(f"--num_threads must be at least 1, got {cfg.num_threads}")
 

@@ -1,8 +1,8 @@
-"""The Lightning CLI: ``lightning-mnist fit|validate|test|predict|export``.
+"""``lightning-mnist fit|validate|test|predict|export``: fit also tests the best checkpoint.
 
 ``fit`` trains, then tests the best checkpoint on the test images and writes the run record
-(results.json, predictions, plots) into the run folder, as the tutorial evaluates its best
-model. Every piece of a run is in the config, so ``--print_config`` shows it and a user can
+(predictions, plots, then results.json) into the run folder, as the tutorial evaluates its
+best model. Every piece of a run is in the config, so ``--print_config`` shows it and a user can
 change or remove it: the run logger (``trainer.logger``), ModelCheckpoint (``checkpoint``),
 EarlyStopping (``early_stopping``), the project's callbacks (``trainer.callbacks``), the atomic
 checkpoint writer (``trainer.plugins``) and the optimizer (``optimizer``). The defaults are
@@ -40,6 +40,11 @@ from lightning_mnist.system import MNISTClassifier
 
 SPECIAL_CKPTS = ("best", "last", "hpc", "registry")
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# export runs outside the Trainer: main() hands it to interop/export.py.
+EXPORT_HELP = (
+    "export: write a trained checkpoint as ONNX, TorchScript or an ExportedProgram, checked "
+    "against the model (lightning-mnist export --help)"
+)
 # Lightning's own MisconfigurationException is a configuration mistake too (e.g. a GPU asked
 # for on a machine without one, max_epochs below -1).
 USER_ERRORS = (MisconfigurationException,)
@@ -57,7 +62,8 @@ class MNISTCLI(LightningCLI):
         super().parse_arguments(parser, args)
         # A named checkpoint is opened here, weights only, before Lightning reads its
         # hyper-parameters: a missing, corrupt or code-carrying file gets one line.
-        cfg = self._cfg(self.config, self.config.get("subcommand"))
+        sub = self.config.get("subcommand")
+        cfg = self.config[sub] if sub else self.config
         ckpt = cfg.get("ckpt_path")
         self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
         if self._ckpt:
@@ -65,10 +71,9 @@ class MNISTCLI(LightningCLI):
             hparams = self._ckpt[1].get("hyper_parameters") or {}
             checks.check_flags_against(hparams, given, cfg.model)
 
-    def _cfg(self, config: Any, subcommand: str | None = None) -> Any:
+    def _cfg(self, config: Any) -> Any:
         """This command's part of a parsed config (all of it when run=False)."""
-        sub = subcommand or self.subcommand
-        return config[sub] if sub else config
+        return config[self.subcommand] if self.subcommand else config
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg(self.config)
@@ -169,6 +174,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
             # A parser error is raised, not printed after the usage screen: main() shows it.
             parser_kwargs={
                 "exit_on_error": False,
+                "epilog": EXPORT_HELP,
                 **{s: {"exit_on_error": False} for s in SUBCOMMANDS},
             },
             args=args,

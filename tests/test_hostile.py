@@ -62,6 +62,8 @@ class World:
         return [
             "--config",
             TUTORIAL,
+            "--trainer.accelerator",
+            "cpu",
             "--data.data_dir",
             str(self.data),
             "--data.fetch",
@@ -93,6 +95,18 @@ class World:
         if kind == "no-state":
             path = self.tmp / "nostate.ckpt"
             torch.save({"epoch": 1}, path)
+            return str(path)
+        if kind in ("flipped", "nan"):
+            model = MNISTClassifier()
+            if kind == "nan":
+                model.model.fc1.weight.data[0, 0] = float("nan")
+            path = self.tmp / f"{kind}.ckpt"
+            torch.save({"state_dict": model.state_dict(), "hyper_parameters": {}}, path)
+            if kind == "flipped":  # inside the stored weights, behind an intact zip directory
+                data = bytearray(path.read_bytes())
+                for i in range(len(data) // 2, len(data) // 2 + 16):
+                    data[i] ^= 0xFF
+                path.write_bytes(bytes(data))
             return str(path)
         if kind == "other-architecture":
             path = self.tmp / "other.ckpt"
@@ -150,6 +164,12 @@ def _empty_config(w: World) -> list[str]:
     return ["fit", "--config", w.file("empty.yaml", b"")]
 
 
+# Nine levels of ten aliases: 700 bytes that a YAML loader expands to 10**9 strings.
+ALIAS_BOMB = "a: &a [" + ",".join(["x"] * 10) + "]\n"
+for _prev, _name in zip("abcdefgh", "bcdefghi", strict=True):
+    ALIAS_BOMB += f"{_name}: &{_name} [" + ",".join([f"*{_prev}"] * 10) + "]\n"
+
+
 def _locked_run(w: World) -> list[str]:
     # A run folder that another live process (this test's own) is writing.
     run = w.root / "version_0"
@@ -158,6 +178,14 @@ def _locked_run(w: World) -> list[str]:
     w.held = FileLock(w.root / ".version_0.lock")  # held until the case ends
     w.held.acquire()
     return w.fit("--ckpt_path", "last")
+
+
+def _finished_run(w: World) -> list[str]:
+    run = w.root / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / "results.json").write_text('{"epochs_run": 1}')
+    return w.fit("--ckpt_path", "last")  # w.fit asks for 1 epoch
 
 
 def _contradicting_flag(w: World) -> list[str]:
@@ -254,6 +282,11 @@ CASES: list[tuple[str, Case, str]] = [
         "another architecture",
     ),
     ("corrupt-ckpt-images", _bad_images_ckpt, "corrupt"),
+    ("flipped-bits-ckpt", lambda w: w.sub("test", "--ckpt_path", w.ckpt("flipped")), "CRC"),
+    ("nan-weights-ckpt", lambda w: w.sub("test", "--ckpt_path", w.ckpt("nan")), "non-finite"),
+    ("nan-weights-export", lambda w: ["export", "--ckpt_path", w.ckpt("nan")], "non-finite"),
+    ("seed-negative", lambda w: w.fit("--seed_everything", "-1"), "seed"),
+    ("seed-huge", lambda w: w.fit("--seed_everything", "100000000000000000000"), "seed"),
     # untrained weights are never evaluated silently
     ("test-without-ckpt", lambda w: w.sub("test"), "--ckpt_path"),
     ("validate-without-ckpt", lambda w: w.sub("validate"), "--ckpt_path"),
@@ -262,7 +295,14 @@ CASES: list[tuple[str, Case, str]] = [
     ("test-last-without-run", lambda w: w.sub("test", "--ckpt_path", "last"), "no run"),
     ("fit-last-without-run", lambda w: w.fit("--ckpt_path", "last"), "no run"),
     # one writer per run folder; explicit flags are honoured or refused
+    (
+        "yaml-alias-bomb",
+        lambda w: ["fit", "--config", w.file("b.yaml", ALIAS_BOMB.encode())],
+        "expand",
+    ),
+    ("yaml-self-alias", lambda w: ["fit", "--config", w.file("s.yaml", b"a: &a [*a]\n")], "expand"),
     ("run-folder-locked", _locked_run, "being written by another process"),
+    ("finished-run-resumed", _finished_run, "has finished"),
     ("flag-contradicts-checkpoint", _contradicting_flag, "contradicts the checkpoint"),
     # export
     (

@@ -34,7 +34,8 @@ QUICK = (
 
 def built(tmp_path: Path, *extra: str) -> MNISTCLI:
     """The CLI's objects for ``fit`` with the tutorial preset, built but not run."""
-    args = ["--config", TUTORIAL, "--trainer.default_root_dir", str(tmp_path), *extra]
+    args = ["--config", TUTORIAL, "--trainer.accelerator", "cpu"]
+    args += ["--trainer.default_root_dir", str(tmp_path), *extra]
     return cli_main(args, run=False)
 
 
@@ -207,7 +208,7 @@ def test_tensorboard_logger_and_the_run_folder(data_dir, tmp_path):
     )
     assert run(data_dir, root, *more, "--trainer.logger.save_dir", str(tb)) == 0
     assert json.loads((run_dir / "results.json").read_text())["epochs_run"] == 2
-    assert sorted(p.name for p in root.iterdir()) == ["version_0"]
+    assert sorted(p.name for p in root.iterdir()) == [".version_0.lock", "version_0"]
 
 
 @pytest.mark.real_data
@@ -284,12 +285,14 @@ def test_relative_run_root_as_in_the_readme(data_dir, tmp_path, monkeypatch):
 
 
 def test_epoch_means_are_keras_sample_weighted_means():
-    """torchmetrics' weighted MeanMetric and micro MulticlassAccuracy give the values the
-    hand-written sums gave: sum(loss * n) / sum(n) and correct / seen, on uneven batches."""
-    from lightning_mnist.system import EpochMeans
+    """The device sums give Keras's values: sum(loss * n) / sum(n) and correct / seen, on
+    uneven batches; computing resets them for the next epoch."""
+    from lightning.pytorch.strategies import SingleDeviceStrategy
+
+    from lightning_mnist.system import EpochSums
 
     g = torch.Generator().manual_seed(0)
-    means = EpochMeans(10)
+    means, strategy = EpochSums(), SingleDeviceStrategy("cpu")
     loss_sum, correct, seen = 0.0, 0, 0
     for n in (256, 256, 100, 7):  # a partial last batch weighs less
         logits = torch.randn(n, 10, generator=g)
@@ -299,10 +302,9 @@ def test_epoch_means_are_keras_sample_weighted_means():
         loss_sum += float(loss) * n
         correct += int((logits.argmax(1) == y).sum())
         seen += n
-    got = means.compute()
-    assert float(got["loss"]) == pytest.approx(loss_sum / seen, rel=1e-6)
-    assert float(got["accuracy"]) == pytest.approx(correct / seen, rel=1e-7)
+    got = means.compute(strategy)
+    assert got["loss"] == pytest.approx(loss_sum / seen, rel=1e-6)
+    assert got["accuracy"] == pytest.approx(correct / seen, rel=1e-7)
     assert int(got["samples"]) == seen == 619
-    means.reset()
     means.update(torch.tensor(1.0), torch.eye(10)[:2], torch.tensor([0, 2]))
-    assert float(means.compute()["accuracy"]) == 0.5  # reset forgets the earlier batches
+    assert means.compute(strategy)["accuracy"] == 0.5  # compute forgot the earlier batches

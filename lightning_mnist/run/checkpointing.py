@@ -71,9 +71,11 @@ class RunCheckpoint(ModelCheckpoint):
 
     @staticmethod
     def _checked(state: dict[str, Any], folder: Path) -> dict[str, Any]:
+        saved = Path(str(state.get("dirpath") or ""))
+
         def keep(path: Any) -> str:
-            found = inside(folder, path) if isinstance(path, str | Path) else None
-            if path and found is None:
+            found = inside(folder, path) if isinstance(path, str | Path) and path else None
+            if path and found is None and Path(str(path)).parent != saved:
                 print(f"checkpoint state: ignoring {str(path)[:200]!r} (not a file of {folder})")
             return str(found) if found else ""
 
@@ -82,7 +84,8 @@ class RunCheckpoint(ModelCheckpoint):
         best_k = state.get("best_k_models")
         best_k = best_k if isinstance(best_k, dict) else {}
         state["best_k_models"] = {p: v for k, v in best_k.items() if (p := keep(k))}
-        state.setdefault("best_model_score", None)
+        if not state["best_model_path"]:  # no best file here: the next epoch saves one
+            state.update(best_model_score=None, best_k_models={}, kth_best_model_path="")
         return dict(state, dirpath=str(folder))
 
     def _own_name(self) -> re.Pattern:

@@ -7,6 +7,7 @@ in one table (the Keras reference runs without torch, hence two small modules).
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import re
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from lightning_mnist.atomic import write_atomic
 
 PREDICTIONS_CSV = "test_predictions.csv"
 LATENCY_BATCHES = (1, 256)
@@ -32,9 +35,10 @@ def write_predictions(path: str | Path, labels, predicted) -> Path:
         predicted: Predicted classes (argmax of the logits).
     """
     rows = np.stack([np.asarray(labels, np.int64), np.asarray(predicted, np.int64)], axis=1)
-    path = Path(path)
-    np.savetxt(path, rows, fmt="%d", delimiter=",", header="label,predicted", comments="")
-    return path
+    buffer = io.BytesIO()
+    np.savetxt(buffer, rows, fmt="%d", delimiter=",", header="label,predicted", comments="")
+    write_atomic(Path(path), buffer.getbuffer())
+    return Path(path)
 
 
 @torch.inference_mode()

@@ -9,6 +9,7 @@ folder. One process writes a run folder at a time (``run/lock.py``).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -114,6 +115,7 @@ def choose_version(subcommand: str | None, cfg: Any, root: Path, locks: ExitStac
     """The run being resumed, the SLURM job, or the next free version (locked for a fit)."""
     if subcommand == "fit" and cfg.get("ckpt_path") == "last":
         version, ckpt = _last(root)
+        check_not_finished(root / f"version_{version}", cfg.trainer.get("max_epochs"))
         cfg["ckpt_path"] = str(ckpt)
         if first_process():  # DDP ranks re-run this command: one of them locks and cleans
             lock_or_refuse(root / f"version_{version}", locks)
@@ -133,6 +135,19 @@ def choose_version(subcommand: str | None, cfg: Any, root: Path, locks: ExitStac
             version += 1  # another fit started at the same moment took it
         os.environ[VERSION_ENV] = str(version)
     return version
+
+
+def check_not_finished(run_dir: Path, max_epochs: int | None) -> None:
+    """A finished run is resumed only to train it for more epochs; else nothing changes."""
+    try:
+        done = json.loads((run_dir / "results.json").read_text()).get("epochs_run")
+    except (OSError, ValueError, AttributeError):
+        return  # no (readable) record: the run did not finish
+    if isinstance(done, int) and (max_epochs is None or -1 < max_epochs <= done):
+        raise UserError(
+            f"{run_dir} has finished ({done} epochs, results.json written): nothing to "
+            "resume; raise --trainer.max_epochs to train it on, or start a new run"
+        )
 
 
 def fill_run_paths(cfg: Any, root: Path, version: int | str, run_dir: Path | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from lightning_mnist.atomic import write_atomic  # noqa: E402
 
 
 def plot_curve(train, val, string1: str, location: str, path: Path, title: str = "") -> Path:
@@ -24,24 +27,18 @@ def plot_curve(train, val, string1: str, location: str, path: Path, title: str =
     ax.grid(alpha=0.3)
     ax.legend(loc=location)
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    write_atomic(path, png.getvalue())  # no half picture
     return path
 
 
 def plot_history(history: dict[str, list[float]], out_dir: Path, title: str = "") -> list[Path]:
     """``accuracy.png`` and ``loss.png`` from a Keras-style history dict."""
     out_dir = Path(out_dir)
+    curves = (("accuracy", "lower right"), ("loss", "upper right"))
     return [
-        plot_curve(
-            history["accuracy"],
-            history["val_accuracy"],
-            "accuracy",
-            "lower right",
-            out_dir / "accuracy.png",
-            title,
-        ),
-        plot_curve(
-            history["loss"], history["val_loss"], "loss", "upper right", out_dir / "loss.png", title
-        ),
+        plot_curve(history[k], history[f"val_{k}"], k, where, out_dir / f"{k}.png", title)
+        for k, where in curves
     ]

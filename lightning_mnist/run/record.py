@@ -3,20 +3,25 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lightning_mnist.model import count_params
 from lightning_mnist.network import conv_path
-from lightning_mnist.run.plots import plot_history
-from lightning_mnist.run.results import (
-    HistoryRecorder,
-    build_results,
-    measure_best_model,
-    run_timing,
-    write_json,
+from lightning_mnist.run.measure import (
+    PREDICTIONS_CSV,
+    environment,
+    latency_ms,
+    peak_rss_mb,
+    predict_classes,
+    write_predictions,
 )
+from lightning_mnist.run.plots import plot_history
+from lightning_mnist.run.results import HistoryRecorder, write_json
 
 
 def test_and_record(trainer, model, datamodule, run_dir: Path | None, cfg: Any, fit_t0: float):
@@ -52,27 +57,92 @@ def test_and_record(trainer, model, datamodule, run_dir: Path | None, cfg: Any, 
 
 
 def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best, seconds) -> dict:
+    """Write the test predictions, the plots and then results.json; return the record."""
     fit_seconds, test_seconds = seconds
-    results = build_results(
-        recorder,
-        trainer,
-        test,
-        seed=int(cfg.get("seed_everything") or 0),
-        dataset=datamodule.dataset,
-        params=count_params(model.model),
-        best_model=str(Path(best).resolve().relative_to(run_dir.resolve())) if best else "",
-        fit_seconds=fit_seconds,
-        best_epoch=model.loaded_epoch + 1 if best else None,
-        conv_path=conv_path(model.model, trainer.strategy.root_device),
-        tune_malloc=bool(cfg.get("tune_malloc")),
-    )
-    results["timing"] = run_timing(
-        recorder, fit_seconds, test_seconds, datamodule, trainer.strategy.checkpoint_io
-    )
-    results.update(measure_best_model(model, datamodule, run_dir))
+    val_loss = recorder.history["val_loss"]
+    best_epoch = model.loaded_epoch + 1 if best else None
+    if best_epoch is None and val_loss:  # no checkpoint: the epoch of the lowest val_loss
+        best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__)
+    results = {
+        "framework": "lightning",
+        "dataset": datamodule.dataset,
+        "seed": int(cfg.get("seed_everything") or 0),
+        "epochs_run": len(val_loss),
+        "best_epoch": best_epoch or 0,
+        "history": recorder.history,
+        "epoch_seconds": recorder.epoch_seconds,
+        "fit_seconds": fit_seconds,
+        "test_loss": test["test_loss"],
+        "test_accuracy": test["test_accuracy"],
+        "test_samples": int(test["test_samples"]),
+        "params": count_params(model.model),
+        "conv_path": conv_path(model.model, trainer.strategy.root_device),
+        "tune_malloc": bool(cfg.get("tune_malloc")),
+        "best_model": str(Path(best).resolve().relative_to(run_dir.resolve())) if best else "",
+        "device": describe_device(trainer),
+        "versions": versions(),
+        "timing": run_timing(recorder, fit_seconds, test_seconds, datamodule, trainer),
+        **measure_best_model(model, datamodule, run_dir),
+    }
     plot_history(results["history"], run_dir)
     write_json(run_dir / "results.json", results)
     return results
+
+
+def run_timing(recorder, fit_seconds: float, test_seconds: float, datamodule, trainer) -> dict:
+    """Where a run's time went, in seconds: data loading, training, validation, checkpoint
+    saving, the rest of ``fit`` (sanity check, callbacks, logging) and the test.
+
+    ``data_started_at`` is the wall clock when loading began; the comparison subtracts its
+    own launch time from it to get the start-up (interpreter, imports, CLI, model).
+    """
+    epochs, val = sum(recorder.epoch_seconds), sum(recorder.val_seconds)
+    data = getattr(datamodule, "load_seconds", None)
+    # AtomicCheckpointIO counts it; another CheckpointIO does not (null).
+    ckpt = getattr(trainer.strategy.checkpoint_io, "save_seconds", None)
+    return {
+        "data_started_at": getattr(datamodule, "load_started_at", None),
+        "data": data,
+        "train": epochs - val,
+        "validation": val,
+        "checkpoint": ckpt,
+        "fit_other": fit_seconds - epochs - (data or 0.0) - (ckpt or 0.0),
+        "test": test_seconds,
+    }
+
+
+def measure_best_model(model, datamodule, run_dir: Path) -> dict:
+    """Predict the test set with the tested weights (``test_predictions.csv``), time
+    inference at batch 1 and 256, and record peak memory and the environment."""
+    x, y = datamodule.tensors["test"]
+    x, y = x.to(model.device), y.to(model.device)
+    write_predictions(run_dir / PREDICTIONS_CSV, y.cpu().numpy(), predict_classes(model, x))
+    return {
+        "test_predictions": PREDICTIONS_CSV,
+        "inference_ms": latency_ms(model, x),
+        "peak_rss_mb": peak_rss_mb(),
+        "environment": environment(model.device),
+    }
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import numpy
+    import torchmetrics
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def describe_device(trainer) -> str:
+    dev = trainer.strategy.root_device
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
+    return f"{dev.type} x{trainer.world_size} ({name}, {torch.get_num_threads()} threads)"
 
 
 def print_summary(results: dict, run_dir: Path, best: str, fit_seconds: float) -> None:

@@ -1,42 +1,19 @@
-"""results.json: the record of a run, in the schema shared with keras_reference."""
+"""A run's history (Keras meaning) and the strict-JSON writer of its record, results.json
+(schema shared with keras_reference; ``run/record.py`` fills it)."""
 
 from __future__ import annotations
 
 import json
-import platform
+import math
 import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from lightning_mnist.atomic import write_atomic
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def versions() -> dict[str, str]:
-    import lightning
-    import numpy
-    import torch
-    import torchmetrics
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "torchmetrics": torchmetrics.__version__,
-        "numpy": numpy.__version__,
-    }
-
-
-def describe_device(trainer: L.Trainer) -> str:
-    import torch
-
-    dev = trainer.strategy.root_device
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu"
-    return f"{dev.type} x{trainer.world_size} ({name}, {torch.get_num_threads()} threads)"
 
 
 class HistoryRecorder(Callback):
@@ -106,98 +83,19 @@ class HistoryRecorder(Callback):
         self.val_seconds = list(state_dict["val_seconds"])
 
 
-def build_results(
-    recorder: HistoryRecorder,
-    trainer: L.Trainer,
-    test: dict[str, float],
-    seed: int,
-    dataset: str,
-    params: int,
-    best_model: str,
-    fit_seconds: float,
-    best_epoch: int | None = None,
-    conv_path: str = "native",
-    tune_malloc: bool = False,
-) -> dict[str, Any]:
-    """The results.json record; ``best_epoch`` (1-based) is the tested checkpoint's epoch,
-    else the epoch of the lowest val_loss; ``conv_path`` is the conv+pool path that ran
-    (``native``: PyTorch's ops, ``fused``: the opt-in operator) and ``tune_malloc`` whether
-    the opt-in allocator setting was on."""
-    val_loss = recorder.history["val_loss"]
-    if best_epoch is None:
-        best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__) if val_loss else 0
-    return {
-        "framework": "lightning",
-        "dataset": dataset,
-        "seed": seed,
-        "epochs_run": len(val_loss),
-        "best_epoch": best_epoch,
-        "history": recorder.history,
-        "epoch_seconds": recorder.epoch_seconds,
-        "fit_seconds": fit_seconds,
-        "test_loss": test["test_loss"],
-        "test_accuracy": test["test_accuracy"],
-        "test_samples": int(test["test_samples"]),
-        "params": params,
-        "conv_path": conv_path,
-        "tune_malloc": tune_malloc,
-        "best_model": best_model,
-        "device": describe_device(trainer),
-        "versions": versions(),
-    }
-
-
-def run_timing(
-    recorder: HistoryRecorder, fit_seconds: float, test_seconds: float, datamodule, checkpoint_io
-) -> dict[str, Any]:
-    """Where a run's time went, in seconds: data loading, training, validation, checkpoint
-    saving, the rest of ``fit`` (sanity check, callbacks, logging) and the test.
-
-    ``data_started_at`` is the wall clock when loading began; the comparison subtracts its
-    own launch time from it to get the start-up (interpreter, imports, CLI, model).
-    """
-    nan = float("nan")
-    epochs = sum(recorder.epoch_seconds)
-    val = sum(recorder.val_seconds)
-    data = getattr(datamodule, "load_seconds", None)
-    ckpt = getattr(checkpoint_io, "save_seconds", None)  # AtomicCheckpointIO counts it
-    known = epochs + (data or 0.0) + (ckpt or 0.0)
-    return {
-        "data_started_at": getattr(datamodule, "load_started_at", None),
-        "data": nan if data is None else data,
-        "train": epochs - val,
-        "validation": val,
-        "checkpoint": nan if ckpt is None else ckpt,
-        "fit_other": fit_seconds - known,
-        "test": test_seconds,
-    }
-
-
-def measure_best_model(pl_module, datamodule, run_dir: Path) -> dict[str, Any]:
-    """Predict the test set with the tested weights (``test_predictions.csv``), time
-    inference at batch 1 and 256, and record peak memory and the environment."""
-    from lightning_mnist.run.measure import (
-        PREDICTIONS_CSV,
-        environment,
-        latency_ms,
-        peak_rss_mb,
-        predict_classes,
-        write_predictions,
-    )
-
-    x, y = datamodule.tensors["test"]
-    device = pl_module.device
-    x, y = x.to(device), y.to(device)
-    write_predictions(run_dir / PREDICTIONS_CSV, y.cpu().numpy(), predict_classes(pl_module, x))
-    return {
-        "test_predictions": PREDICTIONS_CSV,
-        "inference_ms": latency_ms(pl_module, x),
-        "peak_rss_mb": peak_rss_mb(),
-        "environment": environment(device),
-    }
-
-
 def write_json(path: Path, data: dict[str, Any]) -> Path:
+    """Strict JSON (a value that was not measured, or is not finite, is ``null``), atomically."""
     path = Path(path)
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    write_atomic(path, (json.dumps(strict(data), indent=2, allow_nan=False) + "\n").encode())
     return path
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, which JSON writes as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    return value

@@ -1,9 +1,9 @@
-"""A checkpoint is data, never instructions: paths in its saved callback state cannot make a
-run delete or overwrite anything outside its own checkpoints folder, or a user's own files
-inside it.
+"""A run never touches what is not its own.
 
-Each case trains a tiny run, rewrites the ModelCheckpoint state of its ``last.ckpt`` as an
-attacker would (plain strings, no code), resumes from it and checks what is still there.
+A checkpoint is data, never instructions: paths in its saved callback state cannot make a
+run delete anything outside its own checkpoints folder, or a user's own files inside it (the
+cases train a tiny run, rewrite the ModelCheckpoint state of its ``last.ckpt`` as an attacker
+would, with plain strings, and resume). Two fits never share a run folder.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 from helpers import TUTORIAL
 
 from lightning_mnist.cli import main
@@ -19,7 +20,8 @@ from lightning_mnist.run.checkpointing import AtomicCheckpointIO, RunCheckpoint
 
 
 def _fit(data: Path, root: Path, epochs: int, *extra: str) -> int:
-    args = ["fit", "--config", TUTORIAL, "--data.data_dir", str(data), "--data.fetch", "false"]
+    args = ["fit", "--config", TUTORIAL, "--trainer.accelerator", "cpu"]
+    args += ["--data.data_dir", str(data), "--data.fetch", "false"]
     args += ["--trainer.default_root_dir", str(root), "--trainer.enable_progress_bar", "false"]
     args += ["--trainer.max_epochs", str(epochs), "--trainer.limit_train_batches", "2"]
     args += ["--trainer.limit_val_batches", "2", "--trainer.limit_test_batches", "2"]
@@ -103,3 +105,13 @@ def test_checkpoint_io_never_removes_a_folder(tmp_path, capsys):
     one.write_bytes(b"x")
     AtomicCheckpointIO().remove_checkpoint(one)
     assert not one.exists()
+
+
+@pytest.mark.real_data
+def test_a_fit_starting_beside_another_takes_the_next_folder(data_dir, tmp_path):
+    # Another fit has just taken version_0 (its lock held, its folder not written yet).
+    root = tmp_path / "runs"
+    root.mkdir()
+    with FileLock(root / ".version_0.lock"):
+        assert _fit(data_dir, root, 1) == 0
+    assert (root / "version_1" / "results.json").is_file() and not (root / "version_0").exists()
