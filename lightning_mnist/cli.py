@@ -64,6 +64,7 @@ class MNISTCLI(LightningCLI):
         # hyper-parameters: a missing, corrupt or code-carrying file gets one line.
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
+        checks.check_settings(cfg, sub)  # before LightningCLI seeds
         ckpt = cfg.get("ckpt_path")
         self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
         if self._ckpt:
@@ -77,7 +78,6 @@ class MNISTCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg(self.config)
-        checks.check_settings(cfg, self.subcommand)
         if cfg.get("tune_malloc"):
             tune_malloc()
         if cfg.get("num_threads") is not None:

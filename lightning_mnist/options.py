@@ -28,7 +28,8 @@ def defaults() -> dict:
             {"class_path": f"lightning_mnist.{name}"}
             for name in (
                 "run.results.HistoryRecorder",
-                "run.checkpointing.SaveOnInterrupt",
+                "run.resume.SaveOnInterrupt",
+                "run.resume.KeepStopDecision",
                 "predict.writer.PredictionCSV",
             )
         ],

@@ -374,3 +374,16 @@ def test_keras_reference_bad_label_is_one_line_and_leaves_no_folder(tmp_path, da
 
 def test_there_are_at_least_forty_cases():
     assert len(CASES) >= 40
+
+
+def test_a_diverging_run_stops_on_its_non_finite_loss(tmp_path, capsys, data_dir):
+    world = World(tmp_path, data_dir)
+    world.raw()
+    argv = world.fit("--optimizer.lr", "1e30", "--trainer.limit_train_batches", "5")
+    capsys.readouterr()
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "non-finite in epoch 1 at step" in lines[0], err[-2000:]
+    assert "Traceback" not in out + err
+    assert not list(world.root.rglob("results.json"))  # no record of a run that diverged

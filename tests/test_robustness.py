@@ -16,6 +16,7 @@ import torch
 from filelock import FileLock
 from helpers import cli_args
 
+from lightning_mnist.cli import main
 from lightning_mnist.run.checkpointing import AtomicCheckpointIO
 
 # Short epochs (30 of 188 batches) keep these tests fast; validation and test stay complete.
@@ -150,3 +151,21 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
     monkeypatch.undo()
     assert torch.equal(torch.load(path)["v"], torch.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+@pytest.mark.real_data
+def test_resume_after_early_stopping_trains_no_extra_epoch(data_dir, tmp_path):
+    # Early stopping ends this run after epoch 2 (no improvement of 10 in the loss). A kill
+    # during its final test or its record leaves last.ckpt of epoch 2 and no results.json.
+    stop = ("--early_stopping.patience", "0", "--early_stopping.min_delta", "10")
+    whole = tmp_path / "whole"
+    assert main(fit_args(data_dir, whole, 5, *stop)) == 0
+    reference = json.loads((whole / "version_0" / "results.json").read_text())
+    assert reference["epochs_run"] == 2  # it did stop early
+    killed = tmp_path / "killed"
+    assert main(fit_args(data_dir, killed, 5, *stop)) == 0
+    (killed / "version_0" / "results.json").unlink()
+    assert main(fit_args(data_dir, killed, 5, *stop, "--ckpt_path", "last")) == 0
+    resumed = json.loads((killed / "version_0" / "results.json").read_text())
+    assert resumed["epochs_run"] == 2 and resumed["history"] == reference["history"]
+    assert resumed["test_accuracy"] == reference["test_accuracy"]

@@ -2,7 +2,6 @@
 
 - ``RunCheckpoint``: ModelCheckpoint whose restored paths are checked, never obeyed.
 - ``AtomicCheckpointIO``: temp file, fsync, rename; removes single files only.
-- ``SaveOnInterrupt``: Ctrl-C and SIGTERM save ``checkpoints/interrupted.ckpt``.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_mnist.atomic import write_atomic
 
@@ -144,32 +142,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             path.unlink()
         elif path.exists():
             print(f"not removing {path}: a checkpoint is a file, this is not")
-
-
-class SaveOnInterrupt(Callback):
-    """Save ``checkpoints/interrupted.ckpt`` when fit stops on Ctrl-C or SIGTERM.
-
-    The exact resume point stays ``last.ckpt`` (the last finished epoch): a mid-epoch
-    state cannot be replayed exactly, so this file is for inspection or a manual restart.
-    """
-
-    def __init__(self) -> None:
-        self.path: Path | None = None
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt | SIGTERMException):
-            return
-        ckpt = trainer.checkpoint_callback
-        if not (ckpt and ckpt.dirpath):
-            return  # checkpointing is off: nothing to save into
-        folder = Path(ckpt.dirpath)
-        self.path = folder / "interrupted.ckpt"
-        trainer.save_checkpoint(self.path)
-        if trainer.is_global_zero:
-            last = folder / "last.ckpt"
-            hint = (
-                f"; resume from the last finished epoch with --ckpt_path {last}"
-                if last.is_file()
-                else ""
-            )
-            print(f"\nInterrupted at epoch {trainer.current_epoch}: saved {self.path}{hint}")
