@@ -52,14 +52,9 @@ def apply_affine(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     # theta maps output coordinates to input ones (normalised to [-1, 1]): the inverse of
     # "rotate by angle, scale by zoom, then move by shift".
     cos, sin, s = torch.cos(p["angle"]), torch.sin(p["angle"]), p["zoom"]
-    theta = torch.stack(
-        [
-            torch.stack([cos / s, sin / s, -2 * (cos * p["shift_x"] + sin * p["shift_y"]) / s], 1),
-            torch.stack(
-                [-sin / s, cos / s, -2 * (-sin * p["shift_x"] + cos * p["shift_y"]) / s], 1
-            ),
-        ],
-        1,
-    ).to(x.dtype)
+    dx, dy = p["shift_x"], p["shift_y"]
+    row_x = torch.stack([cos / s, sin / s, -2 * (cos * dx + sin * dy) / s], 1)
+    row_y = torch.stack([-sin / s, cos / s, -2 * (-sin * dx + cos * dy) / s], 1)
+    theta = torch.stack([row_x, row_y], 1).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

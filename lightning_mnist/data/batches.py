@@ -31,18 +31,9 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class TensorBatches:
-    """Iterate over ``(x[idx], y[idx])`` batches of in-memory tensors.
-
-    Args:
-        x: Inputs, first dimension = samples.
-        y: Targets, first dimension = samples.
-        batch_size: Global batch size (summed over all ranks).
-        shuffle: Reshuffle every epoch (training) or keep the file order (evaluation).
-        seed: Base seed of the shuffle order.
-        epoch_fn: Returns the current epoch, so the order follows the trainer.
-        rank: This process's rank.
-        world_size: Number of processes.
-    """
+    """Iterate over ``(x[idx], y[idx])`` batches of in-memory tensors (samples first) of
+    ``batch_size`` summed over the ``world_size`` ranks: reshuffled every epoch (training,
+    the order seeded by ``seed`` and the epoch ``epoch_fn`` returns) or in file order."""
 
     def __init__(
         self,

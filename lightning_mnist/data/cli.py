@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 
 from jsonargparse import auto_cli
 
@@ -16,6 +17,8 @@ from lightning_mnist.data.catalogue import default_data_dir, get_spec
 from lightning_mnist.data.fetch import SOURCES, prepare
 from lightning_mnist.data.verify import FileCheck, check_files
 from lightning_mnist.errors import report_user_errors
+
+HELP_HINT = " (see `lightning-mnist-data --help`)"
 
 
 @dataclass
@@ -70,23 +73,11 @@ def _report(checks: list[FileCheck], sources: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script; see the module docstring.
-
-    Args:
-        argv: the arguments (default: ``sys.argv[1:]``).
-    """
+    """The console script (``argv`` default: ``sys.argv[1:]``); see the module docstring."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    return report_user_errors(
-        lambda: auto_cli(
-            [fetch, verify],
-            argv,
-            exit_on_error=False,
-            prog="lightning-mnist-data",
-            description="Fetch or verify MNIST-style IDX files.",
-        ),
-        (),
-        help_hint=" (see `lightning-mnist-data --help`)",
-    )
+    description = "Fetch or verify MNIST-style IDX files."
+    run = partial(auto_cli, [fetch, verify], argv, exit_on_error=False, description=description)
+    return report_user_errors(lambda: run(prog="lightning-mnist-data"), (), HELP_HINT)
 
 
 if __name__ == "__main__":

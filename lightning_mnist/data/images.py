@@ -37,14 +37,8 @@ from lightning_mnist.errors import UserError
 
 # PIL format names we accept, and the file suffixes that go with them. GIF and TIFF may hold
 # several frames; the first one is used.
-SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
-    "PNG": (".png",),
-    "JPEG": (".jpg", ".jpeg"),
-    "BMP": (".bmp",),
-    "GIF": (".gif",),
-    "TIFF": (".tif", ".tiff"),
-    "WEBP": (".webp",),
-}
+SUPPORTED_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",)}
+SUPPORTED_FORMATS |= {"GIF": (".gif",), "TIFF": (".tif", ".tiff"), "WEBP": (".webp",)}
 IMAGE_SUFFIXES: frozenset[str] = frozenset(s for v in SUPPORTED_FORMATS.values() for s in v)
 
 FIELD = 28  # MNIST image side
@@ -70,12 +64,9 @@ class ImageError(UserError):
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
-    """Open an image file as a uint8 (H, W) grayscale array, with any alpha composited onto white.
-
-    Raises:
-        ImageError: The file is missing, empty, not a decodable image, of an unsupported
-            format, or larger than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
-    """
+    """An image file as a uint8 (H, W) grayscale array, any alpha composited onto white;
+    ``ImageError`` when it is missing, empty, not a decodable image, of an unsupported format,
+    or over PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -108,11 +99,9 @@ def load_grayscale(path: str | Path) -> np.ndarray:
 
 
 def _unidentified_message(path: Path) -> str:
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return (
-            f"{path}: not a supported image ({path.suffix or 'no suffix'}); use {SUPPORTED_NAMES}"
-        )
-    return f"{path}: not a valid image (PIL cannot identify it); re-save it as PNG"
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return f"{path}: not a valid image (PIL cannot identify it); re-save it as PNG"
+    return f"{path}: not a supported image ({path.suffix or 'no suffix'}); use {SUPPORTED_NAMES}"
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:
@@ -132,16 +121,17 @@ def _to_gray(img: Image.Image) -> np.ndarray:
 def ink_on_black(gray: np.ndarray) -> np.ndarray:
     """uint8 (H, W) grayscale with the ink bright on a dark background, as in MNIST: inverted
     when the border is light."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return 255 - gray if np.median(border) > LIGHT_BACKGROUND else gray
+    return 255 - gray if _border_median(gray) > LIGHT_BACKGROUND else gray
+
+
+def _border_median(img: np.ndarray) -> float:
+    return float(np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])))
 
 
 def crop_to_ink(img: np.ndarray) -> np.ndarray | None:
     """uint8 (H, W), ink bright on dark -> float32 (h, w) in [0, 255]: the background level
     removed, the ink stretched to 0..255 and cropped to its box; None when there is no ink."""
-    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-    bg = float(np.median(border))
-    peak = float(img.max())
+    bg, peak = _border_median(img), float(img.max())
     if peak - bg < MIN_CONTRAST:
         return None
     ink = img > bg + INK_FRACTION * (peak - bg)
@@ -158,9 +148,8 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL takes (width, height)
     # Lanczos in PIL widens its kernel when shrinking, so it antialiases; clip its ringing.
-    out = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32)).resize(
-        size, Image.Resampling.LANCZOS
-    )
+    out = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32))
+    out = out.resize(size, Image.Resampling.LANCZOS)
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 255.0)
 
 
@@ -196,17 +185,9 @@ def prepare_array(gray: np.ndarray) -> np.ndarray | None:
 
 
 def prepare_image(path: str | Path) -> np.ndarray:
-    """Read an image of a handwritten digit and prepare it as an MNIST digit.
-
-    Args:
-        path: PNG, JPEG, BMP, GIF, TIFF or WEBP file of one digit, any size and background.
-
-    Returns:
-        float32 (28, 28) in [0, 1], white ink on black, centred by mass.
-
-    Raises:
-        ImageError: The file is not a usable image, or it is blank.
-    """
+    """An image file of one handwritten digit (any size and background) as an MNIST digit:
+    float32 (28, 28) in [0, 1], white ink on black, centred by mass; ``ImageError`` when the
+    file is not a usable image, or it is blank."""
     out = prepare_array(load_grayscale(path))
     if out is None:
         raise ImageError(f"{path}: blank image (no ink found); draw a digit on it")
@@ -220,11 +201,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
     failures: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            found = sorted(f for f in p.iterdir() if f.is_file() and _is_image_name(f.name))
             if not found:
                 suffixes = " ".join(sorted(IMAGE_SUFFIXES))
                 failures.append((str(p), f"{p}: folder holds no image files ({suffixes})"))
@@ -235,6 +212,10 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
             failures.append((str(p), f"{p}: no such file or folder"))
     unique = list(dict.fromkeys(files))  # a file given twice (or file + its folder) runs once
     return unique, failures
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
 def load_images(

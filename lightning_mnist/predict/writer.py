@@ -29,6 +29,7 @@ from lightning_mnist.atomic import write_atomic
 from lightning_mnist.errors import UserError
 
 TOP_K = 3
+FIELDS = ("file", "predicted", "probability", "top3", "error")  # of image_predictions.*
 
 
 class PredictError(UserError):
@@ -37,14 +38,8 @@ class PredictError(UserError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One classified image.
-
-    Args:
-        file: The image file, as found from the inputs.
-        predicted: The most probable class.
-        probability: Its softmax probability.
-        top3: The three most probable ``(class, probability)`` pairs, most probable first.
-    """
+    """One classified image: its file (as found from the inputs), the most probable class, its
+    softmax probability and the three most probable ``(class, probability)`` pairs."""
 
     file: str
     predicted: int
@@ -65,9 +60,7 @@ def top_prediction(file: str, probs: torch.Tensor) -> Prediction:
 def csv_text(header: list[str], rows: list[list]) -> str:
     """CSV text with a header row, ``\\n`` line ends."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     return buf.getvalue()
 
 
@@ -80,14 +73,11 @@ def render(rows: list[Prediction], failures: list[tuple[str, str]], suffix: str)
             | {"top3": [list(t) for t in r.top3], "error": None}
             for r in rows
         ]
-        records += [
-            {"file": f, "predicted": None, "probability": None, "top3": None, "error": m}
-            for f, m in failures
-        ]
+        records += [dict.fromkeys(FIELDS) | {"file": f, "error": m} for f, m in failures]
         return json.dumps(records, indent=2) + "\n"
     lines = [[r.file, r.predicted, f"{r.probability:.6f}", r.top3_text(), ""] for r in rows]
     lines += [[f, "", "", "", m] for f, m in failures]
-    return csv_text(["file", "predicted", "probability", "top3", "error"], lines)
+    return csv_text(list(FIELDS), lines)
 
 
 def format_table(rows: list[Prediction]) -> str:
