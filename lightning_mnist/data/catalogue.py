@@ -91,9 +91,8 @@ def make_spec(
     mirrors: tuple[str, ...] = (),
     num_classes: int = 10,
 ) -> DatasetSpec:
-    """A spec with MNIST's four file names; ``md5s`` and ``gz_md5s`` are in the order train
-    images, train labels, test images, test labels (None: not checked, unless recorded at
-    fetch)."""
+    """A spec with MNIST's four file names; ``md5s`` and ``gz_md5s`` in ``FILE_NAMES``' order
+    (None: not checked, unless recorded at fetch)."""
     magics = (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC)
     counts = (n_train, n_train, n_test, n_test)
     fields = zip(FILE_NAMES, magics, counts, md5s, gz_md5s, strict=True)
@@ -108,23 +107,14 @@ def from_torchvision(
     (the class name), its mirrors and the MD5s it pins for the ``.gz`` files, plus ``md5s`` of
     the four uncompressed files, where known."""
     gz = {file.removesuffix(".gz"): md5 for file, md5 in dataset.resources}
-    gz_md5s = tuple(gz[file] for file in FILE_NAMES)
-    return make_spec(
-        name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=tuple(dataset.mirrors)
-    )
+    gz_md5s, mirrors = tuple(gz[file] for file in FILE_NAMES), tuple(dataset.mirrors)
+    return make_spec(name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=mirrors)
 
 
 # The official uncompressed MNIST files (docs/parity.md, "MNIST bytes"): checked on every load.
-MNIST = from_torchvision(
-    "mnist",
-    TorchvisionMNIST,
-    md5s=(
-        "6bbc9ace898e44ae57da46a324031adb",
-        "a25bea736e30d166cdddb491f175f624",
-        "2646ac647ad5339dbf082846283269ea",
-        "27ae3e4e09519cfbb04c329615203637",
-    ),
-)
+MNIST_MD5S = ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624")
+MNIST_MD5S += ("2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637")
+MNIST = from_torchvision("mnist", TorchvisionMNIST, md5s=MNIST_MD5S)
 
 # Zalando publishes MD5s of the .gz files only (the ones torchvision pins), and we found no
 # published MD5 of the uncompressed files. So:

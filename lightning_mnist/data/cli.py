@@ -1,5 +1,4 @@
 """``lightning-mnist-data fetch|verify``: get a dataset's files into a data dir, or check them.
-
 Each prints one row per file (size, MD5 check, source) and one ``error:`` line per bad file,
 and exits 0 when all four are good, 1 when one is not, 2 for a user error (one line).
 """
@@ -66,9 +65,8 @@ def _report(checks: list[FileCheck], sources: dict[str, str]) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    for c in checks:
-        if c.error:
-            print(f"error: {c.error}", file=sys.stderr)
+    for error in (c.error for c in checks if c.error):
+        print(f"error: {error}", file=sys.stderr)
     return 0 if all(c.ok for c in checks) else 1
 
 

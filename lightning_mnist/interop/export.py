@@ -1,10 +1,7 @@
-"""``lightning-mnist export``: a checkpoint as ONNX, TorchScript or an ExportedProgram.
-
-Whatever conv path the checkpoint was trained with, the export uses PyTorch's stock ops (the
-weights are the same), so any runtime can load it. The exported file is run the way a user
-would (onnxruntime, ``torch.jit.load``, ``torch.export.load``) on the test images, and a file
-whose classes or softmax differ from the model's is not written.
-"""
+"""``lightning-mnist export``: a checkpoint as ONNX, TorchScript or an ExportedProgram, on
+PyTorch's stock ops whatever conv path it was trained with (the weights are the same), so any
+runtime loads it. The file is run as a user would (onnxruntime, ``torch.jit.load``,
+``torch.export.load``) on the test images; one whose classes or softmax differ is not kept."""
 
 from __future__ import annotations
 
@@ -37,7 +34,8 @@ class ExportError(UserError):
 
 def stock_model(ckpt_path: str | Path) -> nn.Module:
     """The checkpoint's network on PyTorch's own ops, in eval mode and NCHW layout."""
-    h = (system := load_classifier(ckpt_path)).hparams
+    system = load_classifier(ckpt_path)
+    h = system.hparams
     args = (h.arch, h.filters, h.hidden, h.dropout, h.num_classes, False, h.convs, "native")
     model = build_network(*args)
     model.load_state_dict(system.model.state_dict())
@@ -83,20 +81,11 @@ def run_exported(fmt: Format, path: Path, x: torch.Tensor, batch: int = 1000) ->
         return torch.cat([run(part) for part in x.split(batch)])
 
 
-def check(model: nn.Module, fmt: Format, path: Path, x: torch.Tensor) -> dict[str, float]:
-    """Compare the exported file with ``model`` on ``x``: equal classes and max |Δ softmax|."""
-    with torch.no_grad():
-        ref = model(x).softmax(1)
-    got = run_exported(fmt, path, x).softmax(1)
-    equal = int((got.argmax(1) == ref.argmax(1)).sum())
-    diff = float((got - ref).abs().max())
-    return {"images": len(x), "equal_predictions": equal, "max_abs_softmax_diff": diff}
-
-
 def export_checked(
     ckpt_path: str | Path, fmt: Format, out: Path, x: torch.Tensor
 ) -> dict[str, float]:
-    """Export, check on ``x`` and move into ``out`` only when the check passes."""
+    """Export, compare with the model on ``x`` (equal classes, max |Δ softmax|) and move into
+    ``out`` only when they agree."""
     if out.exists():
         raise ExportError(f"{out} already exists; choose a new --out")
     if not out.parent.is_dir():
@@ -104,13 +93,16 @@ def export_checked(
     model = stock_model(ckpt_path)
     with staged({out: b""}) as temps:  # renamed into place only when the block ends normally
         export(model, fmt, temps[out])
-        report = check(model, fmt, temps[out], x)
-        if report["equal_predictions"] != len(x) or report["max_abs_softmax_diff"] > SOFTMAX_ATOL:
+        with torch.no_grad():
+            ref = model(x).softmax(1)
+        got = run_exported(fmt, temps[out], x).softmax(1)
+        equal, diff = int((got.argmax(1) == ref.argmax(1)).sum()), float((got - ref).abs().max())
+        if equal != len(x) or diff > SOFTMAX_ATOL:
             raise ExportError(
-                f"the {fmt} export disagrees with the model: {report['equal_predictions']}/"
-                f"{len(x)} equal predictions, max |Δ softmax| {report['max_abs_softmax_diff']:.2e}"
+                f"the {fmt} export disagrees with the model: {equal}/{len(x)} equal "
+                f"predictions, max |Δ softmax| {diff:.2e}"
             )
-    return report
+    return {"images": len(x), "equal_predictions": equal, "max_abs_softmax_diff": diff}
 
 
 def export_command(

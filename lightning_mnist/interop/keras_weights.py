@@ -3,13 +3,12 @@
 Keras files read (the layouts Keras 3.15 writes, checked with h5py):
 
 - ``.weights.h5`` (``model.save_weights``): ``layers/<auto name>/vars/0`` (kernel) and ``/1``
-  (bias). The group names come from the layer classes in model order, numbered per class:
-  ``conv2d``, ``max_pooling2d``, ``flatten``, ``dense``, ``dropout``, ``dense_1``.
+  (bias), the names from the layer classes in model order, numbered per class: ``conv2d``,
+  ``max_pooling2d``, ``flatten``, ``dense``, ``dropout``, ``dense_1``.
 - ``.keras`` (``model.save``): a zip holding the same ``model.weights.h5``.
-- legacy ``.h5`` (``model.save("best_model.h5")``, as the tutorial does, Keras 2 or 3):
-  ``model_weights/`` whose ``layer_names`` attribute lists the layers in model order and whose
-  per-layer ``weight_names`` attribute lists kernel then bias. A Keras 2 weights-only ``.h5``
-  has the same attributes at the root.
+- legacy ``.h5`` (``model.save("best_model.h5")`` as the tutorial does, Keras 2 or 3):
+  ``model_weights/`` (a Keras 2 weights-only file: the root), its ``layer_names`` attribute
+  the layers in model order, each layer's ``weight_names`` kernel then bias.
 
 Layout (docs/parity.md #5): Keras is channels-last. A Conv2D kernel is HWIO and becomes torch's
 OIHW by ``transpose(3, 2, 0, 1)``. A Dense kernel is (in, out) and ``nn.Linear.weight`` is
@@ -79,12 +78,8 @@ def keras_layout_state(model: nn.Module) -> KerasArrays:
 
 def load_keras_state(model: nn.Module, arrays: dict, source: str = "weights") -> None:
     """Copy Keras-layout arrays (as :func:`keras_layout_state` returns, or each Keras layer's
-    ``get_weights()``) into the model, in place; its device and dtype are kept.
-
-    Raises:
-        ValueError: A layer is missing or a shape differs (another architecture or size). All
-            shapes are checked first, so a bad file changes nothing.
-    """
+    ``get_weights()``) into the model, in place, keeping its device and dtype. ``ValueError``
+    when a layer is missing or a shape differs; all are checked first, so nothing changes."""
     layers = _layer_tensors(model)
     for name, want in keras_layout_state(model).items():
         got = [np.shape(a) for a in arrays[name]] if name in arrays else None
@@ -125,13 +120,9 @@ def _weighted_layers_v3(layers: h5py.Group) -> list[list[np.ndarray]]:
 
 
 def _weighted_layers_legacy(root: h5py.Group) -> list[list[np.ndarray]]:
-    found = []
-    for layer_name in root.attrs["layer_names"]:
-        group = root[_str(layer_name)]
-        names = [_str(n) for n in group.attrs.get("weight_names", [])]
-        if names:
-            found.append([group[n][()] for n in names])
-    return found
+    groups = [root[_str(name)] for name in root.attrs["layer_names"]]
+    named = [(g, [_str(n) for n in g.attrs.get("weight_names", [])]) for g in groups]
+    return [[g[n][()] for n in names] for g, names in named if names]  # weighted layers only
 
 
 def _str(value: bytes | str) -> str:
@@ -150,12 +141,8 @@ def _read_h5(f: h5py.File) -> list[list[np.ndarray]]:
 
 def read_keras_weights(path: str | Path) -> KerasArrays:
     """The tutorial model's weights, ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``,
-    from a ``.keras``, ``.h5`` or ``.weights.h5`` file (recognised by content, not name).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: Not a Keras weights file, or not three layers Conv2D, Dense, Dense.
-    """
+    from a ``.keras``, ``.h5`` or ``.weights.h5`` file (recognised by content, not name);
+    ``ValueError`` when it is not one, or not three layers Conv2D, Dense, Dense."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such Keras file")
@@ -181,20 +168,15 @@ def read_keras_weights(path: str | Path) -> KerasArrays:
 
 
 def load_keras_weights(model: TutorialCNN, path: str | Path) -> None:
-    """Load the weights of a Keras tutorial model's ``.keras``, legacy ``.h5`` (such as the
-    tutorial's ``best_model.h5``) or ``.weights.h5`` file into ``model`` (a ``TutorialCNN`` of
-    the same filters/hidden/num_classes), in place; errors as :func:`read_keras_weights` and
-    :func:`load_keras_state`."""
+    """Load a Keras tutorial model's file (``.keras``, ``.weights.h5``, or legacy ``.h5`` such
+    as the tutorial's ``best_model.h5``) into a ``TutorialCNN`` of its sizes, in place."""
     load_keras_state(model, read_keras_weights(path), source=str(path))
 
 
 def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
-    """Write the model's weights to ``path`` as a Keras 3 ``.weights.h5`` file, and return it.
-
-    ``keras_reference.model.build_model().load_weights(path)`` accepts it (Keras needs the name
-    to end in ``.weights.h5``). The file holds no optimizer state, so a compiled Keras model
-    warns "Skipping variable loading for optimizer" and keeps its own (fresh) optimizer.
-    """
+    """Write the model's weights to ``path`` (named ``*.weights.h5``) as Keras 3 does, for
+    ``keras_reference.model.build_model().load_weights(path)``. It holds no optimizer state:
+    a compiled Keras model warns "Skipping variable loading for optimizer" and keeps its own."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: Keras loads weights only from a name ending in .weights.h5")

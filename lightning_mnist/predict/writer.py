@@ -1,15 +1,11 @@
-"""Write ``predict`` output into the run folder, whole or not at all (``atomic.write_atomic``).
+"""Write ``predict`` output into the run folder, whole or not at all, never over a file.
 
-- On the test set: ``predictions.csv``, one row per image with its label, the predicted class,
+- On the test set: ``predictions.csv``, one row per image: its label, the predicted class,
   its probability and all class probabilities.
-- On your own images (``--data.images``): ``image_predictions.csv`` (or ``.json``, see
-  ``image_format``), one record per input file, failures included. CSV columns are ``file,
-  predicted, probability, top3, error``, ``top3`` reading ``"7:0.9812 1:0.0101 2:0.0003"``;
-  JSON is a list of ``{"file", "predicted", "probability", "top3": [[class, p], ...],
-  "error"}``. A file that could not be read has empty (``null``) prediction fields and its
-  error, which is also reported on stderr.
-
-An existing output file is never overwritten: the writer refuses with one line.
+- On your own images (``--data.images``): ``image_predictions.csv`` (or ``.json``), one record
+  per input file with ``FIELDS``, ``top3`` reading ``"7:0.9812 1:0.0101 2:0.0003"`` (in JSON
+  ``[[class, p], ...]``). A file that could not be read has empty (``null``) prediction
+  fields and its error, which is also reported on stderr.
 """
 
 from __future__ import annotations
@@ -115,7 +111,7 @@ def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor
 
 def write_image_predictions(
     path: Path, files: list[str], probs: torch.Tensor, failures: list[tuple[str, str]]
-) -> list[Prediction]:
+) -> None:
     """Write the predictions for ``files`` (the rows of ``probs``) and the ``(input,
     message)`` failures, CSV or JSON by ``path``'s suffix; print them as a table, each failure
     as one ``error:`` line on stderr, and a summary."""
@@ -126,7 +122,6 @@ def write_image_predictions(
     for _, message in failures:
         print(f"error: {message}", file=sys.stderr)
     print(f"{len(rows)} predicted, {len(failures)} failed; wrote {path}")
-    return rows
 
 
 class PredictionCSV(BasePredictionWriter):
