@@ -1,5 +1,2 @@
-"""The data chain: the dataset catalogue (``catalogue``), verification and loading
-(``verify``), the fetch chain (``sources``, ``fetch``) and its command (``cli``), users' own
-images (``images``), in-memory batches (``batches``), batch augmentation (``augment``) and
-the LightningDataModule (``module``).
-"""
+"""The data chain: catalogue -> verify -> sources/fetch (and their cli) -> batches, augment,
+images -> the LightningDataModule (``module``)."""

@@ -1,11 +1,8 @@
 """Random affine augmentation of a whole batch on its own device: rotation, zoom and shift
 drawn per image, applied in one ``affine_grid`` + ``grid_sample`` (no per-image Python).
-
-The ranges mean what Keras's ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation``
-mean (docs/parity.md #13): an angle in ±``rotation`` degrees, a zoom factor in
-1 ± ``zoom`` (above 1 zooms in), a shift in ± ``shift`` of the image size, each uniform; the
-area uncovered is filled with 0 (black, the MNIST background).
-"""
+The ranges mean what Keras's ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` mean
+(docs/parity.md #13): uniform in ±``rotation`` degrees, a zoom factor in 1 ± ``zoom`` (above 1
+zooms in) and ± ``shift`` of the image size; the area uncovered is filled with 0 (black)."""
 
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ def affine_params(
     """Per-image angle (radians), zoom factor and shifts (fractions of the size), uniform."""
 
     def uniform(bound: float) -> torch.Tensor:
-        u = torch.rand(n, device=device, generator=generator)
-        return (2 * u - 1) * bound
+        return (2 * torch.rand(n, device=device, generator=generator) - 1) * bound
 
     return {
         "angle": uniform(math.radians(rotation)),
@@ -35,11 +31,9 @@ def affine_params(
 def random_affine(
     x: torch.Tensor, rotation: float = 0.0, zoom: float = 0.0, shift: float = 0.0, generator=None
 ) -> torch.Tensor:
-    """``x`` (N, C, H, W) with each image rotated, zoomed and shifted at random.
-
-    Zero ranges return ``x`` itself. Draws from ``generator``, or from torch's global
-    generator of ``x``'s device (which the training system seeds per epoch).
-    """
+    """``x`` (N, C, H, W) with each image rotated, zoomed and shifted at random (zero ranges:
+    ``x`` itself), drawn from ``generator`` or else from torch's global generator of ``x``'s
+    device (which the training system seeds per epoch)."""
     if rotation == zoom == shift == 0:
         return x
     return apply_affine(x, affine_params(len(x), rotation, zoom, shift, x.device, generator))
@@ -52,14 +46,9 @@ def apply_affine(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     # theta maps output coordinates to input ones (normalised to [-1, 1]): the inverse of
     # "rotate by angle, scale by zoom, then move by shift".
     cos, sin, s = torch.cos(p["angle"]), torch.sin(p["angle"]), p["zoom"]
-    theta = torch.stack(
-        [
-            torch.stack([cos / s, sin / s, -2 * (cos * p["shift_x"] + sin * p["shift_y"]) / s], 1),
-            torch.stack(
-                [-sin / s, cos / s, -2 * (-sin * p["shift_x"] + cos * p["shift_y"]) / s], 1
-            ),
-        ],
-        1,
-    ).to(x.dtype)
+    dx, dy = p["shift_x"], p["shift_y"]
+    row_x = torch.stack([cos / s, sin / s, -2 * (cos * dx + sin * dy) / s], 1)
+    row_y = torch.stack([-sin / s, cos / s, -2 * (-sin * dx + cos * dy) / s], 1)
+    theta = torch.stack([row_x, row_y], 1).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

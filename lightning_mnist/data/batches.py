@@ -1,14 +1,12 @@
-"""In-memory batching: a dataset held as one tensor, batches taken as index slices.
-
-A ``DataLoader`` over a ``Dataset`` does per-sample Python work (``__getitem__``
-plus collate) for every image; here a batch is one ``index_select``. Under DDP
-each process takes its own part of every global batch, so the union over ranks
-is the whole epoch with no duplicates and no padding.
-"""
+"""In-memory batching: a dataset held as one tensor, a batch is one ``index_select`` (a
+``DataLoader`` does ``__getitem__`` plus collate per image). Under DDP each process takes its
+own part of every global batch: the union over ranks is the whole epoch, no duplicates, no
+padding."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -21,46 +19,30 @@ def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffle order of an epoch, a pure function of (seed, epoch).
-
-    Deriving it instead of drawing it from a running generator makes a resumed
-    run see exactly the batches an uninterrupted run would have seen.
-    """
+    """The shuffle order of an epoch, a pure function of (seed, epoch): unlike draws from a
+    running generator, a resumed run sees exactly the batches an uninterrupted run would."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
 
 
+@dataclass(eq=False)
 class TensorBatches:
-    """Iterate over ``(x[idx], y[idx])`` batches of in-memory tensors.
+    """Iterate over ``(x[idx], y[idx])`` batches of in-memory tensors (samples first) of
+    ``batch_size`` summed over the ``world_size`` ranks: reshuffled every epoch (training,
+    the order seeded by ``seed`` and the epoch ``epoch_fn`` returns) or in file order."""
 
-    Args:
-        x: Inputs, first dimension = samples.
-        y: Targets, first dimension = samples.
-        batch_size: Global batch size (summed over all ranks).
-        shuffle: Reshuffle every epoch (training) or keep the file order (evaluation).
-        seed: Base seed of the shuffle order.
-        epoch_fn: Returns the current epoch, so the order follows the trainer.
-        rank: This process's rank.
-        world_size: Number of processes.
-    """
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int
+    shuffle: bool = False
+    seed: int = 0
+    epoch_fn: Callable[[], int] = lambda: 0
+    rank: int = 0
+    world_size: int = 1
 
-    def __init__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch_fn: Callable[[], int] = lambda: 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        self.x, self.y = x, y
-        self.batch_size = batch_size
-        self.shuffle, self.seed, self.epoch_fn = shuffle, seed, epoch_fn
-        self.rank, self.world_size = rank, world_size
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
 
     def __len__(self) -> int:
         n = len(self.x)

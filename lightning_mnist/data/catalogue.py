@@ -1,10 +1,7 @@
 """The dataset catalogue: which datasets there are, what their four IDX files must be, and
-where they lie (torchvision's layout, under the data dir every command uses).
-
-torchvision supplies the layout (``<root>/<class name>/raw/<file>``), the download mirrors
-and the MD5 pins of the ``.gz`` files (``torchvision.datasets.MNIST`` / ``FashionMNIST``);
-this module adds the project's pins of the uncompressed MNIST files.
-"""
+where they lie. torchvision supplies the layout (``<root>/<class name>/raw/<file>``), the
+mirrors and the MD5 pins of the ``.gz`` files; this module adds the project's pins of the
+uncompressed MNIST files."""
 
 from __future__ import annotations
 
@@ -35,34 +32,21 @@ def default_data_dir() -> str:
 
 @dataclass(frozen=True)
 class IdxFile:
-    """One of a dataset's four files, as it must be on disk (uncompressed).
+    """One of a dataset's four files, as it must be on disk (uncompressed): a big-endian
+    header (two zero bytes, a type code, the number of dimensions, then one uint32 per
+    dimension) followed by the raw uint8 payload."""
 
-    An IDX file is a big-endian header (two zero bytes, a type code, the number of
-    dimensions, then one uint32 per dimension) followed by the raw uint8 payload.
-
-    Args:
-        name: file name inside the raw dir, e.g. ``train-images-idx3-ubyte``.
-        magic: ``IMAGES_MAGIC`` or ``LABELS_MAGIC``.
-        count: number of images or labels.
-        md5: MD5 of the uncompressed file, or None where no official one is known.
-        gz_md5: MD5 of the ``<name>.gz`` that the mirrors serve (checked at download only).
-        rows: image height (images only).
-        cols: image width (images only).
-    """
-
-    name: str
-    magic: int
-    count: int
-    md5: str | None = None
-    gz_md5: str | None = None
-    rows: int = 28
+    name: str  # inside the raw dir, e.g. ``train-images-idx3-ubyte``
+    magic: int  # IMAGES_MAGIC or LABELS_MAGIC
+    count: int  # images or labels
+    md5: str | None = None  # of the uncompressed file; None where no official one is known
+    gz_md5: str | None = None  # of the ``<name>.gz`` the mirrors serve (checked at download)
+    rows: int = 28  # images only
     cols: int = 28
 
     @property
     def shape(self) -> tuple[int, ...]:
-        if self.magic == IMAGES_MAGIC:
-            return (self.count, self.rows, self.cols)
-        return (self.count,)
+        return (self.count, self.rows, self.cols) if self.magic == IMAGES_MAGIC else (self.count,)
 
     @property
     def size(self) -> int:
@@ -71,30 +55,18 @@ class IdxFile:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset in torchvision's layout: ``<data_dir>/<folder>/raw/<file>``.
+    """A dataset in torchvision's layout, ``<data_dir>/<folder>/raw/<file>``. Tests pass a
+    tiny spec (:func:`make_spec`) to ``load_arrays``/``prepare`` instead of switching
+    verification off."""
 
-    Tests pass a tiny spec (see :func:`make_spec`) to ``load_arrays``/``prepare``
-    instead of switching verification off.
-
-    Args:
-        name: the ``dataset`` argument users pass, e.g. ``"mnist"``.
-        folder: torchvision's folder name, e.g. ``"MNIST"``.
-        train_images: the training images file.
-        train_labels: the training labels file.
-        test_images: the test images file.
-        test_labels: the test labels file.
-        num_classes: labels must lie in ``0 .. num_classes - 1``.
-        mirrors: base URLs serving ``<file>.gz`` (torchvision's mirrors).
-    """
-
-    name: str
-    folder: str
+    name: str  # the ``dataset`` argument users pass, e.g. ``"mnist"``
+    folder: str  # torchvision's folder name, e.g. ``"MNIST"``
     train_images: IdxFile
     train_labels: IdxFile
     test_images: IdxFile
     test_labels: IdxFile
-    num_classes: int = 10
-    mirrors: tuple[str, ...] = ()
+    num_classes: int = 10  # labels must lie in 0 .. num_classes - 1
+    mirrors: tuple[str, ...] = ()  # base URLs serving ``<file>.gz`` (torchvision's)
 
     @property
     def files(self) -> tuple[IdxFile, ...]:
@@ -105,8 +77,8 @@ class DatasetSpec:
 
 
 _NONE4: tuple[str | None, ...] = (None, None, None, None)
-FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
-FILE_NAMES += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte")
+FILE_NAMES += ("t10k-labels-idx1-ubyte",)
 
 
 def make_spec(
@@ -119,9 +91,8 @@ def make_spec(
     mirrors: tuple[str, ...] = (),
     num_classes: int = 10,
 ) -> DatasetSpec:
-    """A spec with MNIST's four file names; ``md5s`` and ``gz_md5s`` are in the order train
-    images, train labels, test images, test labels (None: not checked, unless recorded at
-    fetch)."""
+    """A spec with MNIST's four file names; ``md5s`` and ``gz_md5s`` in ``FILE_NAMES``' order
+    (None: not checked, unless recorded at fetch)."""
     magics = (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC)
     counts = (n_train, n_train, n_test, n_test)
     fields = zip(FILE_NAMES, magics, counts, md5s, gz_md5s, strict=True)
@@ -132,32 +103,18 @@ def make_spec(
 def from_torchvision(
     name: str, dataset: type[TorchvisionMNIST], md5s: tuple[str | None, ...] = _NONE4
 ) -> DatasetSpec:
-    """The spec of one of torchvision's MNIST-format datasets: its folder (the class name), its
-    mirrors and the MD5s it pins for the ``.gz`` files, plus ``md5s`` of the uncompressed ones.
-
-    Args:
-        name: the ``dataset`` argument users pass.
-        dataset: ``torchvision.datasets.MNIST`` or a subclass laid out like it.
-        md5s: MD5s of the four uncompressed files, where known.
-    """
+    """The spec of ``torchvision.datasets.MNIST`` or a subclass laid out like it: its folder
+    (the class name), its mirrors and the MD5s it pins for the ``.gz`` files, plus ``md5s`` of
+    the four uncompressed files, where known."""
     gz = {file.removesuffix(".gz"): md5 for file, md5 in dataset.resources}
-    gz_md5s = tuple(gz[file] for file in FILE_NAMES)
-    return make_spec(
-        name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=tuple(dataset.mirrors)
-    )
+    gz_md5s, mirrors = tuple(gz[file] for file in FILE_NAMES), tuple(dataset.mirrors)
+    return make_spec(name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=mirrors)
 
 
 # The official uncompressed MNIST files (docs/parity.md, "MNIST bytes"): checked on every load.
-MNIST = from_torchvision(
-    "mnist",
-    TorchvisionMNIST,
-    md5s=(
-        "6bbc9ace898e44ae57da46a324031adb",
-        "a25bea736e30d166cdddb491f175f624",
-        "2646ac647ad5339dbf082846283269ea",
-        "27ae3e4e09519cfbb04c329615203637",
-    ),
-)
+MNIST_MD5S = ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624")
+MNIST_MD5S += ("2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637")
+MNIST = from_torchvision("mnist", TorchvisionMNIST, md5s=MNIST_MD5S)
 
 # Zalando publishes MD5s of the .gz files only (the ones torchvision pins), and we found no
 # published MD5 of the uncompressed files. So:
@@ -172,11 +129,7 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
 
 
 def get_spec(dataset: str | DatasetSpec) -> DatasetSpec:
-    """The spec for a dataset name (``"mnist"``, ``"fashion_mnist"``); a spec passes through.
-
-    Args:
-        dataset: a name from ``DATASETS`` (``-`` and ``_`` are the same) or a ``DatasetSpec``.
-    """
+    """The spec for a name in ``DATASETS`` (``-`` and ``_`` are the same); a spec passes through."""
     if isinstance(dataset, DatasetSpec):
         return dataset
     try:

@@ -1,5 +1,4 @@
 """``lightning-mnist-data fetch|verify``: get a dataset's files into a data dir, or check them.
-
 Each prints one row per file (size, MD5 check, source) and one ``error:`` line per bad file,
 and exits 0 when all four are good, 1 when one is not, 2 for a user error (one line).
 """
@@ -9,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 
 from jsonargparse import auto_cli
 
@@ -16,6 +16,8 @@ from lightning_mnist.data.catalogue import default_data_dir, get_spec
 from lightning_mnist.data.fetch import SOURCES, prepare
 from lightning_mnist.data.verify import FileCheck, check_files
 from lightning_mnist.errors import report_user_errors
+
+HELP_HINT = " (see `lightning-mnist-data --help`)"
 
 
 @dataclass
@@ -63,30 +65,17 @@ def _report(checks: list[FileCheck], sources: dict[str, str]) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    for c in checks:
-        if c.error:
-            print(f"error: {c.error}", file=sys.stderr)
+    for error in (c.error for c in checks if c.error):
+        print(f"error: {error}", file=sys.stderr)
     return 0 if all(c.ok for c in checks) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script; see the module docstring.
-
-    Args:
-        argv: the arguments (default: ``sys.argv[1:]``).
-    """
+    """The console script (``argv`` default: ``sys.argv[1:]``); see the module docstring."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
-    return report_user_errors(
-        lambda: auto_cli(
-            [fetch, verify],
-            argv,
-            exit_on_error=False,
-            prog="lightning-mnist-data",
-            description="Fetch or verify MNIST-style IDX files.",
-        ),
-        (),
-        help_hint=" (see `lightning-mnist-data --help`)",
-    )
+    description = "Fetch or verify MNIST-style IDX files."
+    run = partial(auto_cli, [fetch, verify], argv, exit_on_error=False, description=description)
+    return report_user_errors(lambda: run(prog="lightning-mnist-data"), (), HELP_HINT)
 
 
 if __name__ == "__main__":

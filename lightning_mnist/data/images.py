@@ -1,19 +1,15 @@
-"""Users' own image files (``predict --data.images``) as MNIST-style 28x28 digits, prepared
-as MNIST itself was.
+"""Users' own image files (``predict --data.images``) as 28x28 digits, prepared as MNIST was.
 
-Inputs are files and folders. A folder contributes its image files (suffixes in
-``IMAGE_SUFFIXES``, case-insensitive), sorted by name, not recursive; other files in it
-(notes, hidden files, an earlier predictions.csv) are skipped without comment. A file named
-explicitly is always tried, so a wrong one is reported rather than skipped.
+Inputs are files and folders. A folder contributes its image files (``IMAGE_SUFFIXES``, any
+case), sorted by name, not recursive; its other files (notes, hidden files, an earlier
+predictions.csv) are skipped. A file named explicitly is always tried, so a wrong one is
+reported rather than skipped.
 
-MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on a black
-background, size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing
-gives the grey levels), then placed in a 28x28 field so that their centre of mass sits at
-the centre. Measured on the training set, the centre of mass is at row/column index
-14.0 +- 0.29 (an integer shift of the 20x20 box), so that is the target here.
-
-User images are usually the opposite (dark ink on white paper or on a transparent layer),
-of any size, with the digit anywhere; ``prepare_image`` undoes all of that:
+MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on black,
+size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing gives the grey
+levels), then placed in a 28x28 field with their centre of mass at its centre: measured on
+the training set, row/column index 14.0 +- 0.29. User images are usually the opposite (dark
+ink on white paper or a transparent layer), any size, the digit anywhere; ``prepare_image``:
 
 1. open with PIL (decompression-bomb limits kept), grayscale, alpha composited onto white;
 2. invert if the background (the median of the border pixels) is light;
@@ -37,14 +33,8 @@ from lightning_mnist.errors import UserError
 
 # PIL format names we accept, and the file suffixes that go with them. GIF and TIFF may hold
 # several frames; the first one is used.
-SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
-    "PNG": (".png",),
-    "JPEG": (".jpg", ".jpeg"),
-    "BMP": (".bmp",),
-    "GIF": (".gif",),
-    "TIFF": (".tif", ".tiff"),
-    "WEBP": (".webp",),
-}
+SUPPORTED_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",)}
+SUPPORTED_FORMATS |= {"GIF": (".gif",), "TIFF": (".tif", ".tiff"), "WEBP": (".webp",)}
 IMAGE_SUFFIXES: frozenset[str] = frozenset(s for v in SUPPORTED_FORMATS.values() for s in v)
 
 FIELD = 28  # MNIST image side
@@ -70,12 +60,9 @@ class ImageError(UserError):
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
-    """Open an image file as a uint8 (H, W) grayscale array, with any alpha composited onto white.
-
-    Raises:
-        ImageError: The file is missing, empty, not a decodable image, of an unsupported
-            format, or larger than PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``).
-    """
+    """An image file as a uint8 (H, W) grayscale array, any alpha composited onto white;
+    ``ImageError`` when it is missing, empty, not a decodable image, of an unsupported format,
+    or over PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -86,16 +73,9 @@ def load_grayscale(path: str | Path) -> np.ndarray:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(path) as img:
-                fmt = img.format
-                if fmt not in SUPPORTED_FORMATS:
-                    raise ImageError(
-                        f"{path}: unsupported image format {fmt}; use one of {SUPPORTED_NAMES}"
-                    )
-                img.seek(0)
-                img = ImageOps.exif_transpose(img)  # phone photos store rotation in EXIF
-                return _to_gray(img)
-        except ImageError:
-            raise
+                if (fmt := img.format) in SUPPORTED_FORMATS:
+                    img.seek(0)
+                    return _to_gray(ImageOps.exif_transpose(img))  # phones rotate in EXIF
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise ImageError(
                 f"{path}: image too large (over {Image.MAX_IMAGE_PIXELS} pixels, PIL's "
@@ -105,14 +85,13 @@ def load_grayscale(path: str | Path) -> np.ndarray:
             raise ImageError(_unidentified_message(path)) from None
         except Exception as e:  # noqa: BLE001 - decoders raise many types on corrupt files
             raise ImageError(f"{path}: cannot decode image ({e}); re-save it as PNG") from None
+    raise ImageError(f"{path}: unsupported image format {fmt}; use one of {SUPPORTED_NAMES}")
 
 
 def _unidentified_message(path: Path) -> str:
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        return (
-            f"{path}: not a supported image ({path.suffix or 'no suffix'}); use {SUPPORTED_NAMES}"
-        )
-    return f"{path}: not a valid image (PIL cannot identify it); re-save it as PNG"
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return f"{path}: not a valid image (PIL cannot identify it); re-save it as PNG"
+    return f"{path}: not a supported image ({path.suffix or 'no suffix'}); use {SUPPORTED_NAMES}"
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:
@@ -132,16 +111,17 @@ def _to_gray(img: Image.Image) -> np.ndarray:
 def ink_on_black(gray: np.ndarray) -> np.ndarray:
     """uint8 (H, W) grayscale with the ink bright on a dark background, as in MNIST: inverted
     when the border is light."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    return 255 - gray if np.median(border) > LIGHT_BACKGROUND else gray
+    return 255 - gray if _border_median(gray) > LIGHT_BACKGROUND else gray
+
+
+def _border_median(img: np.ndarray) -> float:
+    return float(np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])))
 
 
 def crop_to_ink(img: np.ndarray) -> np.ndarray | None:
     """uint8 (H, W), ink bright on dark -> float32 (h, w) in [0, 255]: the background level
     removed, the ink stretched to 0..255 and cropped to its box; None when there is no ink."""
-    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-    bg = float(np.median(border))
-    peak = float(img.max())
+    bg, peak = _border_median(img), float(img.max())
     if peak - bg < MIN_CONTRAST:
         return None
     ink = img > bg + INK_FRACTION * (peak - bg)
@@ -158,19 +138,15 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
     scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL takes (width, height)
     # Lanczos in PIL widens its kernel when shrinking, so it antialiases; clip its ringing.
-    out = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32)).resize(
-        size, Image.Resampling.LANCZOS
-    )
+    out = Image.fromarray(np.ascontiguousarray(ink, dtype=np.float32))
+    out = out.resize(size, Image.Resampling.LANCZOS)
     return np.clip(np.asarray(out, dtype=np.float32), 0.0, 255.0)
 
 
 def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE) -> np.ndarray:
-    """``digit`` (h, w at most ``field``) pasted into a ``field`` x ``field`` black square
-    with its centre of mass at row and column ``centre``.
-
-    The shift is a whole number of pixels, as in MNIST. It is clamped so no ink falls off
-    the field, which only matters for very lopsided shapes.
-    """
+    """``digit`` (h, w at most ``field``) pasted into a ``field`` x ``field`` black square with
+    its centre of mass at row and column ``centre``, shifted by whole pixels as in MNIST (and
+    clamped so no ink falls off the field, which only matters for very lopsided shapes)."""
     h, w = digit.shape
     mass = float(digit.sum())
     cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / mass
@@ -184,8 +160,7 @@ def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE
 
 
 def prepare_array(gray: np.ndarray) -> np.ndarray | None:
-    """Steps 2-6 on a uint8 (H, W) grayscale array, any background; None when it holds no
-    ink."""
+    """Steps 2-6 on a uint8 (H, W) grayscale array, any background; None when it has no ink."""
     ink = crop_to_ink(ink_on_black(gray))
     if ink is None:
         return None
@@ -196,17 +171,9 @@ def prepare_array(gray: np.ndarray) -> np.ndarray | None:
 
 
 def prepare_image(path: str | Path) -> np.ndarray:
-    """Read an image of a handwritten digit and prepare it as an MNIST digit.
-
-    Args:
-        path: PNG, JPEG, BMP, GIF, TIFF or WEBP file of one digit, any size and background.
-
-    Returns:
-        float32 (28, 28) in [0, 1], white ink on black, centred by mass.
-
-    Raises:
-        ImageError: The file is not a usable image, or it is blank.
-    """
+    """An image file of one handwritten digit (any size and background) as an MNIST digit:
+    float32 (28, 28) in [0, 1], white ink on black, centred by mass; ``ImageError`` when the
+    file is not a usable image, or it is blank."""
     out = prepare_array(load_grayscale(path))
     if out is None:
         raise ImageError(f"{path}: blank image (no ink found); draw a digit on it")
@@ -220,11 +187,8 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
     failures: list[tuple[str, str]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+            found = [f for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+            found = [f for f in found if f.is_file() and not f.name.startswith(".")]
             if not found:
                 suffixes = " ".join(sorted(IMAGE_SUFFIXES))
                 failures.append((str(p), f"{p}: folder holds no image files ({suffixes})"))
@@ -233,8 +197,7 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
             files.append(p)
         else:
             failures.append((str(p), f"{p}: no such file or folder"))
-    unique = list(dict.fromkeys(files))  # a file given twice (or file + its folder) runs once
-    return unique, failures
+    return list(dict.fromkeys(files)), failures  # a file given twice (or in a folder) runs once
 
 
 def load_images(

@@ -19,11 +19,9 @@ from lightning_mnist.errors import ConfigError
 
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
-    """Keras ``validation_split``: the LAST ``split`` fraction, taken before any shuffle.
-
-    Keras computes ``split_at = floor(n * (1 - split))`` (docs/parity.md #1): for
-    60,000 images and 0.2, train is rows 0..47999 and validation rows 48000..59999.
-    """
+    """Keras ``validation_split``: the LAST fraction, taken before any shuffle, at ``split_at =
+    floor(n * (1 - split))`` (docs/parity.md #1): for 60,000 images and 0.2, train is rows
+    0..47999 and validation rows 48000..59999."""
     split_at = int(n * (1.0 - validation_split))
     return range(0, split_at), range(split_at, n)
 
@@ -47,14 +45,12 @@ class MNISTDataModule(L.LightningDataModule):
         validation_split: Fraction of the training files held out, from the end, as Keras does.
         fetch: When files are missing, fetch them (verified) in ``prepare_data``.
         shuffle_seed: Seed of the per-epoch shuffle order; None uses the run's seed.
-        images: For ``predict``: your own image files or folders of images, prepared as MNIST
-            was (``images.py``), instead of the test set; a file that cannot be read is
-            reported in the output and the others are still predicted.
+        images: For ``predict``: your image files or folders, prepared as MNIST was, instead of
+            the test set; a file that cannot be read is reported, the others are predicted.
         augment_rotation: Training batches are rotated by up to this many degrees, per image
             (``augment.py``, on the device the batch is on); 0 is off.
         augment_zoom: Training batches are zoomed by a factor in 1 ± this; 0 is off.
-        augment_shift: Training batches are shifted by up to this share of the image size;
-            0 is off.
+        augment_shift: Training batches are shifted by up to this share of the size; 0 is off.
     """
 
     def __init__(
@@ -92,23 +88,23 @@ class MNISTDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         if self.images is not None:
             return  # predicting the user's images needs no dataset files
+        folder = Path(self.data_dir)
         if self._default_dir and self.fetch:
-            Path(self.data_dir).mkdir(parents=True, exist_ok=True)
-        if Path(self.data_dir).exists() and not Path(self.data_dir).is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+        if folder.exists() and not folder.is_dir():
             raise DataError(
                 f"data dir {self.data_dir} is a file, not a folder; point --data.data_dir at a "
                 "folder holding MNIST/raw"
             )
-        if not Path(self.data_dir).is_dir():
+        if not folder.is_dir():
             raise DataError(
                 f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "
                 "to fetch MNIST into it, or point --data.data_dir at a folder holding MNIST/raw"
             )
         # Only a missing file needs the fetch chain; setup() verifies every file on load
         # anyway, so checking them here too would read and hash 55 MB twice per run.
-        raw = get_spec(self.dataset).raw_dir(self.data_dir)
-        missing = [f for f in get_spec(self.dataset).files if not (raw / f.name).is_file()]
-        if missing and self.fetch:
+        spec = get_spec(self.dataset)
+        if self.fetch and not all((spec.raw_dir(folder) / f.name).is_file() for f in spec.files):
             prepare(self.data_dir, self.dataset)
 
     def setup(self, stage: str | None = None) -> None:
@@ -161,24 +157,17 @@ class MNISTDataModule(L.LightningDataModule):
         device = trainer.strategy.root_device if trainer else torch.device("cpu")
         x, y = self.tensors[split]
         if x.device != device:  # keep the data resident on the training device
-            x, y = x.to(device), y.to(device)
-            self.tensors[split] = (x, y)
+            self.tensors[split] = x, y = x.to(device), y.to(device)
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed()
-        return TensorBatches(
-            x,
-            y,
-            self.batch_size,
-            shuffle=shuffle,
-            seed=int(seed) % 2**31,
-            epoch_fn=(lambda: trainer.current_epoch) if trainer else (lambda: 0),
-            rank=trainer.global_rank if trainer else 0,
-            world_size=trainer.world_size if trainer else 1,
-        )
+        batches = TensorBatches(x, y, self.batch_size, shuffle=shuffle, seed=int(seed) % 2**31)
+        if trainer is not None:  # the order follows the trainer's epoch; each rank its share
+            batches.epoch_fn = lambda: trainer.current_epoch
+            batches.rank, batches.world_size = trainer.global_rank, trainer.world_size
+        return batches
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Training batches only, on the device they were moved to. The draws come from the
-        # global generator, which the system seeds each epoch, so a run repeats exactly.
-        # (The model summary sends example_input_array, a bare tensor, through here too.)
+        # Training batches only, on their device, drawn from the global generator that the
+        # system seeds each epoch (the model summary also sends a bare tensor through here).
         if self.trainer is not None and self.trainer.training and isinstance(batch, list | tuple):
             x, y = batch
             batch = (random_affine(x, **self.augment), y)

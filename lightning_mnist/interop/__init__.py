@@ -1,3 +1,1 @@
-"""Leaving the framework: Keras weights in and out (``keras_weights``) and model export
-(``export``).
-"""
+"""Leaving the framework: Keras weights in and out, and model export."""

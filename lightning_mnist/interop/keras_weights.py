@@ -1,15 +1,14 @@
-"""Move weights between the Keras tutorial model and ``TutorialCNN`` with h5py only.
+"""Move weights between the Keras models and ``TutorialCNN`` / ``ImprovedCNN``, with h5py only.
 
 Keras files read (the layouts Keras 3.15 writes, checked with h5py):
 
 - ``.weights.h5`` (``model.save_weights``): ``layers/<auto name>/vars/0`` (kernel) and ``/1``
-  (bias). The group names come from the layer classes in model order, numbered per class:
-  ``conv2d``, ``max_pooling2d``, ``flatten``, ``dense``, ``dropout``, ``dense_1``.
+  (bias), the names from the layer classes in model order, numbered per class: ``conv2d``,
+  ``max_pooling2d``, ``flatten``, ``dense``, ``dropout``, ``dense_1``.
 - ``.keras`` (``model.save``): a zip holding the same ``model.weights.h5``.
-- legacy ``.h5`` (``model.save("best_model.h5")``, as the tutorial does, Keras 2 or 3):
-  ``model_weights/`` whose ``layer_names`` attribute lists the layers in model order and whose
-  per-layer ``weight_names`` attribute lists kernel then bias. A Keras 2 weights-only ``.h5``
-  has the same attributes at the root.
+- legacy ``.h5`` (``model.save("best_model.h5")`` as the tutorial does, Keras 2 or 3):
+  ``model_weights/`` (a Keras 2 weights-only file: the root), its ``layer_names`` attribute
+  the layers in model order, each layer's ``weight_names`` kernel then bias.
 
 Layout (docs/parity.md #5): Keras is channels-last. A Conv2D kernel is HWIO and becomes torch's
 OIHW by ``transpose(3, 2, 0, 1)``. A Dense kernel is (in, out) and ``nn.Linear.weight`` is
@@ -27,83 +26,78 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from torch import nn
 
 from lightning_mnist.atomic import write_atomic
-from lightning_mnist.model import ImprovedCNN, TutorialCNN
+from lightning_mnist.model import TutorialCNN
 
 # Weighted layers of the tutorial model, in model order: (torch module name, Keras group).
-WEIGHTED_LAYERS: tuple[tuple[str, str], ...] = (
-    ("conv", "conv2d"),
-    ("fc1", "dense"),
-    ("fc2", "dense_1"),
-)
+WEIGHTED_LAYERS = (("conv", "conv2d"), ("fc1", "dense"), ("fc2", "dense_1"))
 # Weightless Keras layers, written only so the file mirrors what Keras itself saves.
-WEIGHTLESS_LAYERS: tuple[tuple[str, str], ...] = (
-    ("pool", "max_pooling2d"),
-    ("flatten", "flatten"),
-    ("dropout", "dropout"),
-)
+WEIGHTLESS_LAYERS = (("pool", "max_pooling2d"), ("flatten", "flatten"), ("dropout", "dropout"))
 
-KerasArrays = dict[str, tuple[np.ndarray, np.ndarray]]
+KerasArrays = dict[str, tuple[np.ndarray, ...]]
 
 
 def to_keras_layout(tensor: torch.Tensor) -> np.ndarray:
-    """A copy of a torch weight (or its gradient) as a float32 array in Keras layout.
-
-    Args:
-        tensor: A conv weight (OIHW, becomes HWIO), a Linear weight ((out, in), becomes
-            (in, out)) or a bias (unchanged).
-    """
+    """A float32 copy of a torch weight (or its gradient) in Keras layout: a conv weight OIHW
+    becomes HWIO, a Linear weight (out, in) becomes (in, out), a vector stays as it is."""
     array = tensor.detach().to("cpu", torch.float32).numpy()
-    if array.ndim == 4:
-        array = array.transpose(2, 3, 1, 0)
-    elif array.ndim == 2:
-        array = array.T
+    array = array.transpose(2, 3, 1, 0) if array.ndim == 4 else array.T
     return np.array(array, order="C")  # a copy: .numpy() shares the tensor's memory
 
 
-def keras_layout_state(model: TutorialCNN) -> KerasArrays:
-    """Weights in Keras layout: ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``.
-
-    Args:
-        model: The torch model; its tensors are copied to float32 NumPy arrays.
-    """
-    return {
-        name: (
-            to_keras_layout(getattr(model, name).weight),
-            to_keras_layout(getattr(model, name).bias),
-        )
-        for name, _ in WEIGHTED_LAYERS
-    }
+def from_keras_layout(array: np.ndarray) -> torch.Tensor:
+    """The inverse of :func:`to_keras_layout`, as a float32 tensor."""
+    array = np.asarray(array, dtype=np.float32)
+    array = array.transpose(3, 2, 0, 1) if array.ndim == 4 else array.T
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def load_keras_state(model: TutorialCNN, arrays: KerasArrays, source: str = "weights") -> None:
-    """Copy Keras-layout arrays (as ``keras_layout_state`` returns) into the model, in place.
+def _layer_tensors(model: nn.Module) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Each weighted layer's tensors in its Keras ``get_weights()`` order, by layer name, in
+    model order. Conv2D and Dense: ``[kernel, bias]`` (no bias where the conv has none).
+    BatchNorm: ``[gamma, beta, moving_mean, moving_variance]`` = torch's ``[weight, bias,
+    running_mean, running_var]``."""
+    layers = {}
+    for path, m in model.named_modules():
+        name = path.rsplit(".", 1)[-1]  # ImprovedCNN's features.conv1 is Keras's conv1
+        if isinstance(m, nn.BatchNorm2d):
+            layers[name] = (m.weight, m.bias, m.running_mean, m.running_var)
+        elif isinstance(m, nn.Conv2d | nn.Linear):
+            layers[name] = (m.weight,) if m.bias is None else (m.weight, m.bias)
+    return layers
 
-    Args:
-        model: The torch model to fill; its device and dtype are kept.
-        arrays: ``{"conv"|"fc1"|"fc2": (kernel, bias)}`` in Keras layout.
-        source: Name of where the arrays came from, for error messages.
 
-    Raises:
-        ValueError: A shape differs from the model's, i.e. not the tutorial's architecture.
-    """
-    expected = keras_layout_state(model)
-    converted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, (want_kernel, want_bias) in expected.items():
-        kernel, bias = (np.asarray(a, dtype=np.float32) for a in arrays[name])
-        if kernel.shape != want_kernel.shape or bias.shape != want_bias.shape:
+def keras_layout_state(model: nn.Module) -> KerasArrays:
+    """The model's weights in Keras layout, by layer name: ``{"conv": (HWIO kernel, bias),
+    "fc1": ..., "fc2": ...}`` for ``TutorialCNN``; for ``ImprovedCNN`` the names are the Keras
+    layers', for ``keras_model.get_layer(name).set_weights(...)``."""
+    return {name: tuple(map(to_keras_layout, t)) for name, t in _layer_tensors(model).items()}
+
+
+def load_keras_state(model: nn.Module, arrays: dict, source: str = "weights") -> None:
+    """Copy Keras-layout arrays (as :func:`keras_layout_state` returns, or each Keras layer's
+    ``get_weights()``) into the model, in place, keeping its device and dtype. ``ValueError``
+    when a layer is missing or a shape differs; all are checked first, so nothing changes."""
+    layers = _layer_tensors(model)
+    for name, want in keras_layout_state(model).items():
+        got = [np.shape(a) for a in arrays[name]] if name in arrays else None
+        if got != [a.shape for a in want]:
             raise ValueError(
-                f"{source}: layer {name} has kernel {kernel.shape} and bias {bias.shape}, but "
-                f"this TutorialCNN needs {want_kernel.shape} and {want_bias.shape}; pass a file "
-                "saved from the tutorial's model with the same filters/hidden/num_classes"
+                f"{source}: layer {name} has arrays {got}, but this {type(model).__name__} "
+                f"needs {[a.shape for a in want]}; pass weights saved from the same "
+                "architecture at the same sizes (filters/hidden/num_classes)"
             )
-        converted[name] = (kernel.transpose(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T, bias)
-    with torch.no_grad():  # all shapes are checked first, so a bad file changes nothing
-        for name, (weight, bias) in converted.items():
-            layer = getattr(model, name)
-            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
-            layer.bias.copy_(torch.from_numpy(bias))
+    with torch.no_grad():
+        for name, tensors in layers.items():
+            for tensor, array in zip(tensors, arrays[name], strict=True):
+                tensor.copy_(from_keras_layout(array))
+
+
+# The improved network's names for the same two functions (docs/comparing.md).
+improved_keras_arrays = keras_layout_state
+load_improved_keras_arrays = load_keras_state
 
 
 def _natural_key(name: str) -> tuple[str, int]:
@@ -126,13 +120,9 @@ def _weighted_layers_v3(layers: h5py.Group) -> list[list[np.ndarray]]:
 
 
 def _weighted_layers_legacy(root: h5py.Group) -> list[list[np.ndarray]]:
-    found = []
-    for layer_name in root.attrs["layer_names"]:
-        group = root[_str(layer_name)]
-        names = [_str(n) for n in group.attrs.get("weight_names", [])]
-        if names:
-            found.append([group[n][()] for n in names])
-    return found
+    groups = [root[_str(name)] for name in root.attrs["layer_names"]]
+    named = [(g, [_str(n) for n in g.attrs.get("weight_names", [])]) for g in groups]
+    return [[g[n][()] for n in names] for g, names in named if names]  # weighted layers only
 
 
 def _str(value: bytes | str) -> str:
@@ -150,30 +140,19 @@ def _read_h5(f: h5py.File) -> list[list[np.ndarray]]:
 
 
 def read_keras_weights(path: str | Path) -> KerasArrays:
-    """Read the tutorial model's weights from a ``.keras``, ``.h5`` or ``.weights.h5`` file.
-
-    Args:
-        path: The Keras file; its format is recognised from its content, not its name.
-
-    Returns:
-        ``{"conv": (HWIO kernel, bias), "fc1": (kernel, bias), "fc2": (kernel, bias)}``.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: Not a Keras weights file, or not three layers Conv2D, Dense, Dense.
-    """
+    """The tutorial model's weights, ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``,
+    from a ``.keras``, ``.h5`` or ``.weights.h5`` file (recognised by content, not name);
+    ``ValueError`` when it is not one, or not three layers Conv2D, Dense, Dense."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such Keras file")
     try:
+        payload: Path | io.BytesIO = path
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 payload = io.BytesIO(archive.read("model.weights.h5"))
-            with h5py.File(payload, "r") as f:
-                layers = _read_h5(f)
-        else:
-            with h5py.File(path, "r") as f:
-                layers = _read_h5(f)
+        with h5py.File(payload, "r") as f:
+            layers = _read_h5(f)
     except (OSError, KeyError, ValueError) as e:
         raise ValueError(
             f"{path}: not a Keras .keras/.h5/.weights.h5 file ({e}); save it with "
@@ -185,41 +164,19 @@ def read_keras_weights(path: str | Path) -> KerasArrays:
             f"{path}: expected the tutorial's 3 weighted layers Conv2D, Dense, Dense (kernel and "
             f"bias each), found {len(layers)} with kernels {kernels}; another architecture"
         )
-    return {
-        name: (arrays[0], arrays[1])
-        for (name, _), arrays in zip(WEIGHTED_LAYERS, layers, strict=True)
-    }
+    return {name: tuple(a) for (name, _), a in zip(WEIGHTED_LAYERS, layers, strict=True)}
 
 
 def load_keras_weights(model: TutorialCNN, path: str | Path) -> None:
-    """Load a Keras tutorial model's weights into ``model``, in place.
-
-    Args:
-        model: A ``TutorialCNN`` whose filters/hidden/num_classes match the file.
-        path: A ``.keras``, legacy ``.h5`` (e.g. the tutorial's ``best_model.h5``) or
-            ``.weights.h5`` file.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: The file is not the tutorial's architecture at the model's sizes.
-    """
+    """Load a Keras tutorial model's file (``.keras``, ``.weights.h5``, or legacy ``.h5`` such
+    as the tutorial's ``best_model.h5``) into a ``TutorialCNN`` of its sizes, in place."""
     load_keras_state(model, read_keras_weights(path), source=str(path))
 
 
 def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
-    """Write the model's weights as a Keras 3 ``.weights.h5`` file.
-
-    ``keras_reference.model.build_model().load_weights(path)`` accepts it. The file holds no
-    optimizer state, so a compiled Keras model warns "Skipping variable loading for optimizer"
-    and keeps its own (fresh) optimizer.
-
-    Args:
-        model: The torch model to export.
-        path: Output file; Keras requires the name to end in ``.weights.h5``.
-
-    Returns:
-        The path written.
-    """
+    """Write the model's weights to ``path`` (named ``*.weights.h5``) as Keras 3 does, for
+    ``keras_reference.model.build_model().load_weights(path)``. It holds no optimizer state:
+    a compiled Keras model warns "Skipping variable loading for optimizer" and keeps its own."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: Keras loads weights only from a name ending in .weights.h5")
@@ -233,58 +190,3 @@ def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
                 vars_group.create_dataset(str(i), data=array)
     write_atomic(path, buffer.getbuffer())  # an existing file is replaced only when complete
     return path
-
-
-def improved_keras_arrays(model: ImprovedCNN) -> dict[str, list[np.ndarray]]:
-    """The improved network's weights per Keras layer name, in Keras layout and in each
-    layer's ``get_weights()`` order, for ``keras_model.get_layer(name).set_weights(...)``.
-
-    Conv: ``[HWIO kernel]`` (no bias). BatchNorm: ``[gamma, beta, moving_mean,
-    moving_variance]`` = torch's ``[weight, bias, running_mean, running_var]``. Dense:
-    ``[kernel (in, out), bias]``; fc1's rows are already in Keras's NHWC flatten order.
-    """
-    arrays: dict[str, list[np.ndarray]] = {}
-    for name, layer in model.features.named_children():
-        if isinstance(layer, torch.nn.Conv2d):
-            arrays[name] = [to_keras_layout(layer.weight)]
-        elif isinstance(layer, torch.nn.BatchNorm2d):
-            stats = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
-            arrays[name] = [to_keras_layout(t) for t in stats]
-    for name in ("fc1", "fc2"):
-        layer = getattr(model, name)
-        arrays[name] = [to_keras_layout(layer.weight), to_keras_layout(layer.bias)]
-    return arrays
-
-
-def load_improved_keras_arrays(model: ImprovedCNN, arrays: dict[str, list[np.ndarray]]) -> None:
-    """Copy Keras-layout arrays (as :func:`improved_keras_arrays` returns, e.g. from each
-    Keras layer's ``get_weights()``) into the model, in place; shapes are checked first.
-
-    Raises:
-        ValueError: A layer is missing or a shape differs (another architecture or size).
-    """
-    expected = improved_keras_arrays(model)
-    for name, want in expected.items():
-        got = arrays.get(name)
-        shapes = [np.shape(a) for a in got] if got is not None else None
-        if shapes != [a.shape for a in want]:
-            raise ValueError(
-                f"layer {name}: expected arrays of shapes {[a.shape for a in want]}, got {shapes}"
-            )
-    targets = dict(model.features.named_children()) | {"fc1": model.fc1, "fc2": model.fc2}
-    with torch.no_grad():
-        for name in expected:
-            layer, values = targets[name], arrays[name]
-            if isinstance(layer, torch.nn.BatchNorm2d):
-                tensors = (layer.weight, layer.bias, layer.running_mean, layer.running_var)
-            elif isinstance(layer, torch.nn.Conv2d):
-                tensors = (layer.weight,)
-            else:
-                tensors = (layer.weight, layer.bias)
-            for tensor, value in zip(tensors, values, strict=True):
-                value = np.asarray(value, dtype=np.float32)
-                if value.ndim == 4:
-                    value = value.transpose(3, 2, 0, 1)
-                elif value.ndim == 2:
-                    value = value.T
-                tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))

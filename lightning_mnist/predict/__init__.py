@@ -1,3 +1,1 @@
-"""Writing the predictions of ``lightning-mnist predict`` (``writer``); the images it reads
-are prepared in ``lightning_mnist.data.images``.
-"""
+"""Writing ``lightning-mnist predict``'s output; its images are prepared in ``data.images``."""

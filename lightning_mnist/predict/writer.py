@@ -1,15 +1,11 @@
-"""Write ``predict`` output into the run folder, whole or not at all (``atomic.write_atomic``).
+"""Write ``predict`` output into the run folder, whole or not at all, never over a file.
 
-- On the test set: ``predictions.csv``, one row per image with its label, the predicted class,
+- On the test set: ``predictions.csv``, one row per image: its label, the predicted class,
   its probability and all class probabilities.
-- On your own images (``--data.images``): ``image_predictions.csv`` (or ``.json``, see
-  ``image_format``), one record per input file, failures included. CSV columns are ``file,
-  predicted, probability, top3, error``, ``top3`` reading ``"7:0.9812 1:0.0101 2:0.0003"``;
-  JSON is a list of ``{"file", "predicted", "probability", "top3": [[class, p], ...],
-  "error"}``. A file that could not be read has empty (``null``) prediction fields and its
-  error, which is also reported on stderr.
-
-An existing output file is never overwritten: the writer refuses with one line.
+- On your own images (``--data.images``): ``image_predictions.csv`` (or ``.json``), one record
+  per input file with ``FIELDS``, ``top3`` reading ``"7:0.9812 1:0.0101 2:0.0003"`` (in JSON
+  ``[[class, p], ...]``). A file that could not be read has empty (``null``) prediction
+  fields and its error, which is also reported on stderr.
 """
 
 from __future__ import annotations
@@ -29,6 +25,7 @@ from lightning_mnist.atomic import write_atomic
 from lightning_mnist.errors import UserError
 
 TOP_K = 3
+FIELDS = ("file", "predicted", "probability", "top3", "error")  # of image_predictions.*
 
 
 class PredictError(UserError):
@@ -37,14 +34,8 @@ class PredictError(UserError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One classified image.
-
-    Args:
-        file: The image file, as found from the inputs.
-        predicted: The most probable class.
-        probability: Its softmax probability.
-        top3: The three most probable ``(class, probability)`` pairs, most probable first.
-    """
+    """One classified image: its file (as found from the inputs), the most probable class, its
+    softmax probability and the three most probable ``(class, probability)`` pairs."""
 
     file: str
     predicted: int
@@ -65,9 +56,7 @@ def top_prediction(file: str, probs: torch.Tensor) -> Prediction:
 def csv_text(header: list[str], rows: list[list]) -> str:
     """CSV text with a header row, ``\\n`` line ends."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
     return buf.getvalue()
 
 
@@ -80,14 +69,11 @@ def render(rows: list[Prediction], failures: list[tuple[str, str]], suffix: str)
             | {"top3": [list(t) for t in r.top3], "error": None}
             for r in rows
         ]
-        records += [
-            {"file": f, "predicted": None, "probability": None, "top3": None, "error": m}
-            for f, m in failures
-        ]
+        records += [dict.fromkeys(FIELDS) | {"file": f, "error": m} for f, m in failures]
         return json.dumps(records, indent=2) + "\n"
     lines = [[r.file, r.predicted, f"{r.probability:.6f}", r.top3_text(), ""] for r in rows]
     lines += [[f, "", "", "", m] for f, m in failures]
-    return csv_text(["file", "predicted", "probability", "top3", "error"], lines)
+    return csv_text(list(FIELDS), lines)
 
 
 def format_table(rows: list[Prediction]) -> str:
@@ -125,7 +111,7 @@ def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor
 
 def write_image_predictions(
     path: Path, files: list[str], probs: torch.Tensor, failures: list[tuple[str, str]]
-) -> list[Prediction]:
+) -> None:
     """Write the predictions for ``files`` (the rows of ``probs``) and the ``(input,
     message)`` failures, CSV or JSON by ``path``'s suffix; print them as a table, each failure
     as one ``error:`` line on stderr, and a summary."""
@@ -136,7 +122,6 @@ def write_image_predictions(
     for _, message in failures:
         print(f"error: {message}", file=sys.stderr)
     print(f"{len(rows)} predicted, {len(failures)} failed; wrote {path}")
-    return rows
 
 
 class PredictionCSV(BasePredictionWriter):
