@@ -97,7 +97,7 @@ def export_checked(
             ref = model(x).softmax(1)
         got = run_exported(fmt, temps[out], x).softmax(1)
         equal, diff = int((got.argmax(1) == ref.argmax(1)).sum()), float((got - ref).abs().max())
-        if equal != len(x) or diff > SOFTMAX_ATOL:
+        if equal != len(x) or not diff <= SOFTMAX_ATOL:  # NaN fails too
             raise ExportError(
                 f"the {fmt} export disagrees with the model: {equal}/{len(x)} equal "
                 f"predictions, max |Δ softmax| {diff:.2e}"

@@ -18,10 +18,11 @@ class KeepStopDecision(Callback):
     """On a resume, stop before training when a restored EarlyStopping had already decided."""
 
     def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 0:
+            return  # a fresh run: only a restored state can have decided
         for callback in trainer.callbacks:
             if isinstance(callback, EarlyStopping) and callback.wait_count >= callback.patience:
-                if trainer.current_epoch > 0:  # only a restored state can have decided
-                    trainer.should_stop = True
+                trainer.should_stop = True
 
 
 class SaveOnInterrupt(Callback):
