@@ -14,8 +14,8 @@ import pytest
 from lightning_mnist.compare import cli as compare
 from lightning_mnist.compare import runners
 from lightning_mnist.compare.bench import render_markdown as bench_markdown
-from lightning_mnist.compare.bench import train_flops_per_sample
 from lightning_mnist.compare.cli import main
+from lightning_mnist.compare.plain_loop import train_flops_per_sample
 from lightning_mnist.compare.plots import PLOTS
 from lightning_mnist.compare.report import epoch_stats
 from lightning_mnist.compare.stats import welch_interval
@@ -147,9 +147,9 @@ def test_runs_keras_then_lightning_per_seed(tmp_path, monkeypatch):
 
         return run
 
-    monkeypatch.setattr(compare, "check_data", lambda data_dir, dataset, create=False: None)
-    monkeypatch.setattr(compare, "run_keras", fake_run("keras"))
-    monkeypatch.setattr(compare, "run_lightning", fake_run("lightning"))
+    monkeypatch.setattr(runners, "check_data", lambda data_dir, dataset, create=False: None)
+    monkeypatch.setattr(runners, "run_keras", fake_run("keras"))
+    monkeypatch.setattr(runners, "run_lightning", fake_run("lightning"))
     out = tmp_path / "new" / "cmp"
     args = [
         "--seeds_list",
@@ -349,8 +349,8 @@ def test_dataset_and_accelerator_reach_both_children(tmp_path, monkeypatch):
         write_fake_runs(log.parents[2], [fake_results(framework, 0, 0.9)])
         return []
 
-    monkeypatch.setattr(compare, "check_data", lambda data_dir, dataset, create=False: None)
-    monkeypatch.setattr(compare, "check_gpu", lambda frameworks: None)
+    monkeypatch.setattr(runners, "check_data", lambda data_dir, dataset, create=False: None)
+    monkeypatch.setattr(runners, "check_gpu", lambda frameworks: None)
     monkeypatch.setattr(runners, "stream", fake_stream)
     out = tmp_path / "cmp"
     args = ["--seeds", "1", "--data.dataset", "fashion_mnist", "--trainer.accelerator", "gpu"]
@@ -375,7 +375,7 @@ def test_cpu_comparison_hides_the_gpus_from_the_children(monkeypatch):
 
 
 def test_gpu_comparison_without_a_gpu_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(compare, "check_data", lambda data_dir, dataset, create=False: None)
+    monkeypatch.setattr(runners, "check_data", lambda data_dir, dataset, create=False: None)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     out = tmp_path / "cmp"
     args = ["--trainer.accelerator", "gpu", "--frameworks", "[lightning]", "--out", str(out)]
