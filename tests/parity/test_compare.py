@@ -2,7 +2,7 @@
 
 The short form runs both frameworks for 3 epochs with one seed through the real command
 (``main([...])`` drives it); the report's every section and picture must come out of it.
-The report logic on saved files is tested in ``tests/compare/test_compare.py``.
+The report logic on saved files is tested in ``tests/compare/test_report.py``.
 """
 
 from __future__ import annotations
