@@ -1,14 +1,12 @@
 """``mnist-compare``: the tutorial in Keras and in Lightning, seed by seed, then a report.
-
-Each run is a child process, Keras first and then Lightning for every seed, never two at
-once, so each framework has every core (docs/parity.md #12). lightning_mnist never imports
-Keras or TensorFlow: the Keras side runs as ``python -m keras_reference``.
+Keras runs first and then Lightning for every seed, each in a child process (``runners``),
+never two at once.
 
 The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
 ``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output and
 a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the report:
 ``report.json``, ``report.md`` and the ``compare_*.png`` pictures (``report`` builds it from
-the saved runs, ``markdown`` and ``plots`` write it). The runs themselves: ``runners``.
+the saved runs, ``markdown`` and ``plots`` write it).
 
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
 comparison is never overwritten. ``--resume true`` continues an interrupted one (same
