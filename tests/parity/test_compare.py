@@ -33,7 +33,7 @@ def test_compare_short_form(data_dir, tmp_path, capsys):
         "--out",
         str(out),
     ]
-    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--quiet", "true"]) == 0
     report = json.loads((out / "report.json").read_text())
     acc = {r["framework"]: r["test_accuracy"] for r in report["rows"]}
     print(f"short comparison: {acc}, {report['summary']['test_accuracy_diff_pp']:+.2f} pp")
