@@ -45,24 +45,15 @@ class DataError(Exception):
 
 
 def raw_dir(data_dir: str | Path, dataset: str = "mnist") -> Path:
-    """Return the folder that holds a dataset's IDX files.
-
-    Args:
-        data_dir: The data root, e.g. ``data``.
-        dataset: ``"mnist"`` or ``"fashion_mnist"``.
-    """
+    """The folder under the data root ``data_dir`` that holds a dataset's IDX files."""
     if dataset not in FOLDERS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(FOLDERS)}")
     return Path(data_dir) / FOLDERS[dataset] / "raw"
 
 
 def parse_idx(buf: bytes) -> np.ndarray:
-    """Decode the bytes of a uint8 IDX file into an array of the header's shape.
-
-    Args:
-        buf: The whole file: 2 zero bytes, type code 0x08, ndim, ndim big-endian uint32 sizes,
-            then the payload.
-    """
+    """Decode a whole uint8 IDX file (2 zero bytes, type code 0x08, ndim, ndim big-endian
+    uint32 sizes, then the payload) into an array of the header's shape."""
     if len(buf) < 4 or buf[:3] != b"\x00\x00\x08":
         raise ValueError("not a uint8 IDX file (bad magic number)")
     header = 4 + 4 * buf[3]
@@ -73,14 +64,8 @@ def parse_idx(buf: bytes) -> np.ndarray:
 
 
 def read_idx(path: Path, magic: int, count: int, md5: str | None = None) -> np.ndarray:
-    """Read one IDX file and check it is the one expected.
-
-    Args:
-        path: The file.
-        magic: 2051 for images (N, 28, 28), 2049 for labels (N,).
-        count: The number of items N.
-        md5: The file's expected MD5, or None to skip that check.
-    """
+    """Read one IDX file and check it is the one expected: ``magic`` 2051 for images (N, 28,
+    28), 2049 for labels (N,), ``count`` items N, and the ``md5`` given (None: unchecked)."""
     buf = path.read_bytes()
     try:
         arr = parse_idx(buf)
@@ -98,17 +83,11 @@ def read_idx(path: Path, magic: int, count: int, md5: str | None = None) -> np.n
 
 
 def load_data(data_dir: str | Path | None, dataset: str = "mnist") -> Arrays:
-    """Load ``(x_train, y_train), (x_test, y_test)`` as uint8, like ``keras.datasets.mnist``.
-
-    Args:
-        data_dir: The data root holding ``<Folder>/raw``. When none of the four files is there
-            (or ``data_dir`` is None), the tutorial's ``keras.datasets.<dataset>.load_data()``
-            is called instead. When only some are there, that is an error, not a fallback.
-        dataset: ``"mnist"`` or ``"fashion_mnist"``.
-
-    Returns:
-        Images of shape (N, 28, 28) and labels of shape (N,), 60,000 train and 10,000 test.
-    """
+    """Load ``(x_train, y_train), (x_test, y_test)`` as uint8, like ``keras.datasets.mnist``:
+    images (N, 28, 28) and labels (N,), 60,000 train and 10,000 test, from the IDX files in
+    ``<data_dir>/<Folder>/raw``. When none of the four is there (or ``data_dir`` is None), the
+    tutorial's ``keras.datasets.<dataset>.load_data()`` is called instead; when only some are
+    there, that is an error, not a fallback."""
     folder = raw_dir(data_dir if data_dir is not None else ".", dataset)
     paths = [folder / name for name, _, _ in FILES]
     present = [p.is_file() for p in paths]

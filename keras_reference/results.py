@@ -23,12 +23,9 @@ RESULTS_NAME = "results.json"
 
 
 def best_epoch(val_loss: list[float]) -> int:
-    """Return the 1-based epoch of the lowest val_loss, the one ModelCheckpoint kept.
-
-    Args:
-        val_loss: Per-epoch validation losses. ``save_best_only`` saves on strict improvement
-            only, so on a tie the first epoch wins, as with ``np.argmin``; NaN never wins.
-    """
+    """The 1-based epoch of the lowest val_loss, the one ModelCheckpoint kept: it saves on
+    strict improvement only, so on a tie the first epoch wins, as with ``np.argmin``; NaN
+    never wins."""
     finite = [v if math.isfinite(v) else math.inf for v in val_loss]
     return int(np.argmin(finite)) + 1
 
@@ -57,14 +54,8 @@ def device_name() -> str:
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
-    """Create the run folder, refusing one that already holds a results.json.
-
-    Args:
-        out_dir: The run folder; new, empty, or without a results.json.
-
-    Raises:
-        FileExistsError: with a one-line message, so a finished run is never overwritten.
-    """
+    """Create the run folder, refusing (FileExistsError, one line) one that already holds a
+    results.json, so a finished run is never overwritten."""
     out = Path(out_dir)
     if (out / RESULTS_NAME).exists():
         raise FileExistsError(f"{out / RESULTS_NAME} exists; choose a new --out folder")
@@ -73,12 +64,7 @@ def check_out_dir(out_dir: str | Path) -> Path:
 
 
 def write_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
-    """Write ``results.json`` whole or not at all (the port's atomic writer).
-
-    Args:
-        out_dir: The run folder.
-        results: The shared schema's fields (see the lightning_mnist results writer).
-    """
+    """Write ``results.json`` (the shared schema) whole or not at all (the port's writer)."""
     path = Path(out_dir) / RESULTS_NAME
     write_atomic(path, (json.dumps(results, indent=2) + "\n").encode())
     return path

@@ -32,20 +32,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Keras 3 still saves and loads `.h5` (its legacy HDF5 format), so the tutorial's file name
 # stays. Keras logs a deprecation warning on every save (every better epoch); it is shown once.
 BEST_MODEL_NAME = "best_model.h5"
+NUM_CLASSES = 10  # the tutorial's num_classes
 
 
 def plot_curve(
     train: list[float], val: list[float], string1: str, location: str, out: Path
 ) -> None:
-    """The tutorial's plot_curve; it saves ``<string1 lower-cased>.png`` into ``out``.
-
-    Args:
-        train: Per-epoch training values.
-        val: Per-epoch validation values.
-        string1: The metric's name for the title and the y label, e.g. ``"Accuracy"``.
-        location: The legend's ``loc``, e.g. ``"lower right"``.
-        out: The run folder (not in the tutorial, which calls ``plt.show()``).
-    """
+    """The tutorial's plot_curve: ``train`` and ``val`` per epoch, titled with ``string1``
+    (e.g. ``"Accuracy"``), the legend at ``location``; it saves ``<string1 lower-cased>.png``
+    into the run folder ``out`` (not in the tutorial, which calls ``plt.show()``)."""
     plt.plot(train)
     plt.plot(val)
     plt.title("model " + string1)
@@ -73,9 +68,10 @@ def run_tutorial(
 ) -> dict[str, Any]:
     """Run the tutorial and return its results (the shared results.json schema).
 
-    Long because it is the tutorial's code in the tutorial's order (load, reshape, scale,
-    one-hot, build, compile, fit with the two callbacks, evaluate, plot), so that it reads
-    side by side with the tutorial; each addition is marked ``# not in the tutorial``.
+    The tutorial's steps in its order, so that it reads side by side with it: 1-4 (load,
+    reshape, one-hot, scale) in :func:`prepare_data`, 5-6 (build, compile) here, 7 (fit with
+    the two callbacks) in :func:`fit_with_callbacks`, 8-10 (plot, load the best model,
+    evaluate) here. Each addition is marked ``# not in the tutorial``.
 
     Args:
         data_dir: The data root holding ``MNIST/raw``; None uses ``keras.datasets`` directly.
@@ -97,8 +93,45 @@ def run_tutorial(
 
         tf.config.experimental.enable_op_determinism()
     _log_h5_warning_once()
+    times = {"data_started_at": time.time()}  # not in the tutorial
+    (x_train, y_train), (x_test, y_test) = prepare_data(data_dir, dataset, times)  # 1.-4.
 
-    data_started_at, data_t0 = time.time(), time.perf_counter()  # not in the tutorial
+    # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy
+    # (model.py; it notes the Keras 3 names of the tutorial's Keras 1/2 imports).
+    if preset == "improved":  # not in the tutorial
+        model = improved.build_improved_model(NUM_CLASSES, jit_compile=jit_compile)
+    else:
+        model = build_model(NUM_CLASSES, jit_compile)
+
+    # 7. Fit, keeping the best model by val_loss and stopping early.
+    history, timer = fit_with_callbacks(
+        model, x_train, y_train, out, epochs, patience, batch_size, verbose, preset, times
+    )
+
+    # 8. The learning curves.
+    plot_curve(
+        history.history["accuracy"], history.history["val_accuracy"], "Accuracy", "lower right", out
+    )
+    plot_curve(history.history["loss"], history.history["val_loss"], "Loss", "upper right", out)
+
+    # 9. Load the best model; the epochs after it, where val_loss rose again, are dropped.
+    model = keras.models.load_model(out / BEST_MODEL_NAME)
+
+    # 10. Evaluate it on the test set.
+    test_t0 = time.perf_counter()  # not in the tutorial
+    loss, acc = model.evaluate(x_test, y_test, verbose=verbose)
+    times["test"] = time.perf_counter() - test_t0  # not in the tutorial
+    print("Testing Accuracy: ", round(acc * 100, 2))
+    print("Testing Loss: ", round(loss, 2))
+
+    facts = {"dataset": dataset, "seed": seed, "jit_compile": jit_compile, "preset": preset}
+    return _results(model, history, timer, (x_test, y_test, loss, acc), out, times, facts)
+
+
+def prepare_data(data_dir: str | Path | None, dataset: str, times: dict[str, float]) -> tuple:
+    """Steps 1-4: the train and test images, channels-last and scaled, with one-hot labels;
+    ``times["data"]`` gets the seconds they took (not in the tutorial)."""
+    data_t0 = time.perf_counter()  # not in the tutorial
     # 1. Load MNIST: 60,000 train and 10,000 test images, uint8 28x28 (from the IDX files, or
     # the tutorial's `mnist.load_data()` when they are absent).
     (x_train, y_train), (x_test, y_test) = load_data(data_dir, dataset)
@@ -106,26 +139,25 @@ def run_tutorial(
     x_train = np.expand_dims(x_train, axis=-1)
     x_test = np.expand_dims(x_test, axis=-1)
     # 3. One-hot labels, as categorical_crossentropy expects.
-    num_classes = 10
-    y_train = keras.utils.to_categorical(y_train, num_classes)
-    y_test = keras.utils.to_categorical(y_test, num_classes)
+    y_train = keras.utils.to_categorical(y_train, NUM_CLASSES)
+    y_test = keras.utils.to_categorical(y_test, NUM_CLASSES)
     # 4. Scale the pixels to [0, 1].
     x_train = x_train.astype("float32")
     x_test = x_test.astype("float32")
     x_train /= 255
     x_test /= 255
-    data_seconds = time.perf_counter() - data_t0  # not in the tutorial
+    times["data"] = time.perf_counter() - data_t0  # not in the tutorial
+    return (x_train, y_train), (x_test, y_test)
 
-    # 5.-6. The Sequential CNN, compiled with categorical_crossentropy, adam and accuracy
-    # (model.py; it notes the Keras 3 names of the tutorial's Keras 1/2 imports).
-    if preset == "improved":  # not in the tutorial
-        model = improved.build_improved_model(num_classes, jit_compile=jit_compile)
-    else:
-        model = build_model(num_classes, jit_compile)
 
+def fit_with_callbacks(
+    model: Any, x_train: Any, y_train: Any, out: Path, epochs: int, patience: int,
+    batch_size: int, verbose: str | int, preset: str, times: dict[str, float],
+) -> tuple[Any, measure.PhaseTimer]:  # fmt: skip
+    """Step 7: the history and the timer of the fit; ``times["fit"]`` gets its seconds."""
     # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256
-    # (the preset's batch size),
-    # keep the best model by val_loss and stop when val_loss has not improved for `patience`.
+    # (the preset's batch size); keep the best model by val_loss and stop when val_loss has not
+    # improved for `patience`.
     best_model_path = out / BEST_MODEL_NAME  # not in the tutorial: in the run folder
     timer = measure.PhaseTimer()  # not in the tutorial
     my_callbacks = [
@@ -146,54 +178,47 @@ def run_tutorial(
         callbacks=my_callbacks,
         verbose=verbose,
     )
-    fit_seconds = time.perf_counter() - start
+    times["fit"] = time.perf_counter() - start
+    return history, timer
 
-    # 8. The learning curves.
-    plot_curve(
-        history.history["accuracy"], history.history["val_accuracy"], "Accuracy", "lower right", out
-    )
-    plot_curve(history.history["loss"], history.history["val_loss"], "Loss", "upper right", out)
 
-    # 9. Load the best model; the epochs after it, where val_loss rose again, are dropped.
-    model = keras.models.load_model(best_model_path)
-
-    # 10. Evaluate it on the test set.
-    test_t0 = time.perf_counter()  # not in the tutorial
-    loss, acc = model.evaluate(x_test, y_test, verbose=verbose)
-    test_seconds = time.perf_counter() - test_t0  # not in the tutorial
-    print("Testing Accuracy: ", round(acc * 100, 2))
-    print("Testing Loss: ", round(loss, 2))
-
+def _results(
+    model: Any, history: Any, timer: measure.PhaseTimer, test: tuple, out: Path,
+    times: dict[str, float], facts: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Not in the tutorial: the shared results.json schema, with the best model's test
+    predictions (written into ``out``), latency and memory. ``test``: x_test, y_test and the
+    test loss and accuracy; ``facts``: dataset, seed, jit_compile and preset."""
+    x_test, y_test, loss, acc = test
     hist = {k: [float(v) for v in history.history[k]] for k in _HISTORY_KEYS}
-    # Not in the tutorial: the best model's test predictions, latency and memory.
     predicted = model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
     measure.write_predictions(out / measure.PREDICTIONS_CSV, y_test.argmax(axis=1), predicted)
     epochs_total, val_total = sum(timer.epoch_seconds), sum(timer.val_seconds)
     timing = {
-        "data_started_at": data_started_at,
-        "data": data_seconds,
+        "data_started_at": times["data_started_at"],
+        "data": times["data"],
         "train": epochs_total - val_total,
         "validation": val_total,
         "checkpoint": timer.checkpoint_seconds,
-        "fit_other": fit_seconds - epochs_total - timer.checkpoint_seconds,
-        "test": test_seconds,
+        "fit_other": times["fit"] - epochs_total - timer.checkpoint_seconds,
+        "test": times["test"],
     }
-    return {  # not in the tutorial: the shared results.json schema
+    return {
         "framework": "keras",
-        "dataset": dataset,
-        "seed": seed,
+        "dataset": facts["dataset"],
+        "seed": facts["seed"],
         "epochs_run": len(hist["loss"]),
         "best_epoch": best_epoch(hist["val_loss"]),
         "history": hist,
         "epoch_seconds": timer.epoch_seconds,
-        "fit_seconds": fit_seconds,
+        "fit_seconds": times["fit"],
         "test_loss": float(loss),
         "test_accuracy": float(acc),
         "test_samples": len(x_test),
         "params": model.count_params(),
         "best_model": BEST_MODEL_NAME,
-        "jit_compile": jit_compile,
-        "preset": preset,
+        "jit_compile": facts["jit_compile"],
+        "preset": facts["preset"],
         "device": device_name(),
         "versions": versions(),
         "timing": timing,

@@ -82,7 +82,7 @@ def test_options_reach_the_command(monkeypatch, tmp_path):
     assert compare.main(["--data-dir", "D"]) == 2
 
     monkeypatch.setattr(bench, "bench", lambda run, rows, probe: runs.append((run, rows)) or {})
-    monkeypatch.setattr(bench, "check_data", lambda data_dir, create=False: None)
+    monkeypatch.setattr(bench.runners, "check_data", lambda data_dir, create=False: None)
     monkeypatch.setattr(bench, "render_markdown", lambda report: "")
     argv = ["--trainer.max_epochs", "3", "--data.data_dir", "D", "--frameworks", "[torch,keras]"]
     argv += ["--out", str(tmp_path / "bench")]

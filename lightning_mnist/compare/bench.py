@@ -18,27 +18,16 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
 from lightning_mnist.atomic import write_atomic
+from lightning_mnist.compare import plain_loop, runners
 from lightning_mnist.compare.command import run_command
-from lightning_mnist.compare.plain_loop import (
-    forward_flops_per_sample,
-    plain_torch_epochs,
-    probe_flops,
-    train_flops_per_sample,
-)
+from lightning_mnist.compare.markdown import md_table
 from lightning_mnist.compare.report import epoch_stats
-from lightning_mnist.compare.runners import (
-    CompareError,
-    check_data,
-    new_out_dir,
-    run_keras,
-    run_lightning,
-)
-from lightning_mnist.compare.tables import md_table
+from lightning_mnist.compare.runners import CompareError
 from lightning_mnist.data.catalogue import default_data_dir
 from lightning_mnist.presets import preset_facts, preset_path
 
@@ -46,8 +35,7 @@ TRAIN_SAMPLES, VAL_SAMPLES = 48_000, 12_000
 # One row each, run in this order: Keras as the tutorial runs it and with XLA, Lightning and a
 # plain PyTorch loop each with PyTorch's stock ops and with the opt-in fused operator.
 Row = Literal["keras", "keras_xla", "lightning", "lightning_fused", "torch", "torch_fused"]
-ROWS: tuple[Row, ...] = ("keras", "keras_xla", "lightning", "lightning_fused", "torch")
-ROWS += ("torch_fused",)
+ROWS: tuple[Row, ...] = get_args(Row)
 NAMES = {
     "keras": "Keras (tutorial)",
     "keras_xla": "Keras + XLA (jit_compile=True)",
@@ -112,9 +100,11 @@ def mnist_bench(
             "--trainer.max_epochs must be >= 2: the first epoch is warm-up and is not timed"
         )
     data_dir = data.data_dir or default_data_dir()
-    check_data(data_dir, create=data.data_dir is None)
+    runners.check_data(data_dir, create=data.data_dir is None)
+    runners.refuse_existing(Path(out))
+    Path(out).mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    run = Run(new_out_dir(Path(out)), data_dir, trainer.max_epochs, seed_everything, quiet, device)
+    run = Run(Path(out), data_dir, trainer.max_epochs, seed_everything, quiet, device)
     report = {**bench(run, [r for r in ROWS if r in frameworks], probe_seconds), "command": command}
     write_atomic(run.out / "bench.json", (json.dumps(report, indent=2) + "\n").encode())
     write_atomic(run.out / "bench.md", render_markdown(report).encode())
@@ -123,11 +113,7 @@ def mnist_bench(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script ``mnist-bench``; returns the exit status.
-
-    Args:
-        argv: The arguments without the program name; None reads ``sys.argv``.
-    """
+    """Console script ``mnist-bench``; returns the exit status."""
     return run_command(mnist_bench, "mnist-bench", argv)
 
 
@@ -144,16 +130,11 @@ class Run:
 
 
 def bench(run: Run, rows: list[str], probe_seconds: float) -> dict[str, Any]:
-    """Probe the machine, run each row in turn, and return the bench.json dict (no command).
-
-    Args:
-        run: Where and how.
-        rows: The rows, in the table's order.
-        probe_seconds: How long the matmul probe multiplies.
-    """
+    """Probe the machine, run each row (in the table's order) and return the bench.json dict
+    without the command."""
     size = 8192 if run.device.type == "cuda" else 2048  # big enough to reach the peak
-    flops = probe_flops(run.device, size, probe_seconds)
-    epoch_flop = TRAIN_SAMPLES * train_flops_per_sample()
+    flops = plain_loop.probe_flops(run.device, size, probe_seconds)
+    epoch_flop = TRAIN_SAMPLES * plain_loop.train_flops_per_sample()
     floor_s = epoch_flop / flops
     print(f"matmul probe: {flops / 1e9:.1f} GFLOP/s ({size}^2 fp32 on {run.device.type}); ", end="")
     print(f"floor {epoch_flop / 1e9:.1f} GFLOP / epoch = {floor_s:.3f} s")
@@ -165,8 +146,8 @@ def bench(run: Run, rows: list[str], probe_seconds: float) -> dict[str, Any]:
         "epochs": run.epochs,
         "train_samples": TRAIN_SAMPLES,
         "val_samples": VAL_SAMPLES,
-        "train_flops_per_sample": train_flops_per_sample(),
-        "val_flops_per_sample": forward_flops_per_sample(),
+        "train_flops_per_sample": plain_loop.train_flops_per_sample(),
+        "val_flops_per_sample": plain_loop.forward_flops_per_sample(),
         "epoch_train_gflop": epoch_flop / 1e9,
         "probe": {"device": run.device.type, "size": size, "gflops": flops / 1e9},
         "epoch_floor_s": floor_s,
@@ -203,16 +184,18 @@ def run_row(fw: str, run: Run) -> dict[str, Any]:
     common = (run.data_dir, run.seed, run.epochs, run.epochs, run.quiet)
     fast_cpu = ("--config", str(preset_path("fast-cpu")))  # fused op + allocator setting
     if fw == "keras":
-        return run_keras(run.out / fw, *common)
+        return runners.run_keras(run.out / fw, *common)
     if fw == "keras_xla":
-        return run_keras(run.out / fw, *common, extra=("--jit_compile", "true"))
+        return runners.run_keras(run.out / fw, *common, extra=("--jit_compile", "true"))
     if fw in ("lightning", "lightning_fused"):
         extra = fast_cpu if fw.endswith("fused") else ()
-        return run_lightning(run.out / fw, *common, extra=extra)
+        return runners.run_lightning(run.out / fw, *common, extra=extra)
     fast = fw.endswith("fused")
     conv_pool = "fused" if fast else "native"
     print(f"[{fw}] plain loop ({conv_pool}), {run.epochs} epochs on {run.device.type}", flush=True)
-    r = plain_torch_epochs(run.data_dir, run.epochs, run.seed, run.device, conv_pool, malloc=fast)
+    r = plain_loop.plain_torch_epochs(
+        run.data_dir, run.epochs, run.seed, run.device, conv_pool, malloc=fast
+    )
     print(f"[{fw}] val accuracy per epoch: {r['val_accuracy']}")
     return r
 
@@ -227,11 +210,7 @@ def _pct_over(results: dict[str, Any], a: str, b: str) -> float | None:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The README's performance table and its notes, from a bench.json dict.
-
-    Args:
-        report: From :func:`bench`.
-    """
+    """The README's performance table and its notes, from a bench.json dict."""
     n = report["epochs"]
     timed = f"epochs 2–{n}" if n > 2 else "epoch 2"
     keras = report["frameworks"].get("keras")

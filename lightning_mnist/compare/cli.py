@@ -1,14 +1,12 @@
 """``mnist-compare``: the tutorial in Keras and in Lightning, seed by seed, then a report.
-
-Each run is a child process, Keras first and then Lightning for every seed, never two at
-once, so each framework has every core (docs/parity.md #12). lightning_mnist never imports
-Keras or TensorFlow: the Keras side runs as ``python -m keras_reference``.
+Keras runs first and then Lightning for every seed, each in a child process (``runners``),
+never two at once.
 
 The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
 ``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output and
 a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the report:
 ``report.json``, ``report.md`` and the ``compare_*.png`` pictures (``report`` builds it from
-the saved runs, ``markdown`` and ``plots`` write it). The runs themselves: ``runners``.
+the saved runs, ``markdown`` and ``plots`` write it).
 
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
 comparison is never overwritten. ``--resume true`` continues an interrupted one (same
@@ -28,29 +26,13 @@ from typing import Any, Literal
 from jsonargparse.typing import PositiveInt
 
 from lightning_mnist.atomic import write_atomic
+from lightning_mnist.compare import report as reports
+from lightning_mnist.compare import runners
 from lightning_mnist.compare.command import run_command
 from lightning_mnist.compare.markdown import render_markdown
 from lightning_mnist.compare.options import Data, EarlyStopping, Plan, Trainer
 from lightning_mnist.compare.plots import write_plots
-from lightning_mnist.compare.report import (
-    DEFAULT_TARGET,
-    REPORT_JSON,
-    REPORT_MD,
-    SETTINGS_JSON,
-    ReportError,
-    build_report,
-    epoch_stats,
-    report_json,
-)
-from lightning_mnist.compare.runners import (
-    CompareError,
-    check_data,
-    check_gpu,
-    exists_message,
-    finished_results,
-    run_keras,
-    run_lightning,
-)
+from lightning_mnist.compare.runners import CompareError
 from lightning_mnist.data.catalogue import DATA_DIR_ENV
 from lightning_mnist.presets import preset_facts
 
@@ -114,7 +96,7 @@ def mnist_compare(
         patience=facts["patience"] if early_stopping.patience is None else early_stopping.patience,
         data=data,
         accelerator=trainer.accelerator,
-        target_accuracy=target_accuracy or DEFAULT_TARGET[data.dataset],
+        target_accuracy=target_accuracy or reports.DEFAULT_TARGET[data.dataset],
         config=config or preset,
         lightning_args=lightning_args,
         resume=resume,
@@ -123,44 +105,32 @@ def mnist_compare(
         command=command,
     )
     report = compare(plan)
-    print(summary_line(report), f"Report: {plan.out / REPORT_MD}", sep="\n")
+    print(summary_line(report), f"Report: {plan.out / reports.REPORT_MD}", sep="\n")
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script ``mnist-compare``; returns the exit status.
-
-    Args:
-        argv: The arguments without the program name; None reads ``sys.argv``.
-    """
+    """Console script ``mnist-compare``; returns the exit status."""
     return run_command(mnist_compare, "mnist-compare", argv)
 
 
 def compare(plan: Plan) -> dict[str, Any]:
-    """Run every (seed, framework) pair not yet finished, then write the report.
-
-    Args:
-        plan: From :func:`mnist_compare`.
-    """
+    """Run every (seed, framework) pair not yet finished, then write the report."""
     out = plan.out
     if plan.report_only:
         if not out.is_dir():
             raise CompareError(f"{out} does not exist; --report_only rebuilds an existing --out")
-        return _write(out, None)
+        return _write_report(out, None)
     settings = _settings(plan)
     if plan.resume:
         settings = _resumed_settings(out, settings)
-    elif out.exists() and any(out.iterdir()):
-        raise CompareError(exists_message(out, "or pass --resume true / --report_only true"))
-    runs = [
-        (seed, fw, out / "runs" / f"{fw}-seed{seed}")
-        for seed in plan.seeds
-        for fw in plan.frameworks
-    ]
-    pending = [(s, fw) for s, fw, run in runs if not finished_results(run)]
+    else:
+        runners.refuse_existing(out, "or pass --resume true / --report_only true")
+    runs = [(s, fw, out / "runs" / f"{fw}-seed{s}") for s in plan.seeds for fw in plan.frameworks]
+    pending = [(s, fw) for s, fw, run in runs if not runners.finished_results(run)]
     _check_before_runs(plan, {fw for _, fw in pending})
     if not plan.resume:
-        write_atomic(out / SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
+        _write_settings(out, settings)
     for seed, fw, run in runs:
         if (seed, fw) in pending:
             print(run_line(run_one(plan, fw, seed, run)))
@@ -168,8 +138,8 @@ def compare(plan: Plan) -> dict[str, Any]:
             print(f"[{fw} s{seed}] already finished in {run}; kept")
     if pending:
         settings["loadavg_end"] = os.getloadavg()[0]
-        write_atomic(out / SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
-    return _write(out, settings)
+        _write_settings(out, settings)
+    return _write_report(out, settings)
 
 
 def _check_before_runs(plan: Plan, frameworks: set[str]) -> None:
@@ -181,9 +151,9 @@ def _check_before_runs(plan: Plan, frameworks: set[str]) -> None:
             "or pass --frameworks [lightning]"
         )
     if frameworks:
-        check_data(plan.data_dir, plan.data.dataset, create=plan.data.data_dir is None)
+        runners.check_data(plan.data_dir, plan.data.dataset, create=plan.data.data_dir is None)
         if plan.accelerator == "gpu":
-            check_gpu(frameworks)
+            runners.check_gpu(frameworks)
 
 
 def run_one(plan: Plan, fw: str, seed: int, run: Path) -> dict[str, Any]:
@@ -191,21 +161,22 @@ def run_one(plan: Plan, fw: str, seed: int, run: Path) -> dict[str, Any]:
     common = (run, plan.data_dir, seed, plan.epochs, plan.patience, plan.quiet)
     where = {"dataset": plan.data.dataset, "accelerator": plan.accelerator}
     if fw == "keras":
-        return run_keras(*common, extra=("--preset", plan.preset), **where)
+        return runners.run_keras(*common, extra=("--preset", plan.preset), **where)
     extra = tuple(shlex.split(plan.lightning_args))
-    return run_lightning(*common, config=plan.config, extra=extra, **where)
+    return runners.run_lightning(*common, config=plan.config, extra=extra, **where)
 
 
-def _write(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
+def _write_report(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
     """Build the report from the saved runs and write report.json, report.md and pictures."""
-    try:
-        report = build_report(out, settings)
-    except ReportError as e:
-        raise CompareError(str(e)) from None
+    report = reports.build_report(out, settings)
     write_plots(report, out)
-    write_atomic(out / REPORT_JSON, report_json(report).encode())
-    write_atomic(out / REPORT_MD, render_markdown(report).encode())
+    write_atomic(out / reports.REPORT_JSON, reports.report_json(report).encode())
+    write_atomic(out / reports.REPORT_MD, render_markdown(report).encode())
     return report
+
+
+def _write_settings(out: Path, settings: dict[str, Any]) -> None:
+    write_atomic(out / reports.SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
 
 
 def _settings(plan: Plan) -> dict[str, Any]:
@@ -231,12 +202,9 @@ def _settings(plan: Plan) -> dict[str, Any]:
 
 
 def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings an interrupted comparison in ``out`` started with, if ``settings`` match.
-
-    Raises:
-        CompareError: when ``out`` holds no earlier comparison, or one with other settings.
-    """
-    saved_path = out / SETTINGS_JSON
+    """The settings an interrupted comparison in ``out`` started with, if ``settings`` match;
+    a CompareError when ``out`` holds no earlier comparison, or one with other settings."""
+    saved_path = out / reports.SETTINGS_JSON
     if not saved_path.exists():
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
     saved = json.loads(saved_path.read_text())
@@ -250,12 +218,8 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_line(results: dict[str, Any]) -> str:
-    """One line for a finished run.
-
-    Args:
-        results: A results.json dict.
-    """
-    secs = epoch_stats(results["epoch_seconds"])["median"]
+    """One line for a finished run, from its results.json."""
+    secs = reports.epoch_stats(results["epoch_seconds"])["median"]
     return (
         f"{results['framework']:<9} seed {results['seed']}: {results['epochs_run']} epochs "
         f"(best {results['best_epoch']}), test accuracy {100 * results['test_accuracy']:.2f}%, "
@@ -265,11 +229,7 @@ def run_line(results: dict[str, Any]) -> str:
 
 
 def summary_line(report: dict[str, Any]) -> str:
-    """The mean test accuracies and their difference, in one line.
-
-    Args:
-        report: From :func:`lightning_mnist.compare.report.build_report`.
-    """
+    """The mean test accuracies and their difference, in one line."""
     s = report["summary"]
     parts = [
         f"{fw} {100 * per['test_accuracy']['mean']:.2f}% (n={per['runs']})"

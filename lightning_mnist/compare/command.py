@@ -15,15 +15,11 @@ from lightning_mnist.errors import report_user_errors
 
 
 def run_command(command: Callable[..., Any], prog: str, argv: list[str] | None = None) -> int:
-    """Parse ``argv`` into ``command``'s parameters, call it, and return the exit status.
+    """Parse ``argv`` (None: ``sys.argv``) into ``command``'s parameters, call it, and return
+    the exit status. Its docstring's text before ``Args:`` is the ``--help`` text.
 
     ``command`` also gets ``command=`` the command line, to record; it is no option. An
     interrupt ends with status 130 and, for a command with ``resume``, says how to continue.
-
-    Args:
-        command: The function; its docstring's text before ``Args:`` is the ``--help`` text.
-        prog: The command's name.
-        argv: The arguments without the program name; None reads ``sys.argv``.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     about = (inspect.getdoc(command) or "").split("\n\nArgs:")[0]

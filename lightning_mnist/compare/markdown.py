@@ -1,36 +1,39 @@
 """report.md: the comparison's answers in order: accuracy (with its interval), agreement,
-per class, time, environment. One function per section; each reads the report dict only."""
+per class, time, environment. One function per section; each reads the report dict only.
+``md_table`` builds every table of report.md and bench.md."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from lightning_mnist.compare.plots import PLOTS
 from lightning_mnist.compare.report import NAMES, ROW_KEYS
 from lightning_mnist.compare.sections import PHASES
-from lightning_mnist.compare.tables import md_table
 from lightning_mnist.presets import preset_facts
 
 COLUMNS = ("epochs run", "best epoch", "val acc", "val loss", "test acc", "test loss")
 COLUMNS += ("s/epoch (median)", "fit s")  # one per ROW_KEYS
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    """The whole report.md.
+def md_table(header: Sequence[object], rows: Iterable[Sequence[object]], align: str = "") -> str:
+    """A Markdown table ending with a newline; ``align`` has one letter per column, ``l`` or
+    ``r`` (empty: the first column left, the others right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+    lines = [_line(header), rule, *(_line(r) for r in rows)]
+    return "\n".join(lines) + "\n"
 
-    Args:
-        report: From :func:`lightning_mnist.compare.report.build_report`.
-    """
-    parts = [
-        _intro(report),
-        _accuracy(report),
-        _agreement(report),
-        _per_class(report),
-        _time(report),
-        _environment(report),
-    ]
-    return "\n".join(p for p in parts if p).rstrip() + "\n"
+
+def _line(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The whole report.md, from :func:`lightning_mnist.compare.report.build_report`."""
+    parts = (_intro, _accuracy, _agreement, _per_class, _time, _environment)
+    return "\n".join(p for p in (part(report) for part in parts) if p).rstrip() + "\n"
 
 
 def _name(fw: str) -> str:
@@ -94,13 +97,13 @@ def _accuracy(report: dict[str, Any]) -> str:
         ),
     )
     lines = ["## 1. Accuracy", "", table, "Mean ± std over seeds:", "", mean_table]
-    interval = report.get("accuracy_interval")
+    interval, diff = report.get("accuracy_interval"), summary["test_accuracy_diff_pp"]
     if interval:
         lines += [f"**{interval['text']}**", ""]
-    elif summary["test_accuracy_diff_pp"] is not None:
+    elif diff is not None:
         lines += [
-            f"**Mean test accuracy, Lightning − Keras: {summary['test_accuracy_diff_pp']:+.2f} "
-            "percentage points** (an interval needs at least 2 seeds per framework).",
+            f"**Mean test accuracy, Lightning − Keras: {diff:+.2f} percentage points** (an "
+            "interval needs at least 2 seeds per framework).",
             "",
         ]
     lines += [
@@ -115,8 +118,8 @@ def _accuracy(report: dict[str, Any]) -> str:
         "Left: validation; right: training (running mean over the epoch, with dropout on, as "
         "Keras reports it). Line: mean over the seeds still running at that epoch, drawn while at "
         "least half of them run; band: ± one standard deviation; thin lines: single seeds; dots: "
-        "each seed's best epoch. The y axis "
-        "is zoomed to where the curves differ, so the first epochs may start below it.",
+        "each seed's best epoch. The y axis is zoomed to where the curves differ, so the first "
+        "epochs may start below it.",
         "",
     ]
     return "\n".join(lines)
@@ -126,17 +129,14 @@ def _agreement(report: dict[str, Any]) -> str:
     rows = report.get("agreement") or []
     if not rows:
         return ""
+    head = ("seed", "same prediction", "share", "both wrong (same wrong class)")
+    head += ("only Keras wrong", "only Lightning wrong")
     lines = [
         "## 2. Agreement of the two frameworks' models",
         "",
         "Each seed's best Keras model and best Lightning model on the same test images:",
         "",
-        md_table(
-            ("seed", "same prediction", "share", "both wrong (same wrong class)")
-            + ("only Keras wrong", "only Lightning wrong"),
-            map(_agreement_cells, rows),
-            "r" * 6,
-        ).rstrip("\n"),
+        md_table(head, map(_agreement_cells, rows), "r" * 6).rstrip("\n"),
     ]
     within = report.get("agreement_within") or {}
     if within:
@@ -154,8 +154,8 @@ def _agreement(report: dict[str, Any]) -> str:
 
 
 def _agreement_cells(r: dict[str, Any]) -> list[object]:
-    same, both = f"{r['same_prediction']:,} / {r['images']:,}", r["both_wrong"]
-    both_wrong = f"{both} ({r['both_wrong_same_class']})"
+    same = f"{r['same_prediction']:,} / {r['images']:,}"
+    both_wrong = f"{r['both_wrong']} ({r['both_wrong_same_class']})"
     return [r["seed"], same, _pct(r["share"]), both_wrong, *(r[f"{fw}_only_wrong"] for fw in NAMES)]
 
 
@@ -183,15 +183,10 @@ def _per_class(report: dict[str, Any]) -> str:
 
 def _class_cells(per: dict[str, Any], fws: list[str], c: int) -> list[str]:
     """One class's accuracy per framework, and their difference when there are two."""
-    cells = [
-        f"{100 * per[fw]['class_accuracy_mean'][c]:.2f} ± "
-        f"{100 * per[fw]['class_accuracy_std'][c]:.2f}%"
-        for fw in fws
-    ]
-    if len(fws) == 2:
-        d = per[fws[1]]["class_accuracy_mean"][c] - per[fws[0]]["class_accuracy_mean"][c]
-        cells.append(f"{100 * d:+.2f} pp")
-    return cells
+    means = [per[fw]["class_accuracy_mean"][c] for fw in fws]
+    stds = [per[fw]["class_accuracy_std"][c] for fw in fws]
+    cells = [f"{100 * m:.2f} ± {100 * s:.2f}%" for m, s in zip(means, stds, strict=True)]
+    return cells + ([f"{100 * (means[1] - means[0]):+.2f} pp"] if len(fws) == 2 else [])
 
 
 def _secs(x: float | None, digits: int = 1) -> str:
@@ -202,28 +197,22 @@ def _time(report: dict[str, Any]) -> str:
     time, per = report.get("time") or {}, report["summary"]["frameworks"]
     if not time:
         return ""
-    fws = list(time)
-    target = next(iter(time.values()))["target"]
+    target = f"{100 * next(iter(time.values()))['target']:.0f}%"
+    head = ("framework", "s/epoch (median)", f"to {target} val acc (s, mean)", "reached")
+    head += ("whole fit (s)", "inference, batch 1 (ms)", "inference, batch 256 (ms)")
     lines = [
         "## 4. Time",
         "",
-        md_table(
-            ("framework", "s/epoch (median)", f"to {100 * target:.0f}% val acc (s, mean)")
-            + ("reached", "whole fit (s)", "inference, batch 1 (ms)")
-            + ("inference, batch 256 (ms)", "peak memory (MiB)"),
-            (_time_cells(fw, time[fw], per[fw]) for fw in fws),
-        ),
-        f"Time to {100 * target:.0f}%: the training seconds (epoch times, training plus "
-        "validation) until the first epoch whose validation accuracy reached it, over the seeds "
-        "that reached it. Whole fit: the mean over seeds, which also depends on when early "
-        "stopping ended each run. Inference: median milliseconds of one forward pass of the "
-        "best model in eval mode (Keras: `predict_on_batch`; torch: the module's call under "
-        "`inference_mode`), median over seeds. Peak memory: the largest resident set of a "
-        "run's process.",
+        md_table((*head, "peak memory (MiB)"), (_time_cells(fw, time[fw], per[fw]) for fw in time)),
+        f"Time to {target}: the training seconds (epoch times, training plus validation) until "
+        "the first epoch whose validation accuracy reached it, over the seeds that reached it. "
+        "Whole fit: the mean over seeds, which also depends on when early stopping ended each "
+        "run. Inference: median milliseconds of one forward pass of the best model in eval mode "
+        "(Keras: `predict_on_batch`; torch: the module's call under `inference_mode`), median "
+        "over seeds. Peak memory: the largest resident set of a run's process.",
         "",
     ]
-    lines += _breakdown(time, fws)
-    return "\n".join(lines)
+    return "\n".join(lines + _breakdown(time, list(time)))
 
 
 def _time_cells(fw: str, t: dict[str, Any], p: dict[str, Any]) -> list[str]:
@@ -241,17 +230,16 @@ def _time_cells(fw: str, t: dict[str, Any], p: dict[str, Any]) -> list[str]:
 
 
 def _breakdown(time: dict[str, Any], fws: list[str]) -> list[str]:
-    if not any(time[fw]["breakdown"] for fw in fws):
+    parts = [time[fw]["breakdown"] or {} for fw in fws]
+    if not any(parts):
         return []
     seeds = ", ".join(f"{_name(fw)} seed {time[fw]['breakdown_seed']}" for fw in fws)
-    rows = []
-    for phase in PHASES:
-        values = [(time[fw]["breakdown"] or {}).get(phase) for fw in fws]
-        if any(v is not None for v in values):
-            rows.append([PHASES[phase], *(_secs(v) for v in values)])
-    totals = [
-        sum(v for v in (time[fw]["breakdown"] or {}).values() if math.isfinite(v)) for fw in fws
+    rows = [
+        [PHASES[phase], *(_secs(p.get(phase)) for p in parts)]
+        for phase in PHASES
+        if any(p.get(phase) is not None for p in parts)
     ]
+    totals = [sum(v for v in p.values() if math.isfinite(v)) for p in parts]
     rows.append(["**whole process**", *(f"**{t:.1f}**" for t in totals)])
     return [
         f"Where one run's time went ({seeds}), in seconds:",
@@ -277,11 +265,11 @@ def _environment(report: dict[str, Any]) -> str:
         found |= {"BLAS": e.get("blas"), "GPU": e.get("gpu")}
         bits = [f"device {e.get('device', '?')}", *(f"{k} {v}" for k, v in found.items() if v)]
         lines.append(f"- {_name(fw)}: " + "; ".join(bits) + f"; {vers}{_speedups(report, fw)}")
-    load = [env.get(k) for k in ("loadavg_start", "loadavg_end")]
-    if load[0] is not None:
-        after = f", {load[1]:.1f} at the end" if load[1] is not None else ""
+    start, end = env.get("loadavg_start"), env.get("loadavg_end")
+    if start is not None:
+        after = f", {end:.1f} at the end" if end is not None else ""
         lines.append(
-            f"- Machine: {env.get('cpu_count')} cores; 1-minute load average {load[0]:.1f} at "
+            f"- Machine: {env.get('cpu_count')} cores; 1-minute load average {start:.1f} at "
             f"the start{after} (the comparison itself keeps about one core's worth busy; much "
             "more means other work shared the cores and the timings are noisy)"
         )

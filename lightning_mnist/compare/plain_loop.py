@@ -11,44 +11,30 @@ import torch.nn.functional as F
 
 from lightning_mnist.presets import preset_facts
 
+# Multiply-add FLOPs (2 per MAC) of one image through the tutorial's CNN: the conv (26x26
+# outputs of 32 filters, 3x3 each) and the dense layers (13*13*32 -> 32 -> 10).
+CONV_FLOPS = 2 * 26 * 26 * 32 * 3 * 3
+DENSE_FLOPS = 2 * (13 * 13 * 32 * 32 + 32 * 10)
 
-def train_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one training sample of the tutorial's CNN.
 
-    Forward: conv 26*26*32*9 MACs, dense 13*13*32*32 and 32*10. Backward: the conv needs only
-    its weight gradient (its input is the image), the dense layers weight and input
-    gradients, so 1x and 2x their forward. Pooling, ReLU, dropout and Adam are memory-bound
-    and left out: about 1.82 MFLOP, 87 GFLOP per 48,000-image epoch.
+def forward_flops_per_sample() -> int:
+    """FLOPs of one forward pass (validation), about 0.74 MFLOP."""
+    return CONV_FLOPS + DENSE_FLOPS
 
-    Args:
-        filters: Convolution filters.
-        hidden: Hidden dense units.
-        classes: Output classes.
+
+def train_flops_per_sample() -> int:
+    """FLOPs of one training sample: about 1.82 MFLOP, 87 GFLOP per 48,000-image epoch.
+
+    Backward: the conv needs only its weight gradient (its input is the image), the dense
+    layers weight and input gradients, so 1x and 2x their forward. Pooling, ReLU, dropout and
+    Adam are memory-bound and left out.
     """
-    conv = 2 * 26 * 26 * filters * 3 * 3
-    dense = 2 * (13 * 13 * filters * hidden + hidden * classes)
-    return conv + dense + conv + 2 * dense
-
-
-def forward_flops_per_sample(filters: int = 32, hidden: int = 32, classes: int = 10) -> int:
-    """FLOPs of one forward pass (validation), about 0.74 MFLOP.
-
-    Args:
-        filters: Convolution filters.
-        hidden: Hidden dense units.
-        classes: Output classes.
-    """
-    return 2 * 26 * 26 * filters * 3 * 3 + 2 * (13 * 13 * filters * hidden + hidden * classes)
+    return CONV_FLOPS + DENSE_FLOPS + CONV_FLOPS + 2 * DENSE_FLOPS
 
 
 def probe_flops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
-    """The fp32 FLOP/s of a square matmul on ``device``, repeated for about ``seconds``.
-
-    Args:
-        device: Where to multiply.
-        size: The matrices' side (2048: 17 GFLOP a product).
-        seconds: How long to keep multiplying after one warm-up product.
-    """
+    """The fp32 FLOP/s of a ``size`` x ``size`` matmul on ``device`` (2048: 17 GFLOP a
+    product), repeated for about ``seconds`` after one warm-up product."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -77,14 +63,9 @@ def plain_torch_epochs(
     The same model (TutorialCNN, Keras init, pool before ReLU, channels_last), in-memory
     batches (TensorBatches), Adam(eps=1e-7), the tutorial's batch size and validation under
     inference_mode, with the epoch's loss and accuracy summed on the device as the system does.
-
-    Args:
-        data_dir: Holds MNIST/raw.
-        epochs: Epochs to run.
-        seed: torch.manual_seed and the shuffle seed.
-        device: Where to train; None picks CUDA when present, as Lightning's "auto" does.
-        conv_pool: The model's conv path, as ``--model.conv_pool``.
-        malloc: Apply the opt-in allocator setting, as ``--tune_malloc true``.
+    ``seed`` seeds torch and the shuffle; ``device`` None picks CUDA when present, as
+    Lightning's "auto" does; ``conv_pool`` is ``--model.conv_pool``; ``malloc`` applies the
+    opt-in allocator setting (``--tune_malloc true``).
     """
     from lightning_mnist.data.batches import TensorBatches
     from lightning_mnist.data.module import keras_split, to_tensor
@@ -140,7 +121,6 @@ def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
     correct = torch.zeros((), device=device, dtype=torch.long)
     with torch.inference_mode():
         for xb, yb in batches:
-            correct += (
-                model(xb.contiguous(memory_format=torch.channels_last)).argmax(1) == yb
-            ).sum()
+            logits = model(xb.contiguous(memory_format=torch.channels_last))
+            correct += (logits.argmax(1) == yb).sum()
     return correct

@@ -26,27 +26,13 @@ PLOTS = {
     "time": "compare_time.png",
 }
 COLOURS = {"keras": "#d00000", "lightning": "#792ee5"}  # the two projects' brand colours
-PHASE_COLOURS = dict(
-    zip(
-        PHASES,
-        ("#bbbbbb", "#8c564b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#7f7f7f"),
-        strict=True,
-    )
-)
+PALETTE = ("#bbbbbb", "#8c564b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#7f7f7f")
+PHASE_COLOURS = dict(zip(PHASES, PALETTE, strict=True))
 
 
-def write_plots(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """Write every picture the report links; returns their paths.
-
-    Args:
-        report: From :func:`lightning_mnist.compare.report.build_report`.
-        out_dir: The report folder.
-    """
-    out_dir = Path(out_dir)
-    paths = [
-        plot_curves(report["runs"], metric, out_dir / PLOTS[metric])
-        for metric in ("accuracy", "loss")
-    ]
+def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write every picture the report links into ``out_dir``; returns their paths."""
+    paths = [plot_curves(report["runs"], m, out_dir / PLOTS[m]) for m in ("accuracy", "loss")]
     if report.get("per_class"):
         paths.append(plot_confusion(report["per_class"], out_dir / PLOTS["confusion"]))
     time = report.get("time") or {}
@@ -97,13 +83,10 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
         if accuracy:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
         ax.grid(alpha=0.3)
-    seeds = sorted({int(r["seed"]) for r in runs})
-    axes[0].legend(
-        handles=_curve_legend(frameworks),
-        loc="lower right" if accuracy else "upper right",
-        fontsize=8,
-    )
-    fig.suptitle(f"model {metric}: Keras vs Lightning ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    seeds = len({int(r["seed"]) for r in runs})
+    where = "lower right" if accuracy else "upper right"
+    axes[0].legend(handles=_curve_legend(frameworks), loc=where, fontsize=8)
+    fig.suptitle(f"model {metric}: Keras vs Lightning ({seeds} seed{'s' * (seeds > 1)})")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -143,29 +126,23 @@ def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
     mats = [np.asarray(per_class[fw]["confusion"]) for fw in fws]
     off = [np.where(np.eye(len(m), dtype=bool), 0, m) for m in mats]
     vmax = max(int(o.max()) for o in off) or 1
-    fig, axes = plt.subplots(
-        1, len(fws), figsize=(5.2 * len(fws) + 0.8, 5.2), dpi=120, squeeze=False
-    )
+    figsize = (5.2 * len(fws) + 0.8, 5.2)
+    fig, axes = plt.subplots(1, len(fws), figsize=figsize, dpi=120, squeeze=False)
     for ax, fw, m, o in zip(axes[0], fws, mats, off, strict=True):
         image = ax.imshow(np.ma.masked_equal(o, 0), cmap="Reds", vmin=0, vmax=vmax)
-        n = len(m)
-        for i in range(n):
+        for i in range(len(m)):
             ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, color="#dddddd"))
-            for j in range(n):
-                if m[i, j]:
-                    dark = i != j and o[i, j] > 0.6 * vmax
-                    style = {
-                        "fontsize": 6.5 if i == j else 7.5,
-                        "color": "white" if dark else "black",
-                    }
-                    ax.text(j, i, str(m[i, j]), ha="center", va="center", **style)
-        ax.set_xticks(range(n))
-        ax.set_yticks(range(n))
+            for j in np.flatnonzero(m[i]):
+                colour = "white" if i != j and o[i, j] > 0.6 * vmax else "black"
+                font = 6.5 if i == j else 7.5
+                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=font, color=colour)
+        ax.set_xticks(range(len(m)))
+        ax.set_yticks(range(len(m)))
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        errors = int(o.sum())
         seeds = per_class[fw]["seeds"]
-        ax.set_title(f"{NAMES.get(fw, fw)}: {errors} errors over {seeds} seed{'s' * (seeds > 1)}")
+        title = f"{int(o.sum())} errors over {seeds} seed{'s' * (seeds > 1)}"
+        ax.set_title(f"{NAMES.get(fw, fw)}: {title}")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="errors (count)")
     return _save(fig, path, bbox_inches="tight")
 
@@ -180,32 +157,21 @@ def plot_time(time: dict[str, Any], path: Path) -> Path:
             value = time[fw]["breakdown"].get(phase)
             if value is None or not np.isfinite(value) or value <= 0:
                 continue
-            ax.barh(
-                row,
-                value,
-                left=left,
-                color=PHASE_COLOURS[phase],
-                edgecolor="white",
-                label=phase if row == 0 else None,
-            )
+            label = phase if row == 0 else None
+            colour = PHASE_COLOURS[phase]
+            ax.barh(row, value, left=left, color=colour, edgecolor="white", label=label)
             left += value
         ax.text(left, row, f" {left:.0f} s", va="center", fontsize=9)
-    ax.set_yticks(
-        range(len(fws)), [f"{NAMES.get(fw, fw)} (seed {time[fw]['breakdown_seed']})" for fw in fws]
-    )
+    labels = [f"{NAMES.get(fw, fw)} (seed {time[fw]['breakdown_seed']})" for fw in fws]
+    ax.set_yticks(range(len(fws)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
     ax.set_xlim(0, ax.get_xlim()[1] * 1.08)
     handles = [plt.Rectangle((0, 0), 1, 1, color=PHASE_COLOURS[p]) for p in PHASES]
-    ax.legend(
-        handles,
-        [p.replace("_", " ") for p in PHASES],
-        ncol=4,
-        fontsize=8,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.35 if len(fws) < 3 else -0.2),
-        frameon=False,
-    )
+    names = [p.replace("_", " ") for p in PHASES]
+    below = (0.5, -0.35 if len(fws) < 3 else -0.2)
+    legend = {"ncol": 4, "fontsize": 8, "loc": "upper center", "frameon": False}
+    ax.legend(handles, names, bbox_to_anchor=below, **legend)
     ax.set_title("where one run's time went")
     fig.tight_layout()
     return _save(fig, path, bbox_inches="tight")

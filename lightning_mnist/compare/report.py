@@ -17,45 +17,25 @@ from typing import Any
 
 import numpy as np
 
-from lightning_mnist.compare.sections import (
-    accuracy_interval,
-    agreement_rows,
-    environment_section,
-    per_class,
-    seed_baseline,
-    time_section,
-)
+from lightning_mnist.compare import sections
+from lightning_mnist.errors import UserError
 
 REPORT_JSON, REPORT_MD, SETTINGS_JSON = "report.json", "report.md", "settings.json"
 PROCESS_JSON = "process.json"  # written by mnist-compare beside each run: launch and exit
 FRAMEWORK_ORDER = ("keras", "lightning")
 NAMES = {"keras": "Keras", "lightning": "Lightning"}
 DEFAULT_TARGET = {"mnist": 0.98, "fashion_mnist": 0.90}  # validation accuracy to time
-ROW_KEYS = (
-    "epochs_run",
-    "best_epoch",
-    "val_accuracy",
-    "val_loss",
-    "test_accuracy",
-    "test_loss",
-    "s_per_epoch",
-    "fit_seconds",
-)
+ROW_KEYS = ("epochs_run", "best_epoch", "val_accuracy", "val_loss", "test_accuracy")
+ROW_KEYS += ("test_loss", "s_per_epoch", "fit_seconds")
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """No runs to report, or a results.json that cannot be read; the message is one line."""
 
 
 def epoch_stats(epoch_seconds: list[float]) -> dict[str, float]:
-    """Median, min and max seconds per epoch over the epochs after the first.
-
-    The first epoch also pays one-off costs (TF graph tracing, allocator warm-up), so it is
-    left out whenever there is more than one epoch.
-
-    Args:
-        epoch_seconds: Wall seconds of each epoch (training plus validation).
-    """
+    """Median, min and max seconds per epoch (training plus validation) over the epochs after
+    the first, which also pays one-off costs (TF graph tracing, allocator warm-up)."""
     secs = list(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
     if not secs:
         return {"median": math.nan, "min": math.nan, "max": math.nan, "epochs_timed": 0}
@@ -67,18 +47,10 @@ def epoch_stats(epoch_seconds: list[float]) -> dict[str, float]:
     }
 
 
-def load_runs(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run under ``<out_dir>/runs``, newest per (framework, seed), sorted.
-
-    Args:
-        out_dir: The report folder.
-
-    Raises:
-        ReportError: when no run has a results.json, or one cannot be read.
-    """
-    runs_dir = Path(out_dir) / "runs"
+def load_runs(out_dir: Path) -> list[dict[str, Any]]:
+    """Every finished run under ``<out_dir>/runs``, newest per (framework, seed), sorted."""
     newest: dict[tuple[str, int], tuple[float, dict[str, Any]]] = {}
-    for path in runs_dir.rglob("results.json"):
+    for path in (out_dir / "runs").rglob("results.json"):
         try:
             results = json.loads(path.read_text())
             key = (results["framework"], int(results["seed"]))
@@ -93,7 +65,7 @@ def load_runs(out_dir: str | Path) -> list[dict[str, Any]]:
             newest[key] = (mtime, results)
     if not newest:
         raise ReportError(f"no runs/**/results.json under {out_dir}; run mnist-compare first")
-    return sorted((r for _, r in newest.values()), key=_run_order)
+    return sorted((r for _, r in newest.values()), key=lambda r: (int(r["seed"]), _rank(r)))
 
 
 def _predictions(folder: Path, results: dict[str, Any]) -> tuple | None:
@@ -121,23 +93,14 @@ def _process(folder: Path) -> dict[str, Any] | None:
     return None
 
 
-def _framework_rank(results: dict[str, Any]) -> int:
+def _rank(results: dict[str, Any]) -> int:
     fw = results["framework"]
     return FRAMEWORK_ORDER.index(fw) if fw in FRAMEWORK_ORDER else len(FRAMEWORK_ORDER)
 
 
-def _run_order(results: dict[str, Any]) -> tuple[int, int]:
-    return (int(results["seed"]), _framework_rank(results))
-
-
 def run_row(results: dict[str, Any]) -> dict[str, Any]:
-    """One table row: val metrics at the best epoch (the tested checkpoint), test metrics.
-
-    Args:
-        results: A results.json dict.
-    """
-    best = int(results["best_epoch"])
-    hist = results["history"]
+    """One table row: val metrics at the best epoch (the tested checkpoint), test metrics."""
+    best, hist = int(results["best_epoch"]), results["history"]
     return {
         "framework": results["framework"],
         "seed": int(results["seed"]),
@@ -160,14 +123,9 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std per framework, and Lightning - Keras differences of the means.
-
-    Args:
-        rows: Rows from :func:`run_row`.
-    """
-    frameworks = list(dict.fromkeys(r["framework"] for r in sorted(rows, key=_framework_rank)))
+    """Mean ± std per framework, and Lightning - Keras differences of the means."""
     per = {}
-    for fw in frameworks:
+    for fw in dict.fromkeys(r["framework"] for r in sorted(rows, key=_rank)):
         mine = [r for r in rows if r["framework"] == fw]
         per[fw] = {"runs": len(mine), **{k: _mean_std([r[k] for r in mine]) for k in ROW_KEYS}}
     summary: dict[str, Any] = {
@@ -177,22 +135,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if {"keras", "lightning"} <= per.keys():
         k, lt = per["keras"], per["lightning"]
-        summary["test_accuracy_diff_pp"] = 100 * (
-            lt["test_accuracy"]["mean"] - k["test_accuracy"]["mean"]
-        )
+        diff = lt["test_accuracy"]["mean"] - k["test_accuracy"]["mean"]
+        summary["test_accuracy_diff_pp"] = 100 * diff
         summary["speed_ratio"] = lt["s_per_epoch"]["mean"] / k["s_per_epoch"]["mean"]
     return summary
 
 
-def build_report(out_dir: str | Path, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read the runs under ``out_dir`` and return the report.json dict.
-
-    Args:
-        out_dir: The report folder.
-        settings: What the comparison ran with (seeds, epochs, ...); None reads the folder's
-            settings.json, which mnist-compare writes before its first run.
+def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read the runs under ``out_dir`` and return the report.json dict; ``settings`` (what the
+    comparison ran with) None reads the settings.json mnist-compare writes before its first run.
     """
-    out_dir = Path(out_dir)
     if settings is None and (out_dir / SETTINGS_JSON).exists():
         settings = json.loads((out_dir / SETTINGS_JSON).read_text())
     settings = settings or {}
@@ -206,12 +158,12 @@ def build_report(out_dir: str | Path, settings: dict[str, Any] | None = None) ->
         "settings": settings,
         "rows": rows,
         "summary": summarise(rows),
-        "accuracy_interval": accuracy_interval(rows),
-        "agreement": agreement_rows(runs),
-        "agreement_within": seed_baseline(runs),
-        "per_class": per_class(runs),
-        "time": time_section(runs, target),
-        "environment": environment_section(runs, settings),
+        "accuracy_interval": sections.accuracy_interval(rows),
+        "agreement": sections.agreement_rows(runs),
+        "agreement_within": sections.seed_baseline(runs),
+        "per_class": sections.per_class(runs),
+        "time": sections.time_section(runs, target),
+        "environment": sections.environment_section(runs, settings),
         "runs": runs,
     }
 

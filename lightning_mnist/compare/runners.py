@@ -21,7 +21,6 @@ from lightning_mnist.compare.report import PROCESS_JSON
 from lightning_mnist.errors import UserError
 from lightning_mnist.presets import preset_path
 
-DEFAULT_CONFIG = "tutorial"  # a shipped preset (lightning_mnist/configs/) or a YAML path
 # A child never imports from the working directory (`python -m` would put it first on
 # sys.path, so a yaml.py there would run): -P (3.11+) leaves it out. 3.10 has only -I, which
 # also ignores the PYTHON* variables, hence -u for the unbuffered output PYTHONUNBUFFERED gives.
@@ -33,38 +32,19 @@ class CompareError(UserError):
     """A user mistake or a failed run; the message is one line saying what to do."""
 
 
-def new_out_dir(out: Path, hint: str = "") -> Path:
-    """Create ``out``, refusing one that exists and is not empty (nothing is overwritten).
-
-    Args:
-        out: The folder.
-        hint: Appended to the error, e.g. other options that accept an existing folder.
-
-    Raises:
-        CompareError: when ``out`` exists and is not empty.
-    """
+def refuse_existing(out: Path, hint: str = "") -> None:
+    """Refuse an ``out`` that exists and is not empty (nothing is overwritten); ``hint`` names
+    other options that accept one."""
     if out.exists() and any(out.iterdir()):
-        raise CompareError(exists_message(out, hint))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def exists_message(out: Path, hint: str = "") -> str:
-    more = f", {hint}" if hint else ""
-    return f"{out} already exists; choose a new --out (e.g. {next_free(out)}){more}"
+        more = f", {hint}" if hint else ""
+        raise CompareError(
+            f"{out} already exists; choose a new --out (e.g. {next_free(out)}){more}"
+        )
 
 
 def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> None:
-    """Make sure ``data_dir`` holds good IDX files, fetching missing ones (verified).
-
-    Args:
-        data_dir: Holds MNIST/raw (or FashionMNIST/raw).
-        dataset: ``mnist`` or ``fashion_mnist``.
-        create: Create ``data_dir`` when it does not exist (the default data dir only).
-
-    Raises:
-        CompareError: when the files are bad or cannot be fetched, before any child starts.
-    """
+    """Make sure ``data_dir`` holds good IDX files, fetching missing ones (verified), before
+    any child starts; ``create`` makes the folder (the default data dir only)."""
     from lightning_mnist.data.catalogue import DataError
     from lightning_mnist.data.fetch import prepare
 
@@ -79,11 +59,7 @@ def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> N
 
 
 def check_gpu(frameworks: set[str]) -> None:
-    """Refuse ``--trainer.accelerator gpu`` unless every framework that will run sees a GPU.
-
-    Raises:
-        CompareError: naming the framework that sees none.
-    """
+    """Refuse ``--trainer.accelerator gpu`` unless every framework that will run sees a GPU."""
     import torch
 
     if "lightning" in frameworks and not torch.cuda.is_available():
@@ -99,11 +75,7 @@ def check_gpu(frameworks: set[str]) -> None:
 
 
 def finished_results(run: Path) -> Path | None:
-    """The newest results.json under a run folder, or None when no run finished there.
-
-    Args:
-        run: A Keras run folder or a Lightning default_root_dir.
-    """
+    """The newest results.json under a Keras run folder or a Lightning default_root_dir."""
     found = sorted(run.glob("results.json")) or sorted(
         run.glob("version_*/results.json"), key=lambda p: p.stat().st_mtime
     )
@@ -123,33 +95,19 @@ def child_env(accelerator: str = "gpu") -> dict[str, str]:
 def stream(
     cmd: list[str], prefix: str, log: Path, quiet: bool = False, accelerator: str = "cpu"
 ) -> list[str]:
-    """Run ``cmd``, echo each output line with ``prefix``, save it to ``log``, return the lines.
+    """Run ``cmd``, echo each output line after ``prefix`` (unless ``quiet``), keep the whole
+    output in ``log`` and return its lines; a non-zero exit is a CompareError.
 
     Beside ``log`` goes ``process.json``: the launch time (wall clock) and the process's wall
     seconds, from which the report gets the child's start-up time.
-
-    Args:
-        cmd: The command.
-        prefix: Put before each echoed line, e.g. ``"[keras s0] "``.
-        log: The file that keeps the whole output.
-        quiet: Do not echo; the log still has everything.
-        accelerator: ``cpu`` hides the GPUs from the child.
-
-    Raises:
-        CompareError: when the command exits non-zero.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     with log.open("w") as f:
         f.write(f"$ {shlex.join(cmd)}\n")
         launched_at, t0 = time.time(), time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=child_env(accelerator),
-        )
+        pipe = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        proc = subprocess.Popen(cmd, env=child_env(accelerator), **pipe)
         try:
             for line in proc.stdout:
                 f.write(line)
@@ -164,9 +122,8 @@ def stream(
             raise
     if rc != 0:
         tail = " | ".join(x for x in lines[-3:] if x.strip())
-        raise CompareError(
-            f"{shlex.join(cmd[: len(PYTHON) + 2])}... exited {rc}: {tail} (full output: {log})"
-        )
+        command = shlex.join(cmd[: len(PYTHON) + 2])
+        raise CompareError(f"{command}... exited {rc}: {tail} (full output: {log})")
     process = {"launched_at": launched_at, "process_seconds": seconds}
     write_atomic(log.parent / PROCESS_JSON, (json.dumps(process, indent=2) + "\n").encode())
     return lines
@@ -183,19 +140,8 @@ def run_keras(
     dataset: str = "mnist",
     accelerator: str = "cpu",
 ) -> dict[str, Any]:
-    """Run ``python -m keras_reference`` into ``run`` and return its results.json.
-
-    Args:
-        run: The Keras run folder (must not hold a results.json).
-        data_dir: Holds MNIST/raw.
-        seed: keras.utils.set_random_seed.
-        epochs: Max epochs.
-        patience: EarlyStopping patience.
-        quiet: Do not echo the child's output.
-        extra: More ``keras_reference`` options, e.g. ``("--jit_compile",)``.
-        dataset: ``mnist`` or ``fashion_mnist``.
-        accelerator: ``cpu`` hides the GPUs; ``gpu`` lets TensorFlow take one.
-    """
+    """Run ``python -m keras_reference`` into the new run folder ``run``; its results.json.
+    ``extra``: more ``keras_reference`` options, e.g. ``("--jit_compile", "true")``."""
     # The same option names as the Lightning run's below.
     cmd = [*PYTHON, "-m", "keras_reference", "--data.data_dir", str(data_dir), *extra]
     cmd += ["--data.dataset", dataset, "--seed_everything", str(seed)]
@@ -212,25 +158,14 @@ def run_lightning(
     epochs: int,
     patience: int,
     quiet: bool = False,
-    config: str | Path = DEFAULT_CONFIG,
+    config: str | Path = "tutorial",
     extra: tuple[str, ...] = (),
     dataset: str = "mnist",
     accelerator: str = "cpu",
 ) -> dict[str, Any]:
-    """Run ``lightning-mnist fit`` with ``run`` as default_root_dir and return its results.json.
-
-    Args:
-        run: The Trainer's default_root_dir; the run folder is a new ``version_K`` in it.
-        data_dir: Holds MNIST/raw.
-        seed: seed_everything.
-        epochs: Max epochs.
-        patience: EarlyStopping patience.
-        quiet: Do not echo the child's output.
-        config: The Lightning preset.
-        extra: More Lightning CLI options, e.g. ``("--model.conv_pool", "fused")``.
-        dataset: ``mnist`` or ``fashion_mnist``.
-        accelerator: The Trainer's accelerator (one device).
-    """
+    """Run ``lightning-mnist fit`` on one device with ``run`` as default_root_dir (the run
+    folder is a new ``version_K`` in it); its results.json. ``config``: a shipped preset's
+    name or a YAML path; ``extra``: more options, e.g. ``("--model.conv_pool", "fused")``."""
     try:
         config = preset_path(config)
     except FileNotFoundError as e:

@@ -13,13 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_mnist.compare.stats import (
-    agreement,
-    confusion_matrix,
-    per_class_accuracy,
-    time_to_target,
-    welch_interval,
-)
+from lightning_mnist.compare import stats
 
 # The phases of a run's process, in order, and what each covers.
 PHASES = {
@@ -34,6 +28,18 @@ PHASES = {
 }
 
 
+def _by_framework(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each framework's runs, the frameworks in the order they first appear."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        found.setdefault(r["framework"], []).append(r)
+    return found
+
+
+def _with_predictions(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in runs if r.get("predictions") is not None]
+
+
 def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any] | None:
     """Lightning − Keras mean test accuracy in percentage points, with Welch's interval and
     the sentence it supports; None unless both frameworks have at least 2 seeds."""
@@ -43,7 +49,7 @@ def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[s
     }
     if min(len(v) for v in acc.values()) < 2:
         return None
-    w = welch_interval(acc["keras"], acc["lightning"], level)
+    w = stats.welch_interval(acc["keras"], acc["lightning"], level)
     n = f"Welch, {len(acc['keras'])} + {len(acc['lightning'])} seeds"
     span = (
         f"{w['diff']:+.2f} pp, {100 * level:.0f}% CI [{w['low']:+.2f}, {w['high']:+.2f}] pp ({n})"
@@ -57,48 +63,33 @@ def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[s
         )
     else:
         side = "higher" if w["diff"] > 0 else "lower"
-        text = (
-            f"Lightning's mean test accuracy is {side} than Keras's: {span}. The interval "
-            "excludes 0."
-        )
-    return {
-        **{k: w[k] for k in ("diff", "low", "high", "se", "df", "t")},
-        "level": level,
-        "text": text,
-    }
-
-
-def _by_seed(runs: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
-    seeds: dict[int, dict[str, dict[str, Any]]] = {}
-    for r in runs:
-        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r
-    return seeds
+        text = f"Lightning's mean test accuracy is {side} than Keras's: {span}. The interval "
+        text += "excludes 0."
+    return {**w, "level": level, "text": text}
 
 
 def agreement_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per seed with both frameworks' predictions: how often their best models agree."""
+    seeds: dict[int, dict[str, Any]] = {}
+    for r in _with_predictions(runs):
+        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r["predictions"]
     rows = []
-    for seed, pair in sorted(_by_seed(runs).items()):
-        k, lt = pair.get("keras"), pair.get("lightning")
-        if not (
-            k and lt and k.get("predictions") is not None and lt.get("predictions") is not None
-        ):
-            continue
-        labels, pk = k["predictions"]
-        _, pl = lt["predictions"]
-        a = agreement(labels, pk, pl)
-        rows.append(
-            {
-                "seed": seed,
-                "images": a["images"],
-                "same_prediction": a["same_prediction"],
-                "share": a["same_prediction"] / a["images"],
-                "both_wrong": a["both_wrong"],
-                "both_wrong_same_class": a["both_wrong_same_class"],
-                "keras_only_wrong": a["only_a_wrong"],
-                "lightning_only_wrong": a["only_b_wrong"],
-            }
-        )
+    for seed, pair in sorted(seeds.items()):
+        if {"keras", "lightning"} <= pair.keys():
+            (labels, keras), (_, lightning) = pair["keras"], pair["lightning"]
+            a = stats.agreement(labels, keras, lightning)
+            rows.append(
+                {
+                    "seed": seed,
+                    "images": a["images"],
+                    "same_prediction": a["same_prediction"],
+                    "share": a["same_prediction"] / a["images"],
+                    "both_wrong": a["both_wrong"],
+                    "both_wrong_same_class": a["both_wrong_same_class"],
+                    "keras_only_wrong": a["only_a_wrong"],
+                    "lightning_only_wrong": a["only_b_wrong"],
+                }
+            )
     return rows
 
 
@@ -106,22 +97,15 @@ def per_class(runs: list[dict[str, Any]], classes: int = 10) -> dict[str, Any]:
     """Per framework: the confusion matrix summed over seeds and each class's accuracy
     (mean ± std over seeds)."""
     found: dict[str, Any] = {}
-    for fw in dict.fromkeys(r["framework"] for r in runs):
-        mats = [
-            confusion_matrix(*r["predictions"], classes)
-            for r in runs
-            if r["framework"] == fw and r.get("predictions") is not None
-        ]
-        if not mats:
-            continue
-        accs = np.stack([per_class_accuracy(m) for m in mats])
+    for fw, mine in _by_framework(_with_predictions(runs)).items():
+        mats = [stats.confusion_matrix(*r["predictions"], classes) for r in mine]
+        accs = np.stack([stats.per_class_accuracy(m) for m in mats])
+        std = accs.std(axis=0, ddof=1) if len(mats) > 1 else accs[0] * 0
         found[fw] = {
             "seeds": len(mats),
             "confusion": np.sum(mats, axis=0).tolist(),
             "class_accuracy_mean": accs.mean(axis=0).tolist(),
-            "class_accuracy_std": (
-                accs.std(axis=0, ddof=1) if len(mats) > 1 else accs[0] * 0
-            ).tolist(),
+            "class_accuracy_std": std.tolist(),
         }
     return found
 
@@ -147,10 +131,10 @@ def time_section(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
     """Per framework: time to ``target`` validation accuracy per seed, the first seed's
     breakdown, inference latency (median over seeds) and peak memory (max over seeds)."""
     found: dict[str, Any] = {}
-    for fw in dict.fromkeys(r["framework"] for r in runs):
-        mine = [r for r in runs if r["framework"] == fw]
+    for fw, mine in _by_framework(runs).items():
         reach = [
-            time_to_target(r["history"]["val_accuracy"], r["epoch_seconds"], target) for r in mine
+            stats.time_to_target(r["history"]["val_accuracy"], r["epoch_seconds"], target)
+            for r in mine
         ]
         reached = [x["seconds"] for x in reach if x]
         latency = [r["inference_ms"] for r in mine if r.get("inference_ms")]
@@ -175,8 +159,7 @@ def time_section(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
 def environment_section(runs: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
     """Each framework's recorded environment (its first run) and the load averages."""
     found: dict[str, Any] = {"frameworks": {}}
-    for fw in dict.fromkeys(r["framework"] for r in runs):
-        run = next(r for r in runs if r["framework"] == fw)
+    for fw, (run, *_) in _by_framework(runs).items():
         found["frameworks"][fw] = {
             "device": run.get("device"),
             "versions": run.get("versions", {}),
@@ -192,14 +175,12 @@ def seed_baseline(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The agreement of one framework with itself across seeds (consecutive seed pairs): the
     yardstick for the cross-framework agreement, since reseeding alone changes predictions."""
     found: dict[str, Any] = {}
-    for fw in dict.fromkeys(r["framework"] for r in runs):
-        mine = [r for r in runs if r["framework"] == fw and r.get("predictions") is not None]
+    for fw, mine in _by_framework(_with_predictions(runs)).items():
         shares = []
         for a, b in zip(mine[:-1], mine[1:], strict=True):
-            labels, pa = a["predictions"]
-            shares.append(
-                agreement(labels, pa, b["predictions"][1])["same_prediction"] / labels.size
-            )
+            labels, predicted = a["predictions"]
+            same = stats.agreement(labels, predicted, b["predictions"][1])["same_prediction"]
+            shares.append(same / labels.size)
         if shares:
             found[fw] = {"pairs": len(shares), "share_mean": statistics.fmean(shares)}
     return found

@@ -13,17 +13,10 @@ import numpy as np
 
 
 def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[str, float]:
-    """Welch's interval for mean(b) - mean(a): unequal variances, Welch-Satterthwaite df.
-
-    Args:
-        a: The first sample (at least 2 values).
-        b: The second sample (at least 2 values).
-        level: The confidence level.
-
-    Returns:
-        ``diff``, ``low``, ``high``, ``se``, ``df`` and ``t`` (the quantile used). With no
-        spread in either sample the interval is the point itself (``df`` is infinite).
-    """
+    """Welch's interval for mean(b) - mean(a) (unequal variances, Welch-Satterthwaite df) at
+    ``level``, from at least 2 values per sample: ``diff``, ``low``, ``high``, ``se``, ``df``
+    and ``t`` (the quantile used). With no spread in either sample the interval is the point
+    itself (``df`` is infinite)."""
     if len(a) < 2 or len(b) < 2:
         raise ValueError("Welch's interval needs at least 2 values per sample")
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
@@ -41,12 +34,8 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[
 
 
 def agreement(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, int]:
-    """How two models' predictions on the same images agree.
-
-    Returns:
-        ``images``; ``same_prediction`` (both predict the same class); ``both_wrong``,
-        ``both_wrong_same_class``, ``only_a_wrong`` and ``only_b_wrong``.
-    """
+    """How two models' predictions on the same images agree: ``same_prediction`` counts the
+    images where both predict the same class."""
     wrong_a, wrong_b = pred_a != labels, pred_b != labels
     return {
         "images": int(labels.size),
@@ -73,12 +62,9 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
 def time_to_target(
     val_accuracy: list[float], epoch_seconds: list[float], target: float
 ) -> dict[str, float | int] | None:
-    """The first epoch whose validation accuracy reaches ``target``, and the training
-    seconds until then (the sum of the epoch times, training plus validation).
-
-    Returns:
-        ``{"epoch": 1-based, "seconds": ...}``, or None when no epoch reached it.
-    """
+    """The first epoch (1-based) whose validation accuracy reaches ``target`` and the training
+    seconds until then (the sum of the epoch times, training plus validation); None when no
+    epoch reached it."""
     for i, acc in enumerate(val_accuracy):
         if acc >= target:
             return {"epoch": i + 1, "seconds": float(sum(epoch_seconds[: i + 1]))}

@@ -2,7 +2,7 @@
 
 The short form runs both frameworks for 3 epochs with one seed through the real command
 (``main([...])`` drives it); the report's every section and picture must come out of it.
-The report logic on saved files is tested in ``tests/compare/test_compare.py``.
+The report logic on saved files is tested in ``tests/compare/test_report.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def test_compare_short_form(data_dir, tmp_path, capsys):
         "--out",
         str(out),
     ]
-    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--quiet", "true"]) == 0
     report = json.loads((out / "report.json").read_text())
     acc = {r["framework"]: r["test_accuracy"] for r in report["rows"]}
     print(f"short comparison: {acc}, {report['summary']['test_accuracy_diff_pp']:+.2f} pp")

@@ -1,0 +1,177 @@
+"""``mnist-compare``'s report from saved runs (``--report_only``): the tables, the sections,
+the pictures and the refusals; and the benchmark's table. Nothing trains."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lightning_mnist.compare.bench import render_markdown as bench_markdown
+from lightning_mnist.compare.cli import main
+from lightning_mnist.compare.plain_loop import train_flops_per_sample
+from lightning_mnist.compare.plots import PLOTS
+from lightning_mnist.compare.report import epoch_stats
+from lightning_mnist.compare.stats import welch_interval
+
+from .fakes import (
+    LABELS,
+    PNG_MAGIC,
+    TABLE_HEAD,
+    fake_results,
+    three_seeds_with_predictions,
+    write_fake_runs,
+)
+
+
+def test_report_only_builds_report_from_saved_results(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    write_fake_runs(out, [fake_results("keras", 0, 0.9800), fake_results("lightning", 0, 0.9812)])
+    assert main(["--report_only", "true", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["framework"], r["seed"]) for r in report["rows"]] == [("keras", 0), ("lightning", 0)]
+    row = report["rows"][0]
+    # val metrics are the best epoch's (3 of 4), s/epoch the median after the first epoch.
+    assert row["best_epoch"] == 3 and row["val_accuracy"] == pytest.approx(0.96)
+    assert row["s_per_epoch"] == pytest.approx(3.1)
+    assert report["summary"]["test_accuracy_diff_pp"] == pytest.approx(0.12)
+    md = (out / "report.md").read_text()
+    assert TABLE_HEAD in md
+    assert "| Keras | 0 | 4 | 3 | 96.00% |" in md and "| Lightning | 0 |" in md
+    assert "+0.12 percentage points" in md
+    for name in ("compare_accuracy.png", "compare_loss.png"):
+        assert (out / name).read_bytes()[:8] == PNG_MAGIC
+    assert "Lightning - Keras +0.12 pp" in capsys.readouterr().out
+
+
+def test_report_mean_and_sample_std_over_seeds(tmp_path):
+    accs = {0: 0.980, 1: 0.982, 2: 0.984}
+    runs = [fake_results(fw, s, a) for s, a in accs.items() for fw in ("keras", "lightning")]
+    write_fake_runs(tmp_path, runs)
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 0
+    per = json.loads((tmp_path / "report.json").read_text())["summary"]["frameworks"]
+    assert per["keras"]["runs"] == 3
+    assert per["keras"]["test_accuracy"]["mean"] == pytest.approx(0.982)
+    assert per["keras"]["test_accuracy"]["std"] == pytest.approx(0.002)  # n - 1
+    assert "98.20 ± 0.20%" in (tmp_path / "report.md").read_text()
+
+
+def test_report_only_needs_runs(tmp_path, capsys):
+    assert main(["--report_only", "true", "--out", str(tmp_path / "none")]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["--report_only", "true", "--out", str(tmp_path / "empty")]) == 2
+    assert "run mnist-compare first" in capsys.readouterr().err
+    (tmp_path / "empty" / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "empty" / "runs" / "x" / "results.json").write_text("{truncated")
+    assert main(["--report_only", "true", "--out", str(tmp_path / "empty")]) == 2
+    assert "is not a readable results.json" in capsys.readouterr().err
+
+
+def test_epoch_stats_skip_the_first_epoch():
+    assert epoch_stats([10.0, 3.0, 2.0, 4.0]) == {
+        "median": 3.0,
+        "min": 2.0,
+        "max": 4.0,
+        "epochs_timed": 3,
+    }
+    assert epoch_stats([5.0])["median"] == 5.0
+    assert math.isnan(epoch_stats([])["median"])
+
+
+@pytest.fixture
+def every_section(tmp_path):
+    """A report folder with three seeds of both frameworks, predictions and timings."""
+    write_fake_runs(tmp_path, three_seeds_with_predictions())
+    settings = {"seeds": [0, 1, 2], "target_accuracy": 0.96}
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 0
+    return tmp_path
+
+
+def test_report_sections_from_saved_runs(every_section):
+    report = json.loads((every_section / "report.json").read_text())
+
+    # 1. The interval is Welch's on the accuracies in percentage points.
+    w = welch_interval([98.0, 98.2, 98.1], [98.3, 98.1, 98.5])
+    ci = report["accuracy_interval"]
+    assert (ci["diff"], ci["low"], ci["high"]) == pytest.approx((w["diff"], w["low"], w["high"]))
+    assert ci["diff"] == pytest.approx(0.2) and ci["low"] < 0 < ci["high"]
+    assert ci["text"].startswith("No detectable difference")
+
+    # 2. Agreement per seed, counted by hand from the predictions above.
+    assert [a["seed"] for a in report["agreement"]] == [0, 1, 2]
+    a = report["agreement"][0]
+    assert (a["same_prediction"], a["images"], a["share"]) == (19, 20, 0.95)
+    assert (a["both_wrong"], a["both_wrong_same_class"]) == (1, 1)
+    assert (a["keras_only_wrong"], a["lightning_only_wrong"]) == (0, 1)
+    assert report["agreement_within"]["keras"] == {"pairs": 2, "share_mean": 1.0}
+
+    # 3. Confusion matrices summed over the 3 seeds; per-class accuracy.
+    k, lt = report["per_class"]["keras"], report["per_class"]["lightning"]
+    assert k["confusion"][0][1] == 3 and k["confusion"][0][0] == 3  # label 0: images 0 and 10
+    assert lt["confusion"][5][6] == 3 and sum(map(sum, lt["confusion"])) == 60
+    assert k["class_accuracy_mean"][0] == pytest.approx(0.5) and lt["class_accuracy_mean"][5] == 0.5
+
+    # 4. Time: 96% val accuracy at epoch 3 (9 + 3.0 + 3.1 s); the breakdown of seed 0.
+    t = report["time"]["keras"]
+    assert t["to_target_reached"] == 3 and t["to_target_mean_s"] == pytest.approx(15.1)
+    b = t["breakdown"]
+    assert b["startup"] == pytest.approx(4.0) and b["after"] == pytest.approx(2.0)
+    assert sum(b.values()) == pytest.approx(21.0)  # the whole process
+    assert t["inference_ms"] == {"1": 0.5, "256": 6.0} and t["peak_rss_mb"] == 900.0
+    # report.json holds no per-image arrays.
+    assert all("predictions" not in r for r in report["runs"])
+
+
+def test_report_md_has_every_section_in_order_and_rebuilds_the_same(every_section):
+    md = (every_section / "report.md").read_text()
+    heads = ["## 1. Accuracy", "## 2. Agreement", "## 3. Per class", "## 4. Time"]
+    heads.append("## 5. Environment")
+    assert [md.index(h) for h in heads] == sorted(md.index(h) for h in heads)
+    assert "| 0 | 19 / 20 | 95.00% | 1 (1) | 0 | 1 |" in md
+    assert "CPU Fake CPU" in md and "| start-up (interpreter, imports, model) | 4.0 | 4.0 |" in md
+    for name in PLOTS.values():
+        assert (every_section / name).read_bytes()[:8] == PNG_MAGIC and f"({name})" in md
+    assert main(["--report_only", "true", "--out", str(every_section)]) == 0
+    assert (every_section / "report.md").read_text() == md
+
+
+def test_report_refuses_runs_tested_on_different_images(tmp_path, capsys):
+    runs = three_seeds_with_predictions()[:2]
+    runs[1]["_predicted"] = LABELS[:10]  # 10 images instead of 20
+    runs[1]["test_samples"] = 10
+    write_fake_runs(tmp_path, runs)
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 2
+    assert "tested on different images" in capsys.readouterr().err
+
+
+def test_bench_floor_and_table():
+    # About 1.8 MFLOP per training sample, about 87 GFLOP per 48,000-image epoch.
+    assert train_flops_per_sample() == pytest.approx(1.8e6, rel=0.02)
+    assert 48_000 * train_flops_per_sample() == pytest.approx(87e9, rel=0.01)
+    stats = {"median": 2.0, "min": 1.9, "max": 2.2, "samples_per_s": 24_000, "floor_share": 0.3}
+    report = {
+        "epochs": 5,
+        "train_samples": 48_000,
+        "val_samples": 12_000,
+        "train_flops_per_sample": train_flops_per_sample(),
+        "val_flops_per_sample": 736_128,
+        "epoch_train_gflop": 87.3,
+        "probe": {"device": "cpu", "size": 2048, "gflops": 100.0},
+        "epoch_floor_s": 0.873,
+        "frameworks": {"keras": {**stats, "median": 3.0}, "lightning": stats, "torch": stats},
+        "ratio_lightning_keras": 2 / 3,
+        "lightning_overhead_pct": 0.0,
+        "machine": {
+            "cpu_count": 2,
+            "processor": "x",
+            "loadavg_before": [0.1],
+            "loadavg_after": [0.2],
+        },
+        "command": "mnist-bench",
+    }
+    md = bench_markdown(report)
+    assert "| Lightning, stock ops | 2.000 | 1.900 | 2.200 | 24,000 | 0.67 | 30.0% |" in md
+    assert "Lightning stock / Keras 0.67" in md and "stock +0.0%" in md
+    assert "Lightning fused / Keras –" in md  # rows not run show a dash, not a number
