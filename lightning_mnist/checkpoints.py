@@ -16,8 +16,13 @@ class CheckpointError(UserError):
     """The checkpoint cannot be used; the message names it and says why."""
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict, or CheckpointError for a missing or unreadable file."""
+def read_checkpoint(path: str | Path, resumable: bool = False) -> dict:
+    """The checkpoint dict, or CheckpointError for a missing, unreadable or malformed file.
+
+    Args:
+        path: The file.
+        resumable: It must hold a training state to resume (not only weights).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
@@ -40,6 +45,16 @@ def read_checkpoint(path: str | Path) -> dict:
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
     if bad:
         raise CheckpointError(f"checkpoint {path} has non-finite weights ({bad[0]}, ...)")
+    if not isinstance(ckpt.get("hyper_parameters", {}), dict):
+        raise CheckpointError(f"checkpoint {path}: its hyper_parameters are not a mapping")
+    epoch = ckpt.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise CheckpointError(f"checkpoint {path}: its epoch {str(epoch)[:40]!r} is not a count")
+    if resumable and not all(k in ckpt for k in ("epoch", "loops", "optimizer_states")):
+        raise CheckpointError(
+            f"checkpoint {path} holds weights only, not a training state to resume; give it "
+            "to validate/test/predict, or train anew"
+        )
     return ckpt
 
 

@@ -13,9 +13,6 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from lightning_mnist.errors import UserError, one_line
 
-# Arguments that define the network a checkpoint holds; a flag that contradicts the
-# checkpoint's value is refused (conv_pool, channels_last... change no weights and may differ).
-ARCHITECTURE = ("filters", "hidden", "num_classes", "dropout")
 MAX_CONFIG_NODES = 100_000  # a preset has about 60 values
 LOGGED = {f"{p}{m}" for p in ("", "val_") for m in ("loss", "accuracy", "samples")}
 
@@ -65,14 +62,19 @@ def expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
 
 
 def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
-    """Refuse a ``--model.X`` flag that contradicts the checkpoint's own hyper-parameter."""
-    for name in ARCHITECTURE:
+    """Refuse a ``--model.X`` flag that contradicts the checkpoint: Lightning rebuilds the
+    model from the checkpoint's own hyper-parameters, so the flag would be silently ignored."""
+    for name, value in saved.items():
         given = any(a == f"--model.{name}" or a.startswith(f"--model.{name}=") for a in args)
-        if given and name in saved and model.get(name) != saved[name]:
+        if given and not name.startswith("_") and _same(model.get(name)) != _same(value):
             raise UserError(
                 f"--model.{name} {model.get(name)} contradicts the checkpoint, which has "
-                f"{name} {saved[name]}; drop the flag or use a checkpoint trained with it"
+                f"{name} {value}; drop the flag or use a checkpoint trained with it"
             )
+
+
+def _same(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
 
 
 def check_optimizer(config: Any) -> None:

@@ -66,7 +66,8 @@ class MNISTCLI(LightningCLI):
         cfg = self.config[sub] if sub else self.config
         checks.check_settings(cfg, sub)  # before LightningCLI seeds
         ckpt = cfg.get("ckpt_path")
-        self._ckpt = (ckpt, read_checkpoint(ckpt)) if ckpt and ckpt not in SPECIAL_CKPTS else None
+        named = ckpt and ckpt not in SPECIAL_CKPTS
+        self._ckpt = (ckpt, read_checkpoint(ckpt, resumable=sub == "fit")) if named else None
         if self._ckpt:
             given = sys.argv[1:] if args is None else list(args)
             hparams = self._ckpt[1].get("hyper_parameters") or {}

@@ -11,8 +11,13 @@ import errno
 import sys
 from collections.abc import Callable
 
-# A full disk, a quota or a read-only filesystem: the user's to fix, shown as one line.
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+# A full disk, a quota, a read-only filesystem, a name too long: the user's to fix, one line.
+DISK_ERRORS = {
+    errno.ENOSPC: "free space or write elsewhere",
+    errno.EDQUOT: "free space or write elsewhere",
+    errno.EROFS: "write elsewhere",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
 
 
 class UserError(Exception):
@@ -51,7 +56,7 @@ def report_user_errors(run: Callable[[], int], user_errors: tuple, help_hint: st
     except OSError as e:
         if e.errno not in DISK_ERRORS:
             raise
-        message = f"{e.filename or 'writing'}: {e.strerror}; free space or write elsewhere"
+        message = f"{str(e.filename or 'writing')[:200]}: {e.strerror}; {DISK_ERRORS[e.errno]}"
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1
     print(f"error: {message}", file=sys.stderr)

@@ -32,6 +32,17 @@ def build_network(
     conv_pool: ConvPool = "native",
 ) -> nn.Module:
     """The network the arguments describe (see ``MNISTClassifier`` for their meaning)."""
+    try:
+        return _build(arch, filters, hidden, dropout, num_classes, keras_init, convs, conv_pool)
+    except RuntimeError as e:  # sizes beyond the machine's memory: the user's to change
+        if "allocate" not in str(e):
+            raise
+        raise ConfigError(
+            "the network does not fit in memory: lower --model.filters or --model.hidden"
+        ) from None
+
+
+def _build(arch, filters, hidden, dropout, num_classes, keras_init, convs, conv_pool) -> nn.Module:
     if conv_pool not in ("auto", "fused", "native"):
         raise ConfigError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
     if arch == "improved":

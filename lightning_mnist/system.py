@@ -146,6 +146,11 @@ class MNISTClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.loaded_epoch = checkpoint.get("epoch")  # the tested checkpoint's, for the record
+        states = checkpoint.get("optimizer_states") or [{}]
+        group = (states[0].get("param_groups") or [{}])[0]
+        if self.trainer.state.fn == "fit" and "lr" in group and self.trainer.is_global_zero:
+            kept = ", ".join(f"{k} {group[k]}" for k in ("lr", "betas", "eps") if k in group)
+            print(f"Resumed optimizer state: {kept} (--optimizer.* flags shape new runs only)")
 
     def on_fit_start(self) -> None:
         self._base_seed = torch.initial_seed()

@@ -108,6 +108,15 @@ class World:
                     data[i] ^= 0xFF
                 path.write_bytes(bytes(data))
             return str(path)
+        if kind == "weights-only":
+            path = self.tmp / "weights.ckpt"
+            torch.save({"state_dict": MNISTClassifier().state_dict(), "epoch": 3}, path)
+            return str(path)
+        if kind in ("bad-hparams", "bad-epoch"):
+            path = self.tmp / f"{kind}.ckpt"
+            bad = {"hyper_parameters": [1, 2]} if kind == "bad-hparams" else {"epoch": "x"}
+            torch.save({"state_dict": MNISTClassifier().state_dict(), **bad}, path)
+            return str(path)
         if kind == "other-architecture":
             path = self.tmp / "other.ckpt"
             torch.save({"state_dict": MNISTClassifier(filters=16).state_dict()}, path)
@@ -178,6 +187,13 @@ def _locked_run(w: World) -> list[str]:
     w.held = FileLock(w.root / ".version_0.lock")  # held until the case ends
     w.held.acquire()
     return w.fit("--ckpt_path", "last")
+
+
+def _foreign_checkpoint_dir(w: World) -> list[str]:
+    other = w.tmp / "other-run" / "checkpoints"
+    other.mkdir(parents=True)
+    (other / "best-03-0.0700.ckpt").write_bytes(b"another run's best")
+    return w.fit("--checkpoint.dirpath", str(other))
 
 
 def _finished_run(w: World) -> list[str]:
@@ -285,6 +301,24 @@ CASES: list[tuple[str, Case, str]] = [
     ("flipped-bits-ckpt", lambda w: w.sub("test", "--ckpt_path", w.ckpt("flipped")), "CRC"),
     ("nan-weights-ckpt", lambda w: w.sub("test", "--ckpt_path", w.ckpt("nan")), "non-finite"),
     ("nan-weights-export", lambda w: ["export", "--ckpt_path", w.ckpt("nan")], "non-finite"),
+    (
+        "weights-only-resumed",
+        lambda w: w.fit("--ckpt_path", w.ckpt("weights-only")),
+        "weights only",
+    ),
+    (
+        "hparams-not-a-mapping",
+        lambda w: w.sub("test", "--ckpt_path", w.ckpt("bad-hparams")),
+        "mapping",
+    ),
+    ("epoch-not-a-count", lambda w: w.sub("test", "--ckpt_path", w.ckpt("bad-epoch")), "count"),
+    ("checkpoint-dir-of-another-run", _foreign_checkpoint_dir, "another run"),
+    ("model-too-large", lambda w: w.fit("--model.hidden", "1000000000000"), "memory"),
+    (
+        "path-too-long",
+        lambda w: w.fit("--trainer.default_root_dir", str(w.tmp / ("x" * 300))),
+        "too long",
+    ),
     ("seed-negative", lambda w: w.fit("--seed_everything", "-1"), "seed"),
     ("seed-huge", lambda w: w.fit("--seed_everything", "100000000000000000000"), "seed"),
     # untrained weights are never evaluated silently

@@ -14,11 +14,14 @@ PACKAGE = REPO / "lightning_mnist"
 # layers only; units of one layer do not import each other.
 LAYERS = (
     {"atomic", "errors", "presets"},
+    {"data"},
+    {"model", "checks", "predict"},
     {"ops"},
-    {"model", "predict"},
-    {"system", "data"},
-    {"checkpoints", "run"},
-    {"interop"},
+    {"network"},
+    {"system"},
+    {"checkpoints"},
+    {"run", "interop"},
+    {"options"},
     {"cli"},
     {"compare"},
 )

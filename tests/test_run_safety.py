@@ -8,6 +8,7 @@ would, with plain strings, and resume). Two fits never share a run folder.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,16 @@ def test_a_fit_starting_beside_another_takes_the_next_folder(data_dir, tmp_path)
     with FileLock(root / ".version_0.lock"):
         assert _fit(data_dir, root, 1) == 0
     assert (root / "version_1" / "results.json").is_file() and not (root / "version_0").exists()
+
+
+@pytest.mark.real_data
+def test_the_resume_the_interrupt_message_prints_continues_the_same_run(world, capsys):
+    data, root, _ = world
+    last = root / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    assert _fit(data, root, 2, "--ckpt_path", str(last)) == 0
+    out = capsys.readouterr().out
+    assert "Resuming" in out and "Resumed optimizer state: lr 0.001" in out
+    assert not (root / "version_1").exists()
+    assert json.loads((root / "version_0" / "results.json").read_text())["epochs_run"] == 2
+    assert _fit(data, root, 2, "--ckpt_path", str(last)) == 2  # finished: nothing to resume

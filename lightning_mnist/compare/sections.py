@@ -119,7 +119,7 @@ def breakdown(run: dict[str, Any]) -> dict[str, float] | None:
     timing, process = run.get("timing"), run.get("process")
     if not timing:
         return None
-    parts = {k: float(timing[k]) for k in PHASES if k in timing}
+    parts = {k: float(timing[k]) for k in PHASES if timing.get(k) is not None}  # null: unmeasured
     if process and timing.get("data_started_at"):
         parts["startup"] = float(timing["data_started_at"]) - float(process["launched_at"])
         inside = sum(v for v in parts.values() if math.isfinite(v))

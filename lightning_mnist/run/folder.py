@@ -79,8 +79,8 @@ def find_last(root: str | Path) -> tuple[int, Path] | None:
 def clean_for_resume(run_dir: Path, epoch: int) -> None:
     """Before resuming ``run_dir`` after its ``epoch`` (0-based) finished: remove temp files an
     interrupted write left, and the metrics.csv rows of the epoch that did not finish."""
-    for tmp in (run_dir / "checkpoints").glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)  # the atomic writer's temp files: results, plots, checkpoints
     metrics = run_dir / "metrics.csv"
     if not metrics.is_file():
         return

@@ -56,9 +56,12 @@ def plan_run(subcommand: str | None, cfg: Any, locks: ExitStack) -> Path | None:
     root = Path(trainer.get("default_root_dir") or DEFAULT_ROOT)
     resolve_evaluation_ckpt(subcommand, cfg, root)
     repair_for_trainer(cfg)
-    version = choose_version(subcommand, cfg, root, locks)
+    resumed = _resumed_run(root, cfg.get("ckpt_path")) if subcommand == "fit" else None
+    version = choose_version(subcommand, cfg, root, locks, resumed)
     run_dir = None if trainer.get("fast_dev_run") else root / f"version_{version}"
     fill_run_paths(cfg, root, version, run_dir)
+    if subcommand == "fit" and resumed is None and cfg.get("checkpoint"):
+        check_empty_checkpoints(Path(cfg.checkpoint.init_args.dirpath or "."))
     keep_atomic_writer(trainer)
     return run_dir
 
@@ -111,15 +114,18 @@ def repair_for_trainer(cfg: Any) -> None:
         cfg.checkpoint.init_args.save_last = False
 
 
-def choose_version(subcommand: str | None, cfg: Any, root: Path, locks: ExitStack) -> int | str:
+def choose_version(
+    subcommand: str | None, cfg: Any, root: Path, locks: ExitStack, resumed: tuple | None
+) -> int | str:
     """The run being resumed, the SLURM job, or the next free version (locked for a fit)."""
-    if subcommand == "fit" and cfg.get("ckpt_path") == "last":
-        version, ckpt = _last(root)
+    if resumed is not None:
+        version, ckpt = resumed
         check_not_finished(root / f"version_{version}", cfg.trainer.get("max_epochs"))
         cfg["ckpt_path"] = str(ckpt)
         if first_process():  # DDP ranks re-run this command: one of them locks and cleans
             lock_or_refuse(root / f"version_{version}", locks)
-            clean_for_resume(root / f"version_{version}", read_checkpoint(ckpt)["epoch"])
+            epoch = read_checkpoint(ckpt, resumable=True)["epoch"]
+            clean_for_resume(root / f"version_{version}", epoch)
         print(f"Resuming {ckpt}")
         return version
     job = os.environ.get("SLURM_JOB_ID")
@@ -137,6 +143,20 @@ def choose_version(subcommand: str | None, cfg: Any, root: Path, locks: ExitStac
     return version
 
 
+def _resumed_run(root: Path, ckpt: str | None) -> tuple[int, Path] | None:
+    """The run a fit continues in its own folder: ``--ckpt_path last`` (the newest run), or
+    the ``last.ckpt`` of one of this root's run folders, as the interrupt message prints it."""
+    if ckpt == "last":
+        return _last(root)
+    path = Path(ckpt) if ckpt and ckpt not in ("best", "hpc", "registry") else None
+    if path is None or path.name != "last.ckpt" or path.parent.name != "checkpoints":
+        return None
+    for version, folder in versions(root):
+        if path.resolve().parent.parent == folder.resolve():
+            return version, path
+    return None
+
+
 def check_not_finished(run_dir: Path, max_epochs: int | None) -> None:
     """A finished run is resumed only to train it for more epochs; else nothing changes."""
     try:
@@ -147,6 +167,15 @@ def check_not_finished(run_dir: Path, max_epochs: int | None) -> None:
         raise UserError(
             f"{run_dir} has finished ({done} epochs, results.json written): nothing to "
             "resume; raise --trainer.max_epochs to train it on, or start a new run"
+        )
+
+
+def check_empty_checkpoints(folder: Path) -> None:
+    """A new run never writes into a folder that already holds another run's checkpoints."""
+    if folder.is_dir() and any(folder.glob("*.ckpt")):
+        raise UserError(
+            f"--checkpoint.dirpath {folder} already holds checkpoints of another run; give a "
+            "new or empty folder (or leave it out: each run gets its own)"
         )
 
 
