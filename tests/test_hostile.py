@@ -421,3 +421,13 @@ def test_a_diverging_run_stops_on_its_non_finite_loss(tmp_path, capsys, data_dir
     assert len(lines) == 1 and "non-finite in epoch 1 at step" in lines[0], err[-2000:]
     assert "Traceback" not in out + err
     assert not list(world.root.rglob("results.json"))  # no record of a run that diverged
+
+
+def test_mnist_data_dir_naming_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "a-file"))
+    (tmp_path / "a-file").write_bytes(b"x")
+    argv = ["fit", "--config", TUTORIAL, "--trainer.default_root_dir", str(tmp_path / "runs")]
+    assert main([*argv, "--trainer.accelerator", "cpu"]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines()[-1].startswith("error: ") and "is a file" in err
+    assert "Traceback" not in out + err and not (tmp_path / "runs").exists()

@@ -89,13 +89,13 @@ class MNISTDataModule(L.LightningDataModule):
         if self.images is not None:
             return  # predicting the user's images needs no dataset files
         folder = Path(self.data_dir)
-        if self._default_dir and self.fetch:
-            folder.mkdir(parents=True, exist_ok=True)
         if folder.exists() and not folder.is_dir():
             raise DataError(
                 f"data dir {self.data_dir} is a file, not a folder; point --data.data_dir at a "
                 "folder holding MNIST/raw"
             )
+        if self._default_dir and self.fetch:
+            folder.mkdir(parents=True, exist_ok=True)
         if not folder.is_dir():
             raise DataError(
                 f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "
