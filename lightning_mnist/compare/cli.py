@@ -207,10 +207,8 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     saved_path = out / reports.SETTINGS_JSON
     if not saved_path.exists():
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
-    saved = json.loads(saved_path.read_text())
-    # A comparison started before an option existed ran with its default.
-    before = {"lightning_args": "", "accelerator": "cpu", "preset": "tutorial"}
-    diff = [k for k in RESUME_KEYS if saved.get(k, before.get(k)) != settings[k]]
+    saved = reports.read_json(saved_path)
+    diff = [k for k in RESUME_KEYS if saved.get(k) != settings[k]]
     if diff:
         wanted = " ".join(f"{k}={saved.get(k)}" for k in diff)
         raise CompareError(f"{out} was started with {wanted}; resume with the same settings")

@@ -85,11 +85,22 @@ def _predictions(folder: Path, results: dict[str, Any]) -> tuple | None:
     return rows[:, 0], rows[:, 1]
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file the comparison wrote; a damaged one is a ReportError naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ReportError(f"{path} cannot be read ({type(e).__name__}); move it away") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path} does not hold a JSON object; move it away")
+    return data
+
+
 def _process(folder: Path) -> dict[str, Any] | None:
     """The process.json of a run: in its folder (Keras) or the one above (Lightning)."""
     for path in (folder / PROCESS_JSON, folder.parent / PROCESS_JSON):
         if path.is_file():
-            return json.loads(path.read_text())
+            return read_json(path)
     return None
 
 
@@ -146,7 +157,7 @@ def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[
     comparison ran with) None reads the settings.json mnist-compare writes before its first run.
     """
     if settings is None and (out_dir / SETTINGS_JSON).exists():
-        settings = json.loads((out_dir / SETTINGS_JSON).read_text())
+        settings = read_json(out_dir / SETTINGS_JSON)
     settings = settings or {}
     runs = load_runs(out_dir)
     labels = [r["predictions"][0] for r in runs if r["predictions"] is not None]

@@ -63,7 +63,12 @@ def test_resume_keeps_finished_runs_and_checks_settings(tmp_path, capsys):
     out = tmp_path / "cmp"
     write_fake_runs(out, [fake_results("keras", 0, 0.98), fake_results("lightning", 0, 0.981)])
     settings = {"seeds": [0], "epochs": 3, "patience": 2, "frameworks": ["keras", "lightning"]}
-    settings["dataset"] = "mnist"
+    settings |= {
+        "dataset": "mnist",
+        "preset": "tutorial",
+        "lightning_args": "",
+        "accelerator": "cpu",
+    }
     (out / "settings.json").write_text(json.dumps({**settings, "command": "first"}))
     args = ["--resume", "true", "--out", str(out), "--seeds", "1", "--early_stopping.patience", "2"]
     # Every run is finished, so nothing trains (and no data dir is needed).
@@ -74,6 +79,22 @@ def test_resume_keeps_finished_runs_and_checks_settings(tmp_path, capsys):
     assert "Command: `first`" in (out / "report.md").read_text()  # the settings it started with
     assert main([*args, "--trainer.max_epochs", "5"]) == 2
     assert "was started with epochs=3" in capsys.readouterr().err
+
+
+def test_damaged_settings_or_process_files_get_one_line(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    write_fake_runs(out, [fake_results("keras", 0, 0.98)])
+    for name, text in (("settings.json", "{not json"), ("settings.json", "[1, 2]")):
+        (out / name).write_text(text)
+        for extra in (["--resume", "true"], ["--report_only", "true"]):
+            assert main(["--out", str(out), *extra]) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and "settings.json" in err and "Traceback" not in err
+    (out / "settings.json").unlink()
+    process = next(out.rglob("process.json"), None) or out / "runs" / "keras-seed0" / "process.json"
+    process.write_text("\x00garbage")
+    assert main(["--out", str(out), "--report_only", "true"]) == 2
+    assert "process.json" in capsys.readouterr().err
 
 
 def test_keras_runs_without_keras_installed_say_what_to_install(tmp_path, monkeypatch, capsys):
