@@ -36,6 +36,7 @@ from lightning_mnist.options import add_options
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
 from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run
 from lightning_mnist.run.record import test_and_record
+from lightning_mnist.run.resume import SaveOnInterrupt
 from lightning_mnist.system import MNISTClassifier
 
 SPECIAL_CKPTS = ("best", "last", "hpc", "registry")
@@ -147,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
 
             return export_main(args[1:])
         checks.check_config_files(args)
-        cli = cli_main(argv)
+        SaveOnInterrupt.exit_code = None
+        try:
+            cli = cli_main(argv)
+        except SystemExit:
+            if SaveOnInterrupt.exit_code:  # Lightning's exit(1) after Ctrl-C or SIGTERM
+                return SaveOnInterrupt.exit_code
+            raise
         writer = next((c for c in cli.trainer.callbacks if hasattr(c, "failures")), None)
         return 1 if writer is not None and writer.failures else 0
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback, EarlyStopping
@@ -32,12 +33,18 @@ class SaveOnInterrupt(Callback):
     state cannot be replayed exactly, so this file is for inspection or a manual restart.
     """
 
+    # The shell's exit status for the signal that stopped the last fit (130: Ctrl-C, 143:
+    # SIGTERM), for the CLI to return: Lightning itself exits with 1 after an interrupt.
+    exit_code: int | None = None
+
     def __init__(self) -> None:
         self.path: Path | None = None
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, KeyboardInterrupt | SIGTERMException):
             return
+        signum = signal.SIGINT if isinstance(exception, KeyboardInterrupt) else signal.SIGTERM
+        SaveOnInterrupt.exit_code = 128 + signum
         ckpt = trainer.checkpoint_callback
         if not (ckpt and ckpt.dirpath):
             return  # checkpointing is off: nothing to save into
@@ -51,4 +58,5 @@ class SaveOnInterrupt(Callback):
                 if last.is_file()
                 else ""
             )
-            print(f"\nInterrupted at epoch {trainer.current_epoch}: saved {self.path}{hint}")
+            epoch = trainer.current_epoch + 1  # 1-based, as results.json and the plots count
+            print(f"\nInterrupted in epoch {epoch}: saved {self.path}{hint}")
