@@ -18,12 +18,14 @@ def plot_curve(train, val, string1: str, location: str, path: Path, title: str =
     """Plot ``train`` and ``val`` per epoch as the tutorial does, and save it to ``path``."""
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     epochs = range(1, len(train) + 1)
-    ax.plot(epochs, train, marker="o", markersize=3, label="train")
-    ax.plot(epochs, val, marker="o", markersize=3, label="val")
+    size = 3 if len(train) > 1 else 6
+    ax.plot(epochs, train, marker="o", markersize=size, label="train")
+    ax.plot(epochs, val, marker="o", markersize=size, label="val")
     ax.set_title(f"model {string1}" + (f" ({title})" if title else ""))
     ax.set_ylabel(string1)
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(0.5, len(train) + 0.5)  # whole epochs, and a one-epoch run shows its point
     ax.grid(alpha=0.3)
     ax.legend(loc=location)
     fig.tight_layout()
