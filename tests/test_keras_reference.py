@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import require_tensorflow  # noqa: E402
 
-if os.environ.get("CI"):  # CI installs [dev]: a missing TensorFlow must fail, not skip
-    import tensorflow  # noqa: F401
-else:
-    pytest.importorskip("tensorflow", reason="keras_reference needs the [keras] extra")
+require_tensorflow("keras_reference needs the [keras] extra")
 
 import keras_reference  # noqa: E402, F401  (pins KERAS_BACKEND before keras loads)
 from keras_reference.data import DataError, load_data, parse_idx, read_idx  # noqa: E402

@@ -25,10 +25,9 @@ if importlib.util.find_spec("triton") is not None:
     import triton  # noqa: F401
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's oneDNN/CUDA info lines
-if os.environ.get("CI"):  # CI installs [dev]: a missing TensorFlow must fail, not skip
-    import tensorflow  # noqa: F401
-else:
-    pytest.importorskip("tensorflow", reason="parity tests need the [keras] extra")
+from helpers import require_tensorflow  # noqa: E402
+
+require_tensorflow("parity tests need the [keras] extra")
 
 import keras  # noqa: E402
 import torch  # noqa: E402
