@@ -8,6 +8,7 @@ The report logic on saved files is tested in ``tests/compare/test_report.py``.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -59,8 +60,10 @@ def test_compare_short_form(data_dir, tmp_path, capsys):
     assert errors == {fw: round(10000 * (1 - a)) for fw, a in acc.items()}
     for fw, t in report["time"].items():
         b = t["breakdown"]
-        assert 0 < b["startup"] < 120 and b["train"] > b["validation"] > 0 and b["after"] > 0, fw
-        assert t["inference_ms"]["256"] > t["inference_ms"]["1"] > 0 and t["peak_rss_mb"] > 100
+        # Figures that exist and are finite; how they compare is the benchmark's question.
+        assert all(math.isfinite(b[k]) and b[k] > 0 for k in ("startup", "train", "after")), fw
+        assert b["validation"] > 0 and t["peak_rss_mb"] > 100
+        assert all(math.isfinite(v) and v > 0 for v in t["inference_ms"].values())
     assert report["environment"]["loadavg_end"] is not None
     # Nothing is overwritten: the same --out is refused, and --report_only rebuilds the same table.
     assert main(args) == 2
