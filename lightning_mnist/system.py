@@ -10,26 +10,27 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from lightning_mnist.errors import ConfigError
 from lightning_mnist.network import Arch, ConvPool, build_network
 
 
-class EpochSums(nn.Module):
+class EpochSums:
     """Keras's epoch metrics, kept as sums on the device: loss x n, correct predictions, n.
 
     Keras reports a metric as the mean over every sample seen in the epoch (docs/parity.md
-    #2). Each step adds into one preallocated tensor (no host sync, no new state tensor);
-    ``compute`` sums it over the DDP ranks, so every image counts once, and divides in
-    float32 as the means were always computed.
+    #2). Each step adds into one tensor allocated once on the step's device (no host sync, no
+    new state tensor); ``compute`` sums it over the DDP ranks, so every image counts once, and
+    divides in float32 as the means were always computed. Not a buffer: DDP would overwrite
+    every rank's sums with rank 0's before each forward pass.
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("sums", torch.zeros(3), persistent=False)
+        self.sums = torch.zeros(3)
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        if self.sums.device != loss.device:
+            self.sums = torch.zeros(3, device=loss.device)
         self.sums[0].add_(loss.detach(), alpha=y.shape[0])
         self.sums[1].add_((logits.detach().argmax(1) == y).sum())
         self.sums[2].add_(y.shape[0])
@@ -84,9 +85,10 @@ class MNISTClassifier(L.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.epoch_metrics: dict[str, float] = {}  # the latest epoch means, as floats
-        self.means = nn.ModuleDict({f"{s}_means": EpochSums() for s in ("fit", "val", "test")})
-        # The first training step whose loss was not finite (-1: none), kept on the device.
-        self.register_buffer("nonfinite_step", torch.tensor(-1), persistent=False)
+        self.means = {stage: EpochSums() for stage in ("fit", "val", "test")}
+        # The first training step of the epoch whose loss was not finite (-1: none), kept on
+        # the device (a plain tensor, not a buffer DDP would broadcast from rank 0).
+        self.nonfinite_step = torch.tensor(-1)
         # The model summary shows each layer's input and output shape, as Keras's does.
         self.example_input_array = torch.zeros(1, 1, 28, 28)
 
@@ -98,13 +100,15 @@ class MNISTClassifier(L.LightningModule):
         logits = self(x)
         # Cross-entropy on logits with integer labels == Keras's softmax + categorical_crossentropy.
         loss = F.cross_entropy(logits, y)
-        self.means[f"{stage}_means"].update(loss, logits, y)
+        self.means[stage].update(loss, logits, y)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "fit")
+        if self.nonfinite_step.device != loss.device:
+            self.nonfinite_step = self.nonfinite_step.to(loss.device)
         first = (self.nonfinite_step < 0) & ~loss.isfinite()
-        self.nonfinite_step.copy_(torch.where(first, batch_idx, self.nonfinite_step))
+        self.nonfinite_step = torch.where(first, batch_idx, self.nonfinite_step)
         # Per step, for loggers that plot training curves (every log_every_n_steps); the
         # Keras-meaning epoch means below are logged separately and stay unchanged.
         self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False)
@@ -124,7 +128,7 @@ class MNISTClassifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         prefix = {"fit": "", "val": "val_", "test": "test_"}[stage]
-        values = self.means[f"{stage}_means"].compute(self.trainer.strategy)
+        values = self.means[stage].compute(self.trainer.strategy)
         for name, value in values.items():
             self.epoch_metrics[prefix + name] = value
             # Already summed over the ranks: every rank holds the same value.
@@ -167,7 +171,7 @@ class MNISTClassifier(L.LightningModule):
         if not self.trainer.sanity_checking:
             self._log_epoch("val")
         else:
-            self.means["val_means"].sums.zero_()
+            self.means["val"].sums.zero_()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
