@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import warnings
 from contextlib import ExitStack
 from copy import deepcopy
 from pathlib import Path
@@ -33,6 +32,7 @@ from lightning_mnist.data.module import MNISTDataModule
 from lightning_mnist.errors import report_user_errors
 from lightning_mnist.ops.malloc import tune_malloc
 from lightning_mnist.options import add_options
+from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
 from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run
 from lightning_mnist.run.record import test_and_record
@@ -169,9 +169,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
         run: Run the subcommand; False builds the model, data and trainer only (and then
             ``args`` has no subcommand).
     """
-    # With `--optimizer`/`optimizer:` LightningCLI replaces the model's own (Keras Adam)
-    # configure_optimizers, as intended; its notice about that is not news here.
-    warnings.filterwarnings("ignore", message=".*configure_optimizers` will be overridden")
+    quiet_upstream()
     with ExitStack() as locks:
         MNISTCLI.locks = locks
         return MNISTCLI(

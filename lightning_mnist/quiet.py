@@ -1,0 +1,43 @@
+"""Upstream notices that carry no information for this project, silenced in this one place.
+
+Each line says why it is noise here. Everything else, and every warning this project's own
+code causes, stays visible: a user who learns to ignore warnings misses the one that matters.
+``tests/test_quiet.py`` fails on any warning of a smoke-test fit that is not on its short list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+NOISE = (
+    # LightningCLI replaces the system's own (Keras Adam) configure_optimizers with the
+    # preset's optimizer section, as intended.
+    r".*configure_optimizers` will be overridden",
+    # Lightning's own use of a torch API that torch has renamed.
+    r".*isinstance\(treespec, LeafSpec\)",
+    # The batches are slices of tensors in memory: worker processes would only add copies.
+    r".*does not have many workers",
+    # A short run (fast_dev_run, limit_train_batches) logs fewer steps than the interval.
+    r".*is smaller than the logging interval",
+)
+
+
+class _NoTips(logging.Filter):
+    """Lightning's advertisement for a cloud logger, on every command."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_upstream() -> None:
+    """Install the filters (idempotent)."""
+    for pattern in NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
+    # LightningCLI's own calls of jsonargparse APIs that jsonargparse has deprecated.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in logger.filters):
+            logger.addFilter(_NoTips())
