@@ -60,8 +60,9 @@ def plan_run(subcommand: str | None, cfg: Any, locks: ExitStack) -> Path | None:
     version = choose_version(subcommand, cfg, root, locks, resumed)
     run_dir = None if trainer.get("fast_dev_run") else root / f"version_{version}"
     fill_run_paths(cfg, root, version, run_dir)
-    if subcommand == "fit" and resumed is None and cfg.get("checkpoint"):
-        check_empty_checkpoints(Path(cfg.checkpoint.init_args.dirpath or "."))
+    dirpath = cfg.checkpoint.init_args.get("dirpath") if cfg.get("checkpoint") else None
+    if subcommand == "fit" and resumed is None and dirpath:
+        check_empty_checkpoints(Path(dirpath))
     keep_atomic_writer(trainer)
     return run_dir
 
