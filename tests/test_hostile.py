@@ -431,3 +431,18 @@ def test_mnist_data_dir_naming_a_file_is_one_line(tmp_path, capsys, monkeypatch)
     out, err = capsys.readouterr()
     assert err.strip().splitlines()[-1].startswith("error: ") and "is a file" in err
     assert "Traceback" not in out + err and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("given", ["missing.png", "notes.txt", "empty-folder"])
+def test_predict_with_no_readable_image_says_why(given, tmp_path, capsys, data_dir):
+    world = World(tmp_path, data_dir)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "empty-folder").mkdir()
+    ckpt = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": MNISTClassifier().state_dict(), "hyper_parameters": {}}, ckpt)
+    argv = world.sub("predict", "--ckpt_path", str(ckpt), "--data.images", f"[{tmp_path / given}]")
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no image could be read" in lines[0] and given in lines[0], err
+    assert "Traceback" not in out + err

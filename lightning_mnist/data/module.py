@@ -134,6 +134,12 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _setup_images(self) -> None:
         files, images, self.image_failures = load_images(self.images)
+        if not files:  # nothing to predict: say why, instead of an empty, silent run
+            reasons = "; ".join(m for _, m in self.image_failures[:3]) or "no inputs given"
+            more = len(self.image_failures) - 3
+            raise DataError(
+                f"no image could be read: {reasons}" + (f" (+{more} more)" * (more > 0))
+            )
         self.image_files = [str(f) for f in files]
         # The "labels" of the user's images are their positions in image_files.
         self.tensors["images"] = (torch.from_numpy(images).unsqueeze(1), torch.arange(len(files)))
