@@ -102,6 +102,14 @@ def test_augmentation_argument_reaches_the_transform(tmp_path, name, value, reac
     assert seen[key] == float(value)  # the range is what the transform is called with
 
 
+@pytest.mark.parametrize(
+    ("value", "paths"), [("one.png", ["one.png"]), ("[a.png, b]", ["a.png", "b"])]
+)
+def test_images_take_one_path_or_a_list(tmp_path, value, paths):
+    assert built(tmp_path).datamodule.images is None
+    assert built(tmp_path, "--data.images", value).datamodule.images == paths
+
+
 def test_optimizer_from_the_cli(tmp_path):
     (adam,) = [built(tmp_path).model.configure_optimizers()]
     adam = adam["optimizer"] if isinstance(adam, dict) else adam

@@ -45,8 +45,9 @@ class MNISTDataModule(L.LightningDataModule):
         validation_split: Fraction of the training files held out, from the end, as Keras does.
         fetch: When files are missing, fetch them (verified) in ``prepare_data``.
         shuffle_seed: Seed of the per-epoch shuffle order; None uses the run's seed.
-        images: For ``predict``: your image files or folders, prepared as MNIST was, instead of
-            the test set; a file that cannot be read is reported, the others are predicted.
+        images: For ``predict``: your image files or folders (one path, or a list), prepared as
+            MNIST was, instead of the test set; a file that cannot be read is reported, the
+            others are predicted.
         augment_rotation: Training batches are rotated by up to this many degrees, per image
             (``augment.py``, on the device the batch is on); 0 is off.
         augment_zoom: Training batches are zoomed by a factor in 1 ± this; 0 is off.
@@ -61,7 +62,7 @@ class MNISTDataModule(L.LightningDataModule):
         validation_split: float = 0.2,
         fetch: bool = True,
         shuffle_seed: int | None = None,
-        images: list[str] | None = None,
+        images: list[str] | str | None = None,
         augment_rotation: float = 0.0,
         augment_zoom: float = 0.0,
         augment_shift: float = 0.0,
@@ -79,7 +80,7 @@ class MNISTDataModule(L.LightningDataModule):
         self._default_dir = data_dir is None
         self.batch_size, self.validation_split = batch_size, validation_split
         self.fetch, self.shuffle_seed = fetch, shuffle_seed
-        self.images = images
+        self.images = [images] if isinstance(images, str) else images
         self.image_files: list[str] = []  # the predicted files, in the order of the batches
         self.image_failures: list[tuple[str, str]] = []  # (input, message)
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
