@@ -69,3 +69,19 @@ def test_export_help_lists_its_options(capsys):
     text = capsys.readouterr().out
     for option in ("--ckpt_path", "--format", "--out", "--data.data_dir", "--check_images"):
         assert option in text
+
+
+@pytest.mark.real_data
+def test_the_out_suffix_chooses_the_format_and_a_contradiction_is_refused(
+    improved_ckpt, data_dir, tmp_path, capsys
+):
+    out = tmp_path / "model.pt2"
+    base = ["export", "--ckpt_path", str(improved_ckpt), "--data.data_dir", str(data_dir)]
+    base += ["--check_images", "20"]
+    assert main([*base, "--out", str(out), "--format", "onnx"]) == 2
+    assert "suffix" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["format"] == (
+        "exported-program"
+    )
+    torch.export.load(str(out))  # an ExportedProgram, not an ONNX file under that name

@@ -108,7 +108,7 @@ def export_checked(
 def export_command(
     ckpt_path: str,
     data: DataOptions,
-    format: Format = "onnx",
+    format: Format | None = None,
     out: str | None = None,
     check_images: int = 10_000,
 ) -> int:
@@ -118,12 +118,15 @@ def export_command(
     Args:
         ckpt_path: A checkpoint written by fit.
         data: Where the test images are (their files are checked as on every load).
-        format: What to write.
+        format: What to write; null: what --out's suffix says (.onnx, .pt, .pt2), else onnx.
         out: New file (default: beside ckpt_path, with the format's suffix).
         check_images: Test images to check on.
     """
     if check_images < 1:
         raise ExportError("--check_images must be at least 1")
+    format = format or _format_of(out)
+    if out and Path(out).suffix in SUFFIX.values() and Path(out).suffix != SUFFIX[format]:
+        raise ExportError(f"--out {out} has the suffix of another format than --format {format}")
     path = Path(out) if out else Path(ckpt_path).with_suffix(SUFFIX[format])
     x_test, _ = to_tensor(*load_arrays(data.data_dir, data.dataset)[2:])
     start = time.perf_counter()
@@ -131,6 +134,12 @@ def export_command(
     report.update(format=format, file=str(path), seconds=round(time.perf_counter() - start, 2))
     print(json.dumps(report))
     return 0
+
+
+def _format_of(out: str | None) -> Format:
+    """The format a file name's suffix asks for; onnx for any other."""
+    suffix = Path(out).suffix if out else ""
+    return next((f for f, s in SUFFIX.items() if s == suffix), "onnx")
 
 
 def main(argv: list[str] | None = None) -> int:
