@@ -6,7 +6,11 @@ runtime loads it. The file is run as a user would (onnxruntime, ``torch.jit.load
 from __future__ import annotations
 
 import json
+import sys
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -57,9 +61,22 @@ def export(model: nn.Module, fmt: Format, out: Path) -> None:
         )
         program.save(str(out))
     elif fmt == "torchscript":
-        torch.jit.save(torch.jit.trace(model, example), str(out))
+        print(
+            "note: PyTorch deprecates TorchScript; --format exported-program is its successor",
+            file=sys.stderr,
+        )
+        with _quiet_jit():
+            torch.jit.save(torch.jit.trace(model, example), str(out))
     else:
         torch.export.save(torch.export.export(model, (example,), dynamic_shapes=dynamic), str(out))
+
+
+@contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """torch.jit's four deprecation notices, said once, in the project's own line."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
+        yield
 
 
 def run_exported(fmt: Format, path: Path, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
@@ -74,7 +91,8 @@ def run_exported(fmt: Format, path: Path, x: torch.Tensor, batch: int = 1000) ->
             return torch.from_numpy(session.run(None, {name: part.numpy()})[0])
 
     elif fmt == "torchscript":
-        run = torch.jit.load(str(path))
+        with _quiet_jit():
+            run = torch.jit.load(str(path))
     else:
         run = torch.export.load(str(path)).module()
     with torch.no_grad():
