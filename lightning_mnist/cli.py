@@ -31,7 +31,7 @@ from lightning_mnist.data.catalogue import get_spec
 from lightning_mnist.data.module import MNISTDataModule
 from lightning_mnist.errors import report_user_errors
 from lightning_mnist.ops.malloc import tune_malloc
-from lightning_mnist.options import add_options
+from lightning_mnist.options import add_options, with_preset_paths
 from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
 from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run
@@ -138,7 +138,11 @@ def argument_hint(args: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``lightning-mnist``: user mistakes become one line and exit code 2."""
-    args = sys.argv[1:] if argv is None else argv
+    args = with_preset_paths(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        sys.argv[1:] = args  # LightningCLI reads the command line itself
+    else:
+        argv = args
     logging.basicConfig(format="%(message)s")
     logging.getLogger("lightning_mnist").setLevel(logging.INFO)  # show each fetch step
 

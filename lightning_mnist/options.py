@@ -6,11 +6,13 @@ the rest are the parts of a run folder (logger, callbacks, the atomic checkpoint
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser
 
-from lightning_mnist.presets import preset_path
+from lightning_mnist.presets import preset_names, preset_path
 from lightning_mnist.run.folder import DEFAULT_ROOT
 from lightning_mnist.run.plan import CALLBACK_GROUPS
 
@@ -69,3 +71,13 @@ def add_options(parser: LightningArgumentParser) -> None:
     for key, cls in (("checkpoint", ModelCheckpoint), ("early_stopping", EarlyStopping)):
         parser.add_lightning_class_args(cls, key, subclass_mode=True, required=False)
     parser.set_defaults(defaults())
+
+
+def with_preset_paths(args: list[str]) -> list[str]:
+    """``--config tutorial`` names a shipped preset, as ``mnist-compare --config`` does."""
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        name = out[i + 1]
+        if arg in ("--config", "-c") and not Path(name).exists() and name in preset_names():
+            out[i + 1] = str(preset_path(name))
+    return out

@@ -325,7 +325,7 @@ CASES: list[tuple[str, Case, str]] = [
     ("test-without-ckpt", lambda w: w.sub("test"), "--ckpt_path"),
     ("validate-without-ckpt", lambda w: w.sub("validate"), "--ckpt_path"),
     ("predict-without-ckpt", lambda w: w.sub("predict"), "--ckpt_path"),
-    ("test-best-without-fit", lambda w: w.sub("test", "--ckpt_path", "best"), "best"),
+    ("test-best-without-run", lambda w: w.sub("test", "--ckpt_path", "best"), "no finished run"),
     ("test-last-without-run", lambda w: w.sub("test", "--ckpt_path", "last"), "no run"),
     ("fit-last-without-run", lambda w: w.fit("--ckpt_path", "last"), "no run"),
     # one writer per run folder; explicit flags are honoured or refused

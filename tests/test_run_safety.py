@@ -129,3 +129,14 @@ def test_the_resume_the_interrupt_message_prints_continues_the_same_run(world, c
     assert not (root / "version_1").exists()
     assert json.loads((root / "version_0" / "results.json").read_text())["epochs_run"] == 2
     assert _fit(data, root, 2, "--ckpt_path", str(last)) == 2  # finished: nothing to resume
+
+
+@pytest.mark.real_data
+def test_ckpt_path_best_tests_the_newest_runs_best_checkpoint(world, capsys):
+    data, root, _ = world
+    best = json.loads((root / "version_0" / "results.json").read_text())["best_model"]
+    args = ["test", "--config", "tutorial", "--trainer.accelerator", "cpu"]  # a preset's name
+    args += ["--data.data_dir", str(data), "--trainer.default_root_dir", str(root)]
+    args += ["--trainer.limit_test_batches", "2", "--ckpt_path", "best"]
+    assert main(args) == 0
+    assert best.split("/")[-1] in capsys.readouterr().out  # Lightning names what it restored

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.errors import UserError
+from lightning_mnist.run.checkpointing import inside
 from lightning_mnist.run.folder import DEFAULT_ROOT, clean_for_resume, find_last, versions
 from lightning_mnist.run.lock import lock_or_refuse, try_lock
 
@@ -77,13 +78,22 @@ def resolve_evaluation_ckpt(subcommand: str | None, cfg: Any, root: Path) -> Non
             f"{subcommand} needs --ckpt_path CKPT (a trained checkpoint); "
             "--evaluate_initial_weights true evaluates the untrained network"
         )
-    if ckpt == "last":
-        cfg["ckpt_path"] = str(_last(root)[1])
-    elif ckpt == "best":
-        raise UserError(
-            "--ckpt_path best means the best checkpoint of a fit in this same command; "
-            "give the checkpoint file (runs/.../checkpoints/best-*.ckpt)"
-        )
+    if ckpt in ("last", "best"):
+        cfg["ckpt_path"] = str(_last(root)[1] if ckpt == "last" else _best(root))
+        print(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
+
+
+def _best(root: Path) -> Path:
+    """The best checkpoint of the newest finished run under ``root`` (its results.json says
+    which), as ``last`` is the newest run's last.ckpt."""
+    for _, folder in reversed(versions(root)):
+        try:
+            name = json.loads((folder / "results.json").read_text()).get("best_model")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(name, str) and name and (found := inside(folder / "checkpoints", name)):
+            return found
+    raise UserError(f"--ckpt_path best: no finished run with a best checkpoint under {root}")
 
 
 def _last(root: Path) -> tuple[int, Path]:
