@@ -34,7 +34,7 @@ from lightning_mnist.ops.malloc import tune_malloc
 from lightning_mnist.options import add_options, with_preset_paths
 from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
-from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run
+from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, say
 from lightning_mnist.run.record import test_and_record
 from lightning_mnist.run.resume import SaveOnInterrupt
 from lightning_mnist.system import MNISTClassifier
@@ -112,7 +112,7 @@ class MNISTCLI(LightningCLI):
         checks.check_fit(self.trainer, self.model, self.datamodule, classes)
         self._check_ckpt()
         batch, world = self.datamodule.batch_size, self.trainer.world_size
-        print(
+        say(
             f"Batch: {batch} images per optimizer step (global), {batch // world} per device "
             f"on {world} device(s)"
         )

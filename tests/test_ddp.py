@@ -92,7 +92,9 @@ def fits(data_dir: Path, tmp_path_factory) -> dict[int, Path]:
         extra = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10")
         extra += ("--model.dropout", "0")
         args = _args(data_dir, root / "runs", *extra, devices=devices if devices > 1 else 0)
-        _run([str(BIN / "lightning-mnist"), "fit", *args], root)
+        done = _run([str(BIN / "lightning-mnist"), "fit", *args], root)
+        # Each rank re-runs the command; only the first one says what it does.
+        assert done.stdout.count("Batch: 256 images per optimizer step") == 1, done.stdout[-2000:]
         roots[devices] = root / "runs"
     return roots
 

@@ -29,6 +29,12 @@ CALLBACK_GROUPS = ("checkpoint", "early_stopping")
 VERSION_ENV = "LIGHTNING_MNIST_RUN_VERSION"
 
 
+def say(*parts: object) -> None:
+    """One line for the user, from the first process only (DDP ranks re-run the command)."""
+    if first_process():
+        print(*parts)
+
+
 def first_process() -> bool:
     """Whether this is the process that started the command (not a DDP, torchrun or srun
     rank > 0), by Lightning's own rank detection."""
@@ -80,7 +86,7 @@ def resolve_evaluation_ckpt(subcommand: str | None, cfg: Any, root: Path) -> Non
         )
     if ckpt in ("last", "best"):
         cfg["ckpt_path"] = str(_last(root)[1] if ckpt == "last" else _best(root))
-        print(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
+        say(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
 
 
 def _best(root: Path) -> Path:
@@ -112,14 +118,14 @@ def repair_for_trainer(cfg: Any) -> None:
         trainer.enable_checkpointing = False
         for key in CALLBACK_GROUPS:
             cfg[key] = None
-        print("barebones: no logger, checkpoints or early stopping; results.json is kept")
+        say("barebones: no logger, checkpoints or early stopping; results.json is kept")
     elif trainer.get("enable_checkpointing") is False and cfg.get("checkpoint"):
         cfg.checkpoint = None
-        print("checkpointing off: no checkpoints; the final test uses the last weights")
+        say("checkpointing off: no checkpoints; the final test uses the last weights")
     elif not cfg.get("checkpoint") and trainer.get("enable_checkpointing") is not True:
         # Without this Lightning would add a default ModelCheckpoint of its own.
         trainer.enable_checkpointing = False
-        print("checkpoint removed: no checkpoints; the final test uses the last weights")
+        say("checkpoint removed: no checkpoints; the final test uses the last weights")
     if trainer.get("fast_dev_run") and cfg.get("checkpoint"):
         # A smoke test writes nothing; ModelCheckpoint.on_train_end would save last.ckpt.
         cfg.checkpoint.init_args.save_last = False
@@ -137,7 +143,7 @@ def choose_version(
             lock_or_refuse(root / f"version_{version}", locks)
             epoch = read_checkpoint(ckpt, resumable=True)["epoch"]
             clean_for_resume(root / f"version_{version}", epoch)
-        print(f"Resuming {ckpt}")
+        say(f"Resuming {ckpt}")
         return version
     job = os.environ.get("SLURM_JOB_ID")
     if job and os.environ.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
