@@ -141,7 +141,8 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(data_dir, tmp_pa
     cli = cli_main(["fit", *_args(data_dir, tmp_path, *extra)])
     r = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
     assert r["epochs_run"] == 2 and len(r["epoch_seconds"]) == 2
-    assert r["best_epoch"] == 1 and r["best_model"].startswith("checkpoints/best-00-")
+    # epochs count from 1 in file names too: best_epoch 1 is best-01-
+    assert r["best_epoch"] == 1 and r["best_model"].startswith("checkpoints/best-01-")
 
 
 @pytest.mark.real_data

@@ -45,7 +45,8 @@ class RunCheckpoint(ModelCheckpoint):
     file-name pattern, so a user's other files in the folder are never touched.
 
     Args:
-        filename: The best checkpoints' names (the tutorial's run: ``best-EPOCH-VAL_LOSS``).
+        filename: The best checkpoints' names (the tutorial's run: ``best-EPOCH-VAL_LOSS``,
+            epochs counted from 1).
         auto_insert_metric_name: Whether Lightning puts ``name=`` before each value.
         **kwargs: ModelCheckpoint's other arguments (the preset gives monitor, mode,
             save_top_k and save_last).
@@ -60,6 +61,12 @@ class RunCheckpoint(ModelCheckpoint):
         super().__init__(
             filename=filename, auto_insert_metric_name=auto_insert_metric_name, **kwargs
         )
+
+    def format_checkpoint_name(self, metrics: dict, filename=None, ver=None, prefix=None) -> str:
+        # Epochs count from 1 in the file names, as in results.json, the plots and Keras.
+        if "epoch" in metrics:
+            metrics = dict(metrics, epoch=metrics["epoch"] + 1)
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not self.dirpath:
