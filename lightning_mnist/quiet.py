@@ -21,6 +21,11 @@ NOISE = (
     r".*does not have many workers",
     # A short run (fast_dev_run, limit_train_batches) logs fewer steps than the interval.
     r".*is smaller than the logging interval",
+    # A new run refuses a checkpoints folder that holds files (run/plan.py), so this is only
+    # ever said on a resume, about the run's own checkpoints.
+    r"Checkpoint directory .* exists and is not empty",
+    # PredictionCSV orders the predictions itself; it needs no sampler indices.
+    r"Couldn't infer the batch indices",
 )
 
 

@@ -50,7 +50,7 @@ class SaveOnInterrupt(Callback):
             return  # checkpointing is off: nothing to save into
         folder = Path(ckpt.dirpath)
         self.path = folder / "interrupted.ckpt"
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state
         if trainer.is_global_zero:
             last = folder / "last.ckpt"
             hint = (
