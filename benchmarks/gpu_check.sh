@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU check: the tutorial preset, test, predict, the export check and the DDP preset on one GPU,
-# each figure printed. Runs as is on a GPU machine that has torch and lightning installed, with
-# no network and nothing else of this project's installed:
+# GPU check: the tutorial preset, test, predict, the export check, the DDP preset, the no-sync
+# test and the benchmark's Lightning and plain-loop rows on one GPU, each figure printed. Runs
+# as is on a GPU machine that has torch and lightning installed, with no network and nothing
+# else of this project's installed:
 #
 #   bash benchmarks/gpu_check.sh [WHEELS_DIR] [DATA_DIR] [EPOCHS]
 #
@@ -56,6 +57,18 @@ echo "== DDP preset, one device"
 "${CLI[@]}" fit --config configs/tutorial.yaml --config configs/ddp.yaml "${COMMON[@]}" \
     --trainer.accelerator "$ACCEL" --trainer.devices 1 --trainer.max_epochs 2 \
     --trainer.default_root_dir "$OUT/ddp" | tee "$OUT/ddp.log"
+
+echo "== no host sync inside a training step (tests/test_gpu.py)"
+if $PY -c "import pytest" 2>/dev/null; then
+    $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py || echo "sync check: FAILED"
+else
+    echo "sync check: not run (pytest is not installed here)"
+fi
+
+echo "== benchmark rows: Lightning vs the plain loop, $EPOCHS epochs x 2 turns"
+$PY -m lightning_mnist.compare.bench --trainer.max_epochs "$EPOCHS" --repeats 2 \
+    --frameworks "[lightning,torch]" --step_probe_steps 0 --data.data_dir "$DATA" \
+    --out "$OUT/bench" --quiet true | tail -12 || echo "benchmark: FAILED"
 
 echo "== figures"
 $PY - "$RUN" "$OUT" <<'PY'

@@ -19,6 +19,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 import keras_reference  # noqa: F401  (pins KERAS_BACKEND before keras loads)
 from keras_reference.data import DataError
+from lightning_mnist.ops.malloc import tune_malloc as tune_process_malloc  # ctypes: no torch
 from lightning_mnist.presets import preset_facts  # stdlib + pyyaml: no torch
 
 
@@ -76,6 +77,7 @@ def keras_reference_run(
     deterministic: bool = False,
     jit_compile: bool = False,
     verbose: Literal["auto", 0, 1, 2] = "auto",
+    tune_malloc: bool = True,
 ) -> dict[str, Any]:
     """Run the Keras MNIST CNN tutorial and write results.json, the best model and the
     learning curves into --out.
@@ -91,10 +93,14 @@ def keras_reference_run(
             backend).
         jit_compile: Compile the model with XLA (jit_compile=True); the tutorial does not.
         verbose: Keras fit/evaluate verbosity; 2 prints one line per epoch.
+        tune_malloc: Keep freed memory in the process (glibc mallopt, set before TensorFlow
+            loads), as ``lightning-mnist --tune_malloc`` does, so both frameworks run under
+            the same process settings; results.json records whether it applied.
     """
     if deterministic and os.environ["KERAS_BACKEND"] != "tensorflow":
         backend = os.environ["KERAS_BACKEND"]
         raise UsageError(f"--deterministic needs KERAS_BACKEND=tensorflow, not {backend}")
+    malloc_applied = tune_malloc and tune_process_malloc()  # before TensorFlow allocates
     # Imported here so that --help and argument errors do not wait for TensorFlow to load.
     from keras_reference.results import check_out_dir, write_results
     from keras_reference.tutorial import run_tutorial
@@ -116,6 +122,7 @@ def keras_reference_run(
         if not existed and Path(out).is_dir() and not any(Path(out).iterdir()):
             Path(out).rmdir()  # a run that failed before writing anything leaves no folder
         raise
+    results["tune_malloc"] = malloc_applied
     results["path"] = str(write_results(Path(out), results))  # after the write: not in it
     return results
 

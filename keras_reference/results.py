@@ -6,7 +6,6 @@ The file has the same schema as the Lightning port's, so the comparison reads bo
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -17,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from lightning_mnist.atomic import write_atomic  # stdlib only: no torch
+from lightning_mnist.atomic import write_json  # stdlib only: no torch
 
 RESULTS_NAME = "results.json"
 
@@ -66,5 +65,5 @@ def check_out_dir(out_dir: str | Path) -> Path:
 def write_results(out_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write ``results.json`` (the shared schema) whole or not at all (the port's writer)."""
     path = Path(out_dir) / RESULTS_NAME
-    write_atomic(path, (json.dumps(results, indent=2) + "\n").encode())
+    write_json(path, results)
     return path

@@ -3,11 +3,14 @@ writer in the package shares (data files, checkpoints, results, reports)."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 Data = bytes | bytearray | memoryview
 
@@ -66,3 +69,26 @@ def next_free(path: Path) -> Path:
     while path.with_name(f"{path.name}-{n}").exists():
         n += 1
     return path.with_name(f"{path.name}-{n}")
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON (a value that was not measured, or is not finite, is ``null``), indented."""
+    return json.dumps(strict(data), indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``json_text(data)`` into ``path``, atomically."""
+    path = Path(path)
+    write_atomic(path, json_text(data).encode())
+    return path
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, which JSON writes as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    return value

@@ -80,13 +80,12 @@ class MNISTCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self._cfg(self.config)
-        if cfg.get("tune_malloc"):
-            tune_malloc()
         if cfg.get("num_threads") is not None:
             torch.set_num_threads(cfg.num_threads)
         # config.yaml gets the config as given, not the paths filled in below, so that
         # `fit --config <run>/config.yaml` starts a new run instead of writing into this one.
         self.save_config_kwargs["config_as_given"] = deepcopy(cfg)
+        cfg.tune_malloc = bool(cfg.get("tune_malloc")) and tune_malloc()  # what applied
         checks.check_root(Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT))
         checks.check_optimizer(cfg.get("optimizer"))
         self.run_dir = plan_run(self.subcommand, cfg, self.locks)

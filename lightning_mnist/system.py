@@ -7,6 +7,8 @@ otherwise; LightningCLI then replaces :meth:`MNISTClassifier.configure_optimizer
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,8 @@ from lightning_mnist.network import Arch, ConvPool, build_network
 
 
 class EpochSums:
-    """Keras's epoch metrics, kept as sums on the device: loss x n, correct predictions, n.
+    """Keras's epoch metrics, kept as sums on the device: loss x n, correct predictions, n,
+    and the steps before the loss sum stopped being finite.
 
     Keras reports a metric as the mean over every sample seen in the epoch (docs/parity.md
     #2). Each step adds into one tensor allocated once on the step's device (no host sync, no
@@ -26,24 +29,30 @@ class EpochSums:
     """
 
     def __init__(self) -> None:
-        self.sums = torch.zeros(3)
+        self.sums = torch.zeros(4)
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         if self.sums.device != loss.device:
-            self.sums = torch.zeros(3, device=loss.device)
+            self.sums = torch.zeros(4, device=loss.device)
         self.sums[0].add_(loss.detach(), alpha=y.shape[0])
         self.sums[1].add_((logits.detach().argmax(1) == y).sum())
         self.sums[2].add_(y.shape[0])
+        # A NaN or infinite loss makes the sum non-finite for good: this counts the steps
+        # before the first such loss, the step to name if the epoch ends non-finite.
+        self.sums[3].add_(self.sums[0].isfinite())
 
     def compute(self, strategy) -> dict[str, float]:
-        """The epoch's means over every rank, and reset for the next epoch."""
+        """The epoch's means over every rank (one host sync), and reset for the next epoch.
+        ``finite_steps`` is this rank's own count."""
         total = strategy.reduce(self.sums.clone(), reduce_op="sum")
+        loss_sum, correct, n, _, finite_steps = torch.cat([total, self.sums[3:]]).tolist()
         self.sums.zero_()
-        n = total[2]
+        n32 = torch.tensor(n)  # float32 division, as Keras's means
         return {
-            "loss": (total[0] / n).item(),
-            "accuracy": (total[1] / n).item(),
-            "samples": n.item(),
+            "loss": (torch.tensor(loss_sum) / n32).item(),
+            "accuracy": (torch.tensor(correct) / n32).item(),
+            "samples": n,
+            "finite_steps": int(finite_steps),
         }
 
 
@@ -86,9 +95,6 @@ class MNISTClassifier(L.LightningModule):
         self.model.to(memory_format=self.memory_format)
         self.epoch_metrics: dict[str, float] = {}  # the latest epoch means, as floats
         self.means = {stage: EpochSums() for stage in ("fit", "val", "test")}
-        # The first training step of the epoch whose loss was not finite (-1: none), kept on
-        # the device (a plain tensor, not a buffer DDP would broadcast from rank 0).
-        self.nonfinite_step = torch.tensor(-1)
         # The model summary shows each layer's input and output shape, as Keras's does.
         self.example_input_array = torch.zeros(1, 1, 28, 28)
 
@@ -105,14 +111,20 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "fit")
-        if self.nonfinite_step.device != loss.device:
-            self.nonfinite_step = self.nonfinite_step.to(loss.device)
-        first = (self.nonfinite_step < 0) & ~loss.isfinite()
-        self.nonfinite_step = torch.where(first, batch_idx, self.nonfinite_step)
-        # Per step, for loggers that plot training curves (every log_every_n_steps); the
-        # Keras-meaning epoch means below are logged separately and stay unchanged.
-        self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False)
+        # Per step, for loggers that plot training curves, only on the steps a logger writes
+        # (self.log costs more than this network's step on a CPU); the Keras-meaning epoch
+        # means below are logged separately.
+        if self._logger_writes_this_step():
+            self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False)
         return loss
+
+    def _logger_writes_this_step(self) -> bool:
+        """Whether Lightning writes this step's logged values (every ``log_every_n_steps``
+        optimizer steps, each step under fast_dev_run)."""
+        t = self.trainer
+        if not t.loggers or not t.log_every_n_steps:
+            return False
+        return bool(t.fast_dev_run) or (t.global_step + 1) % t.log_every_n_steps == 0
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -129,21 +141,30 @@ class MNISTClassifier(L.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         prefix = {"fit": "", "val": "val_", "test": "test_"}[stage]
         values = self.means[stage].compute(self.trainer.strategy)
+        finite_steps = values.pop("finite_steps")
+        if stage == "fit" and not math.isfinite(values["loss"]):
+            self._stop_on_nonfinite(finite_steps)
         for name, value in values.items():
             self.epoch_metrics[prefix + name] = value
-            # Already summed over the ranks: every rank holds the same value.
-            self.log(prefix + name, value, prog_bar=name != "samples", on_step=False, on_epoch=True)
+            if not self.trainer.barebones:  # barebones: no logging at all
+                # Already summed over the ranks: every rank holds the same value.
+                self.log(prefix + name, value, prog_bar=name != "samples", on_epoch=True)
 
-    def _stop_on_nonfinite(self) -> None:
-        """Stop at the end of an epoch whose loss was NaN or infinite (Keras: TerminateOnNaN)."""
-        step = int(self.nonfinite_step.max())  # the one host sync, once an epoch
-        if step >= 0:
-            raise ConfigError(
-                f"the training loss became non-finite in epoch {self.current_epoch + 1} at step "
-                f"{step + 1}; lower --optimizer.lr or check the data"
-            )
+    def _stop_on_nonfinite(self, finite_steps: int) -> None:
+        """Stop at the end of an epoch whose loss was NaN or infinite (Keras: TerminateOnNaN);
+        every rank stops, since the reduced sum is the same on all of them."""
+        steps = self.trainer.num_training_batches
+        where = f" at step {finite_steps + 1}" if finite_steps < steps else " on another process"
+        raise ConfigError(
+            f"the training loss became non-finite in epoch {self.current_epoch + 1}{where}; "
+            "lower --optimizer.lr or check the data"
+        )
 
     def on_train_epoch_start(self) -> None:
+        # Only values measured in this epoch reach its history: a cut epoch's training means
+        # stay unset, and the validation values are this epoch's last validation, if any.
+        self.epoch_metrics = {}
+        self.means["fit"].sums.zero_()
         # Dropout masks derive from (seed, epoch, rank): a resumed run draws the same ones.
         seed = (self._base_seed * 1_000_003 + self.current_epoch) * 1009 + self.global_rank
         torch.manual_seed(seed % 2**63)
@@ -164,7 +185,6 @@ class MNISTClassifier(L.LightningModule):
         # callbacks that record the epoch in on_train_epoch_end (which Lightning runs
         # before this module's own hook) see them.
         if batch_idx == self.trainer.num_training_batches - 1:
-            self._stop_on_nonfinite()
             self._log_epoch("fit")
 
     def on_validation_epoch_end(self) -> None:

@@ -42,3 +42,15 @@ def data_dir() -> Path:
 @pytest.fixture
 def tiny_idx_dir(tmp_path: Path) -> Path:
     return write_tiny_idx(tmp_path / "tiny")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``gpu`` run only where CUDA is available (-ra lists them as skipped)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="gpu: no CUDA device on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -81,11 +81,11 @@ def test_options_reach_the_command(monkeypatch, tmp_path):
     # The dashed names of earlier versions are gone: one line, exit status 2.
     assert compare.main(["--data-dir", "D"]) == 2
 
-    monkeypatch.setattr(bench, "bench", lambda run, rows, probe: runs.append((run, rows)) or {})
+    monkeypatch.setattr(bench, "bench", lambda run, rows, *probes: runs.append((run, rows)) or {})
     monkeypatch.setattr(bench.runners, "check_data", lambda data_dir, create=False: None)
     monkeypatch.setattr(bench, "render_markdown", lambda report: "")
     argv = ["--trainer.max_epochs", "3", "--data.data_dir", "D", "--frameworks", "[torch,keras]"]
-    argv += ["--out", str(tmp_path / "bench")]
+    argv += ["--out", str(tmp_path / "bench"), "--tune_malloc", "false"]
     assert bench.main(argv) == 0
     (run, rows) = runs[0]
-    assert (run.epochs, run.data_dir, rows) == (3, "D", ["keras", "torch"])
+    assert (run.epochs, run.data_dir, rows, run.tune_malloc) == (3, "D", ["keras", "torch"], False)

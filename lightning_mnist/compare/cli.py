@@ -16,7 +16,6 @@ settings, finished runs are kept) and ``--report_only true`` rewrites only the r
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shlex
 import time
@@ -25,7 +24,7 @@ from typing import Any, Literal
 
 from jsonargparse.typing import PositiveInt
 
-from lightning_mnist.atomic import write_atomic
+from lightning_mnist.atomic import write_atomic, write_json
 from lightning_mnist.compare import report as reports
 from lightning_mnist.compare import runners
 from lightning_mnist.compare.command import run_command
@@ -176,7 +175,7 @@ def _write_report(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _write_settings(out: Path, settings: dict[str, Any]) -> None:
-    write_atomic(out / reports.SETTINGS_JSON, (json.dumps(settings, indent=2) + "\n").encode())
+    write_json(out / reports.SETTINGS_JSON, settings)
 
 
 def _settings(plan: Plan) -> dict[str, Any]:

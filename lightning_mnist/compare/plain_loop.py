@@ -1,10 +1,14 @@
-"""The benchmark's measures in this process: a plain PyTorch loop over the tutorial with the
-port's kernels (the floor Lightning's overhead is read against), the tutorial's training FLOPs
-and the fp32 matmul rate this machine reaches (the compute-bound floor)."""
+"""The benchmark's own measures: a plain PyTorch loop over the tutorial with the port's kernels
+(the floor Lightning's overhead is read against; a child process per run, as every row is),
+the tutorial's training FLOPs and the fp32 matmul rate this machine reaches (the compute-bound
+floor)."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +69,7 @@ def plain_torch_epochs(
     inference_mode, with the epoch's loss and accuracy summed on the device as the system does.
     ``seed`` seeds torch and the shuffle; ``device`` None picks CUDA when present, as
     Lightning's "auto" does; ``conv_pool`` is ``--model.conv_pool``; ``malloc`` applies the
-    opt-in allocator setting (``--tune_malloc true``).
+    allocator setting (``--tune_malloc``).
     """
     from lightning_mnist.data.batches import TensorBatches
     from lightning_mnist.data.module import keras_split, to_tensor
@@ -124,3 +128,32 @@ def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
             logits = model(xb.contiguous(memory_format=torch.channels_last))
             correct += (logits.argmax(1) == yb).sum()
     return correct
+
+
+def run_child(
+    run: Path, data_dir: str, epochs: int, seed: int, conv_pool: str, malloc: bool, accel: str
+) -> dict[str, list[float]]:
+    """``plain_torch_epochs`` in a child process (``python -m lightning_mnist.compare.plain_loop``)
+    on ``accel`` (``cpu`` hides the GPUs), its output in ``run/run.log``; its per-epoch results
+    (``run/results.json``)."""
+    from lightning_mnist.compare.runners import PYTHON, stream
+
+    cmd = [*PYTHON, "-m", "lightning_mnist.compare.plain_loop", str(run), data_dir]
+    cmd += [str(epochs), str(seed), conv_pool, str(malloc).lower()]
+    stream(cmd, f"[plain {conv_pool}] ", run / "run.log", quiet=True, accelerator=accel)
+    return json.loads((run / "results.json").read_text())
+
+
+def main(argv: list[str]) -> int:
+    """``RUN DATA_DIR EPOCHS SEED CONV_POOL TUNE_MALLOC``: train, write ``RUN/results.json``."""
+    from lightning_mnist.atomic import write_json
+
+    run, data_dir, epochs, seed, conv_pool, malloc = argv
+    r = plain_torch_epochs(data_dir, int(epochs), int(seed), None, conv_pool, malloc == "true")
+    print(f"val accuracy per epoch: {r['val_accuracy']}")
+    write_json(Path(run) / "results.json", r)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_mnist.atomic import json_text
 from lightning_mnist.compare import sections
 from lightning_mnist.errors import UserError
 
@@ -183,4 +184,4 @@ def report_json(report: dict[str, Any]) -> str:
     """report.json's text: the report without the per-image predictions (each run's CSV
     keeps them; the report keeps the numbers drawn from them)."""
     runs = [{k: v for k, v in r.items() if k != "predictions"} for r in report["runs"]]
-    return json.dumps({**report, "runs": runs}, indent=2) + "\n"
+    return json_text({**report, "runs": runs})

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning_mnist.atomic import next_free, write_atomic
+from lightning_mnist.atomic import next_free, write_json
 from lightning_mnist.compare.report import PROCESS_JSON
 from lightning_mnist.errors import UserError
 from lightning_mnist.presets import preset_path
@@ -125,7 +125,7 @@ def stream(
         command = shlex.join(cmd[: len(PYTHON) + 2])
         raise CompareError(f"{command}... exited {rc}: {tail} (full output: {log})")
     process = {"launched_at": launched_at, "process_seconds": seconds}
-    write_atomic(log.parent / PROCESS_JSON, (json.dumps(process, indent=2) + "\n").encode())
+    write_json(log.parent / PROCESS_JSON, process)
     return lines
 
 

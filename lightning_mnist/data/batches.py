@@ -55,16 +55,18 @@ class TensorBatches:
         return max(1, self.batch_size // self.world_size)
 
     def indices(self) -> list[torch.Tensor]:
-        """The index tensor of each of this rank's batches in the current epoch."""
-        n = len(self.x)
+        """The index tensor of each of this rank's batches in the current epoch: views of one
+        tensor on the data's device, which reaches it once an epoch (a copy per step from
+        host memory would synchronise a GPU's stream at every step)."""
+        n, device = len(self.x), self.x.device
         if self.shuffle:
             # Training: split each global batch of the epoch's order between the ranks.
-            order = epoch_order(n, self.seed, self.epoch_fn())
+            order = epoch_order(n, self.seed, self.epoch_fn()).to(device)
             return [shard(b, self.rank, self.world_size) for b in order.split(self.batch_size)]
         # Evaluation: each rank scores its own contiguous part exactly once.
-        return list(shard(torch.arange(n), self.rank, self.world_size).split(self.local_batch))
+        part = shard(torch.arange(n, device=device), self.rank, self.world_size)
+        return list(part.split(self.local_batch))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for idx in self.indices():
-            idx = idx.to(self.x.device)
             yield self.x.index_select(0, idx), self.y.index_select(0, idx)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lightning_mnist.atomic import write_json
 from lightning_mnist.model import count_params
 from lightning_mnist.network import conv_path
 from lightning_mnist.run.measure import (
@@ -21,16 +23,17 @@ from lightning_mnist.run.measure import (
     write_predictions,
 )
 from lightning_mnist.run.plots import plot_history
-from lightning_mnist.run.results import HistoryRecorder, write_json
+from lightning_mnist.run.results import HistoryRecorder
 
 
 def test_and_record(trainer, model, datamodule, run_dir: Path | None, cfg: Any, fit_t0: float):
     """Test the best checkpoint (the last weights without one) and write the run record."""
-    fit_seconds = time.perf_counter() - fit_t0
     recorder = next((c for c in trainer.callbacks if isinstance(c, HistoryRecorder)), None)
     # Testing from a checkpoint restores the callbacks' states too, which would roll
     # the history back to the best epoch: keep the fit's own record first.
     recorder = recorder.snapshot() if recorder else None
+    # This process's fit (data loading included) plus the earlier ones' before a resume.
+    fit_seconds = time.perf_counter() - fit_t0 + (recorder.prior_seconds if recorder else 0.0)
     ckpt = trainer.checkpoint_callback
     best = ckpt.best_model_path if ckpt is not None and not trainer.fast_dev_run else ""
     # The tutorial evaluates the best model it saved (load_model('best_model.h5')).
@@ -78,11 +81,13 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
         "params": count_params(model.model),
         "conv_path": conv_path(model.model, trainer.strategy.root_device),
         "tune_malloc": bool(cfg.get("tune_malloc")),
+        "precision": str(trainer.precision),
+        "data_dir": str(Path(datamodule.data_dir).resolve()),
         "best_model": str(Path(best).resolve().relative_to(run_dir.resolve())) if best else "",
         "device": describe_device(trainer),
         "versions": versions(),
         "timing": run_timing(recorder, fit_seconds, test_seconds, datamodule, trainer),
-        **measure_best_model(model, datamodule, run_dir),
+        **measure_best_model(model, datamodule, run_dir, tested_indices(trainer, datamodule)),
     }
     plot_history(results["history"], run_dir)
     write_json(run_dir / "results.json", results)
@@ -107,16 +112,30 @@ def run_timing(recorder, fit_seconds: float, test_seconds: float, datamodule, tr
         "validation": val,
         "checkpoint": ckpt,
         "fit_other": fit_seconds - epochs - (data or 0.0) - (ckpt or 0.0),
+        "before_resume": recorder.prior_seconds,  # in fit_seconds and fit_other
         "test": test_seconds,
     }
 
 
-def measure_best_model(model, datamodule, run_dir: Path) -> dict:
-    """Predict the test set with the tested weights (``test_predictions.csv``), time
-    inference at batch 1 and 256, and record peak memory and the environment."""
+def tested_indices(trainer, datamodule) -> torch.Tensor:
+    """The test images the final test scored, over every rank: all of them unless
+    ``--trainer.limit_test_batches`` cut each rank's batches short."""
+    batches, limit = datamodule.test_dataloader(), trainer.num_test_batches[0]
+    parts = [replace(batches, rank=r).indices()[:limit] for r in range(batches.world_size)]
+    return torch.cat([i for part in parts for i in part])
+
+
+def measure_best_model(model, datamodule, run_dir: Path, indices: torch.Tensor) -> dict:
+    """Predict the tested images (``indices``) with the tested weights
+    (``test_predictions.csv``), time inference at batch 1 and 256 on the test set's first
+    images, and record peak memory and the environment."""
     x, y = datamodule.tensors["test"]
     x, y = x.to(model.device), y.to(model.device)
-    write_predictions(run_dir / PREDICTIONS_CSV, y.cpu().numpy(), predict_classes(model, x))
+    idx = indices.to(x.device)
+    tested_x, tested_y = x.index_select(0, idx), y.index_select(0, idx)
+    write_predictions(
+        run_dir / PREDICTIONS_CSV, tested_y.cpu().numpy(), predict_classes(model, tested_x)
+    )
     return {
         "test_predictions": PREDICTIONS_CSV,
         "inference_ms": latency_ms(model, x),

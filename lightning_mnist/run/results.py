@@ -1,17 +1,12 @@
-"""A run's history (Keras meaning) and the strict-JSON writer of its record, results.json
-(schema shared with keras_reference; ``run/record.py`` fills it)."""
+"""A run's history (Keras meaning), which ``run/record.py`` writes into results.json (schema
+shared with keras_reference)."""
 
 from __future__ import annotations
 
-import json
-import math
 import time
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
-
-from lightning_mnist.atomic import write_atomic
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -35,6 +30,19 @@ class HistoryRecorder(Callback):
         self.val_seconds: list[float] = []
         self._t0 = self._val_t0 = 0.0
         self._val = 0.0
+        # Seconds of fit in the processes before a resume (from the checkpoint), and when
+        # this process's fit started (after its data loaded: timing.data is this process's).
+        self.prior_seconds = 0.0
+        self._fit_t0: float | None = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if stage == "fit":
+            self._fit_t0 = time.perf_counter()
+
+    def fit_seconds(self) -> float:
+        """Seconds of fit so far, over every process of the run (resumes included)."""
+        now = time.perf_counter() - self._fit_t0 if self._fit_t0 is not None else 0.0
+        return self.prior_seconds + now
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
@@ -47,8 +55,12 @@ class HistoryRecorder(Callback):
         # Recorded here, not in on_train_epoch_end, because ModelCheckpoint saves
         # last.ckpt in on_validation_end (Lightning runs it after the other callbacks),
         # so the checkpoint holds the history of the epoch it closes.
-        if not trainer.sanity_checking:
-            self._val = time.perf_counter() - self._val_t0
+        # A validation partway through the epoch (--trainer.val_check_interval) does not close
+        # it: the system sets the epoch's training means after its last step.
+        if trainer.sanity_checking:
+            return
+        self._val += time.perf_counter() - self._val_t0  # every validation of the epoch
+        if "loss" in pl_module.epoch_metrics:
             self._record(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -68,6 +80,7 @@ class HistoryRecorder(Callback):
         """A copy that later checkpoint restores cannot change."""
         copy = HistoryRecorder()
         copy.load_state_dict(self.state_dict())
+        copy.prior_seconds = self.prior_seconds
         return copy
 
     def state_dict(self) -> dict[str, Any]:
@@ -75,27 +88,11 @@ class HistoryRecorder(Callback):
             "history": self.history,
             "epoch_seconds": self.epoch_seconds,
             "val_seconds": self.val_seconds,
+            "fit_seconds": self.fit_seconds(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = {k: list(v) for k, v in state_dict["history"].items()}
         self.epoch_seconds = list(state_dict["epoch_seconds"])
         self.val_seconds = list(state_dict["val_seconds"])
-
-
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Strict JSON (a value that was not measured, or is not finite, is ``null``), atomically."""
-    path = Path(path)
-    write_atomic(path, (json.dumps(strict(data), indent=2, allow_nan=False) + "\n").encode())
-    return path
-
-
-def strict(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None, which JSON writes as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: strict(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict(v) for v in value]
-    return value
+        self.prior_seconds = float(state_dict.get("fit_seconds") or 0.0)

@@ -8,7 +8,10 @@ import math
 
 import pytest
 
-from lightning_mnist.compare.bench import render_markdown as bench_markdown
+from lightning_mnist.atomic import json_text
+from lightning_mnist.compare import bench
+from lightning_mnist.compare.bench import row_result
+from lightning_mnist.compare.bench_table import render_markdown as bench_markdown
 from lightning_mnist.compare.cli import main
 from lightning_mnist.compare.plain_loop import train_flops_per_sample
 from lightning_mnist.compare.plots import PLOTS
@@ -150,28 +153,47 @@ def test_bench_floor_and_table():
     # About 1.8 MFLOP per training sample, about 87 GFLOP per 48,000-image epoch.
     assert train_flops_per_sample() == pytest.approx(1.8e6, rel=0.02)
     assert 48_000 * train_flops_per_sample() == pytest.approx(87e9, rel=0.01)
-    stats = {"median": 2.0, "min": 1.9, "max": 2.2, "samples_per_s": 24_000, "floor_share": 0.3}
+    floor = 0.6
+    # Two turns of 3 epochs each: a turn's figure is the median of its epochs after the first.
+    lightning = row_result([[9.0, 2.0, 2.2], [9.0, 1.8, 2.0]], floor)
+    keras = row_result([[9.0, 3.0, 3.0], [9.0, 3.2, 3.2]], floor)
+    assert lightning["turn_medians"] == pytest.approx([2.1, 1.9])
+    assert (lightning["median"], lightning["min"], lightning["max"]) == pytest.approx(
+        (2.0, 1.9, 2.1)
+    )
+    assert lightning["samples_per_s"] == pytest.approx(24_000)
+    results = {"keras": keras, "lightning": lightning}
     report = {
-        "epochs": 5,
+        "epochs": 3,
+        "repeats": 2,
+        "tune_malloc": True,
         "train_samples": 48_000,
         "val_samples": 12_000,
         "train_flops_per_sample": train_flops_per_sample(),
         "val_flops_per_sample": 736_128,
         "epoch_train_gflop": 87.3,
         "probe": {"device": "cpu", "size": 2048, "gflops": 100.0},
-        "epoch_floor_s": 0.873,
-        "frameworks": {"keras": {**stats, "median": 3.0}, "lightning": stats, "torch": stats},
-        "ratio_lightning_keras": 2 / 3,
-        "lightning_overhead_pct": 0.0,
-        "machine": {
-            "cpu_count": 2,
-            "processor": "x",
-            "loadavg_before": [0.1],
-            "loadavg_after": [0.2],
+        "epoch_floor_s": floor,
+        "frameworks": results,
+        "ratios": bench._ratios(results),
+        "step_probe": {
+            "steps": 600, "batch": 64, "threads": 1, "warmup": 50,
+            "ms_per_step": {"plain_loop": [0.5, 0.6], "minimal_module": [1.0, 1.1],
+                            "project_system": [1.2, 1.1]},
+            "median_ms": {"plain_loop": 0.55, "minimal_module": 1.05, "project_system": 1.15},
+            "system_over_minimal_ms": 0.1, "minimal_over_plain_ms": 0.5,
         },
+        "machine": {"cpu_count": 2, "processor": "x", "loadavg_before": [0.1],
+                    "loadavg_after": [0.2]},
         "command": "mnist-bench",
-    }
+    }  # fmt: skip
     md = bench_markdown(report)
-    assert "| Lightning, stock ops | 2.000 | 1.900 | 2.200 | 24,000 | 0.67 | 30.0% |" in md
-    assert "Lightning stock / Keras 0.67" in md and "stock +0.0%" in md
-    assert "Lightning fused / Keras –" in md  # rows not run show a dash, not a number
+    assert (
+        "| Lightning, tutorial preset (stock ops) | 2.000 | 1.900 | 2.100 | 24,000 | 0.65 | 30.0% |"
+        in md
+    )
+    assert "Lightning / Keras 0.65" in md
+    assert "Lightning fast-cpu / Keras –" in md  # rows not run show a dash, not a number
+    assert "| the project's MNISTClassifier | 1.150 | 1.200, 1.100 |" in md
+    assert "+0.100 ms a step over the minimal LightningModule" in md
+    json_text(report)  # strict JSON: raises on NaN
