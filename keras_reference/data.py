@@ -10,6 +10,7 @@ reference must run without torch installed.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +111,26 @@ def _keras_load_data(dataset: str, looked_in: Path | None) -> Arrays:
 
     where = f"no IDX files in {looked_in}; " if looked_in else ""
     print(f"{where}using keras.datasets.{dataset}.load_data()")
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    before = _dirs(home)
     try:
         return getattr(keras.datasets, dataset).load_data()
     except Exception as e:  # download errors come in many types (URLError, OSError, ...)
+        _remove_new_empty_dirs(home, before)  # a failed download leaves no folders behind
         raise DataError(
             f"{where}keras.datasets.{dataset}.load_data() failed ({type(e).__name__}: {e}); "
             "pass --data.data_dir with the IDX files"
         ) from None
+
+
+def _dirs(home: Path) -> set[Path]:
+    """``home`` and the folders two levels under it (Keras keeps datasets/<name>/)."""
+    found = [home, *home.glob("*"), *home.glob("*/*")] if home.is_dir() else []
+    return {d for d in found if d.is_dir()}
+
+
+def _remove_new_empty_dirs(home: Path, before: set[Path]) -> None:
+    """Remove the empty folders under (and including) ``home`` that were not in ``before``."""
+    for d in sorted(_dirs(home) - before, key=lambda d: len(d.parts), reverse=True):
+        if not any(d.iterdir()):
+            d.rmdir()

@@ -26,6 +26,9 @@ NOISE = (
     r"Checkpoint directory .* exists and is not empty",
     # PredictionCSV orders the predictions itself; it needs no sampler indices.
     r"Couldn't infer the batch indices",
+    # Under DDP the system logs epoch means it has already summed over every rank
+    # (EpochSums.compute), so each rank logs the same exact value; only those names.
+    r".*self\.log\('(val_|test_)?(loss|accuracy|samples)', \.\.\., sync_dist=True\)",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,15 @@ pytestmark = pytest.mark.keras
 REPO = Path(__file__).resolve().parents[1]
 # `data_dir` (conftest.py) is the real data root; it fails the test when MNIST is missing.
 # Modules the reference must never load: the port and the torch stack it builds on; of the port
-# only the torch-free preset reader and atomic writer.
+# only the torch-free preset reader, atomic writer and allocator setting (ctypes).
 FORBIDDEN = ("torch", "torchvision", "torchmetrics", "lightning", "lightning_mnist")
-ALLOWED = ("lightning_mnist", "lightning_mnist.presets", "lightning_mnist.atomic")
+ALLOWED = (
+    "lightning_mnist",
+    "lightning_mnist.presets",
+    "lightning_mnist.atomic",
+    "lightning_mnist.ops",
+    "lightning_mnist.ops.malloc",
+)
 LOADED = (
     f"sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r} and m not in {ALLOWED!r})"
 )
@@ -100,6 +107,23 @@ def test_partial_data_dir_is_an_error_not_a_download(tmp_path: Path) -> None:
     (raw / "train-labels-idx1-ubyte").write_bytes(_idx(np.zeros(60000)))
     with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
         load_data(tmp_path)
+
+
+def test_a_failed_keras_download_leaves_no_folders_behind(tmp_path, monkeypatch) -> None:
+    import keras
+
+    home = tmp_path / "home" / ".keras"
+    (home / "models").mkdir(parents=True)  # the user's own folder stays
+    monkeypatch.setenv("KERAS_HOME", str(home))
+
+    def offline() -> None:  # what get_file does offline: make the cache folder, then fail
+        (home / "datasets" / "fashion-mnist").mkdir(parents=True)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(DataError, match="network unreachable"):
+        load_data(tmp_path / "no-idx-here", "fashion_mnist")
+    assert sorted(p.name for p in home.iterdir()) == ["models"]
 
 
 @pytest.mark.real_data
@@ -193,6 +217,8 @@ def test_three_epochs_on_real_mnist(data_dir: Path, tmp_path: Path) -> None:
     val_loss = results["history"]["val_loss"]
     assert results["best_epoch"] == 1 + int(np.argmin(val_loss))
     assert results["test_samples"] == 10000 and results["params"] == 173_738
+    # The allocator setting is on by default and applied wherever the C library is glibc.
+    assert results["tune_malloc"] is (platform.libc_ver()[0] == "glibc")
     assert {"python", "numpy", "keras", "tensorflow"} <= results["versions"].keys()
     # What the comparison reads: the best model's predictions, phase timings, latency, memory.
     rows = np.loadtxt(out / results["test_predictions"], delimiter=",", skiprows=1, dtype=int)
