@@ -25,7 +25,11 @@ def test_print_config_shows_the_tutorial_preset(capsys):
         cli_main(["fit", "--config", TUTORIAL, "--print_config"])
     assert e.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
-    assert cfg["data"]["batch_size"] == 256 and cfg["optimizer"]["init_args"]["eps"] == 1e-7
+    assert cfg["data"]["batch_size"] == 256 and cfg["data"]["validation_split"] == 0.2
+    adam = cfg["optimizer"]["init_args"]
+    assert (adam["lr"], adam["betas"], adam["eps"]) == (1e-3, [0.9, 0.999], 1e-7)
+    model = {k: cfg["model"][k] for k in ("filters", "hidden", "dropout", "keras_init")}
+    assert model == {"filters": 32, "hidden": 32, "dropout": 0.5, "keras_init": True}
     assert cfg["early_stopping"]["init_args"]["patience"] == 2
     assert cfg["checkpoint"]["init_args"]["monitor"] == "val_loss"
     assert cfg["trainer"]["num_sanity_val_steps"] == 0 and cfg["trainer"]["max_epochs"] == 100
