@@ -280,10 +280,12 @@ def copy_tree(dest: Path) -> None:
         capture_output=True,
     ).stdout.split(b"\0")
     for name in filter(None, (n.decode() for n in listed)):
-        src = REPO / name
-        if src.is_file():  # a deleted but still tracked file is skipped
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+        src, out = REPO / name, dest / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():  # configs/ links to the package's presets
+            out.symlink_to(os.readlink(src))
+        elif src.is_file():  # a deleted but still tracked file is skipped
+            shutil.copy2(src, out)
 
 
 def apply(root: Path, m: Mutation) -> str:
