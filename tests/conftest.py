@@ -29,6 +29,18 @@ if "LIGHTNING_MNIST_CACHE" not in os.environ:
 from helpers import RealDataMissing, resolve_real_data, write_tiny_idx  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped, saying so, where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (marked gpu); torch sees none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real MNIST files ($MNIST_DATA_DIR, else data/ fetched once through the verified
@@ -42,15 +54,3 @@ def data_dir() -> Path:
 @pytest.fixture
 def tiny_idx_dir(tmp_path: Path) -> Path:
     return write_tiny_idx(tmp_path / "tiny")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Tests marked ``gpu`` run only where CUDA is available (-ra lists them as skipped)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="gpu: no CUDA device on this machine")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)

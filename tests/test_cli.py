@@ -12,7 +12,10 @@ import torch
 import yaml
 from helpers import TUTORIAL, cli_args
 
+from lightning_mnist.checkpoints import load_classifier
 from lightning_mnist.cli import cli_main, main
+from lightning_mnist.data.module import to_tensor
+from lightning_mnist.data.verify import load_arrays
 
 _args = cli_args
 
@@ -22,7 +25,11 @@ def test_print_config_shows_the_tutorial_preset(capsys):
         cli_main(["fit", "--config", TUTORIAL, "--print_config"])
     assert e.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
-    assert cfg["data"]["batch_size"] == 256 and cfg["optimizer"]["init_args"]["eps"] == 1e-7
+    assert cfg["data"]["batch_size"] == 256 and cfg["data"]["validation_split"] == 0.2
+    adam = cfg["optimizer"]["init_args"]
+    assert (adam["lr"], adam["betas"], adam["eps"]) == (1e-3, [0.9, 0.999], 1e-7)
+    model = {k: cfg["model"][k] for k in ("filters", "hidden", "dropout", "keras_init")}
+    assert model == {"filters": 32, "hidden": 32, "dropout": 0.5, "keras_init": True}
     assert cfg["early_stopping"]["init_args"]["patience"] == 2
     assert cfg["checkpoint"]["init_args"]["monitor"] == "val_loss"
     assert cfg["trainer"]["num_sanity_val_steps"] == 0 and cfg["trainer"]["max_epochs"] == 100
@@ -139,10 +146,32 @@ def test_results_keep_every_epoch_when_the_best_is_not_the_last(data_dir, tmp_pa
         "5",
     ]
     cli = cli_main(["fit", *_args(data_dir, tmp_path, *extra)])
-    r = json.loads((Path(cli.trainer.log_dir) / "results.json").read_text())
+    run = Path(cli.trainer.log_dir)
+    r = json.loads((run / "results.json").read_text())
     assert r["epochs_run"] == 2 and len(r["epoch_seconds"]) == 2
     # epochs count from 1 in file names too: best_epoch 1 is best-01-
     assert r["best_epoch"] == 1 and r["best_model"].startswith("checkpoints/best-01-")
+    # last.ckpt is the latest epoch even though it saved no best (Lightning 2.6 skips it).
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
+    assert_tested_the_best(r, run, data_dir)
+
+
+def checkpoint_classes(path: Path, x: torch.Tensor) -> np.ndarray:
+    """The classes a checkpoint, loaded on its own, predicts for ``x``."""
+    with torch.no_grad():
+        return load_classifier(path)(x).argmax(1).numpy()
+
+
+def assert_tested_the_best(r: dict, run: Path, data_dir: Path) -> None:
+    """What fit tested and recorded is the best checkpoint's, not the last weights'."""
+    x, y = to_tensor(*load_arrays(data_dir)[2:])
+    best = checkpoint_classes(run / r["best_model"], x)
+    last = checkpoint_classes(run / "checkpoints" / "last.ckpt", x)
+    assert (best != last).any()  # else this test could not tell them apart
+    rows = np.loadtxt(run / r["test_predictions"], delimiter=",", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(rows[:, 1], best)
+    # test_accuracy is an epoch mean in float32: within a rounding of the count's.
+    assert r["test_accuracy"] == pytest.approx((best == y.numpy()).mean(), abs=1e-6)
 
 
 @pytest.mark.real_data

@@ -20,7 +20,7 @@ from helpers import require_tensorflow  # noqa: E402
 require_tensorflow("keras_reference needs the [keras] extra")
 
 import keras_reference  # noqa: E402, F401  (pins KERAS_BACKEND before keras loads)
-from keras_reference.data import DataError, load_data, parse_idx, read_idx  # noqa: E402
+from keras_reference.data import FILES, DataError, load_data, parse_idx, read_idx  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
@@ -133,6 +133,23 @@ def test_real_data_matches_keras_layout(data_dir: Path) -> None:
     assert x_train.dtype == np.uint8 and y_train.dtype == np.uint8
     assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]  # MNIST's well-known start
     assert y_test[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+@pytest.mark.real_data
+def test_a_flipped_byte_behind_an_intact_header_fails_the_md5(data_dir: Path, tmp_path) -> None:
+    """Three real files linked, the test labels copied with one label changed to another
+    digit: size, header and label range all pass, so only the MD5 can tell."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, _, _ in FILES:
+        (raw / name).symlink_to((data_dir / "MNIST" / "raw" / name).resolve())
+    labels = raw / "t10k-labels-idx1-ubyte"
+    blob = bytearray(labels.read_bytes())
+    labels.unlink()
+    blob[8] = (blob[8] + 1) % 10  # the first label (a 7) becomes an 8
+    labels.write_bytes(bytes(blob))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: MD5 differs"):
+        load_data(tmp_path)
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -125,6 +125,15 @@ def test_optimizer_from_the_cli(tmp_path):
     assert schedulers[0].step_size == 3
 
 
+def test_the_systems_own_optimizer_is_keras_adam():
+    """Without an optimizer section (a plain Trainer), the system's own Adam is Keras's."""
+    adam = MNISTClassifier().configure_optimizers()
+    group = adam.param_groups[0]
+    assert type(adam) is torch.optim.Adam and not group["amsgrad"]
+    assert (group["lr"], group["betas"], group["eps"]) == (1e-3, (0.9, 0.999), 1e-7)
+    assert group["weight_decay"] == 0
+
+
 def test_print_config_shows_logger_callbacks_and_optimizer(capsys):
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", TUTORIAL, "--print_config"])
@@ -173,9 +182,16 @@ def run(data_dir: Path, root: Path, *extra: str) -> int:
 
 @pytest.mark.real_data
 def test_without_early_stopping_trains_to_max_epochs(data_dir, tmp_path, capsys):
-    # patience 0 and a huge min_delta would stop after the first epoch; removed, it cannot.
-    assert run(data_dir, tmp_path, "--trainer.max_epochs", "3", "--early_stopping", "null") == 0
-    results = json.loads(next(tmp_path.glob("version_*/results.json")).read_text())
+    # patience 0 and a huge min_delta stop after the second epoch (the first always counts as
+    # an improvement); with early stopping removed the same options cannot stop the run.
+    stop = ("--early_stopping.patience", "0", "--early_stopping.min_delta", "1e9")
+    assert run(data_dir, tmp_path / "with", "--trainer.max_epochs", "3", *stop) == 0
+    results = json.loads(next((tmp_path / "with").glob("version_*/results.json")).read_text())
+    assert results["epochs_run"] == 2  # the control: these options do stop a run
+    capsys.readouterr()
+    args = ("--trainer.max_epochs", "3", *stop, "--early_stopping", "null")
+    assert run(data_dir, tmp_path / "without", *args) == 0
+    results = json.loads(next((tmp_path / "without").glob("version_*/results.json")).read_text())
     assert results["epochs_run"] == 3
     assert (
         "Batch: 256 images per optimizer step (global), 256 per device" in capsys.readouterr().out

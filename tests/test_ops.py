@@ -99,7 +99,9 @@ def test_compiles_a_training_step_without_a_graph_break():
         fast.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         grads.append([p.grad.clone() for p in fast.parameters()])
-    assert all(g is not None for g in grads[1])
+    # The compiled backward reached every weight: all-zero gradients would pass the
+    # allclose below wherever the eager ones are tiny.
+    assert all(float(g.abs().sum()) > 0 for g in grads[1])
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
@@ -186,8 +188,10 @@ def test_default_model_is_stock_pytorch():
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
 def test_runs_in_torchs_own_thread_pool():
     # One OpenMP runtime in the process: the operator's parallel regions are torch's pool.
+    # A torch built with OpenMP has loaded its runtime, so none found means the check is blind.
     x = torch.rand(64, 1, 28, 28)
     convpool.conv_pool_relu(x, torch.randn(8, 1, 3, 3), torch.zeros(8))
     maps = Path("/proc/self/maps").read_text().splitlines()
-    runtimes = {line.split()[-1] for line in maps if "gomp" in line or "libomp" in line}
-    assert len(runtimes) <= 1, runtimes
+    names = ("gomp", "libomp", "iomp")
+    runtimes = {line.split()[-1] for line in maps if any(n in line for n in names)}
+    assert len(runtimes) == (1 if torch._C.has_openmp else 0), runtimes

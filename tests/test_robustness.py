@@ -3,6 +3,7 @@ bad input are tests/test_hostile.py's)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import signal
@@ -19,8 +20,11 @@ from helpers import cli_args
 from lightning_mnist.cli import main
 from lightning_mnist.run.checkpointing import AtomicCheckpointIO
 
+LOGGER = "{class_path: RunLogger, init_args: {flush_logs_every_n_steps: 1}}"
 # Short epochs (30 of 188 batches) keep these tests fast; validation and test stay complete.
+# Every step's loss is logged and flushed, so metrics.csv shows how far a killed run got.
 SHORT = ["--trainer.limit_train_batches", "30", "--early_stopping.patience", "100"]
+SHORT += ["--trainer.log_every_n_steps", "1", "--trainer.logger", LOGGER]
 
 
 def fit_args(data_dir: Path, root: Path, epochs: int, *extra: str) -> list[str]:
@@ -81,9 +85,19 @@ def test_same_seed_gives_bitwise_identical_runs(reference_run, data_dir, tmp_pat
     assert_same_run(reference_run, tmp_path / "version_0")
 
 
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+def epochs_logged(metrics: Path) -> set[int]:
+    """The epochs (from 0) that have a row in ``metrics.csv`` so far."""
+    try:
+        rows = list(csv.DictReader(metrics.open(newline="")))
+    except OSError:
+        return set()
+    return {int(float(r["epoch"])) for r in rows if r.get("epoch")}
+
+
+def wait_for_epoch(metrics: Path, epoch: int, proc: subprocess.Popen, timeout=300) -> None:
+    """Until ``metrics.csv`` has a step row of ``epoch``: the run is inside that epoch."""
     t0 = time.monotonic()
-    while not path.exists():
+    while epoch not in epochs_logged(metrics):
         assert proc.poll() is None, "the run ended before it could be interrupted"
         assert time.monotonic() - t0 < timeout
         time.sleep(0.05)
@@ -95,8 +109,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 def test_killed_run_resumes_exactly(sig, reference_run, data_dir, tmp_path):
     proc = run_fit(data_dir, tmp_path, 3)
     run = tmp_path / "version_0"
-    wait_for(run / "checkpoints" / "last.ckpt", proc)  # epoch 1 finished
-    time.sleep(0.5)  # now inside epoch 2
+    wait_for_epoch(run / "metrics.csv", 1, proc)  # epoch 1 finished, epoch 2 has begun
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=120)
     # A shell's status for a signal: 130 for Ctrl-C, 143 for SIGTERM (SIGKILL: killed).
@@ -104,6 +117,9 @@ def test_killed_run_resumes_exactly(sig, reference_run, data_dir, tmp_path):
     if sig != signal.SIGKILL:  # a graceful stop saves where it was
         assert (run / "checkpoints" / "interrupted.ckpt").is_file(), out[-2000:]
     assert not (run / "results.json").exists()
+    # Where the kill landed: inside epoch 2, whose rows are on disk and must be dropped.
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 0 and 1 in epochs_logged(run / "metrics.csv")
     # What a kill in the middle of a checkpoint write leaves: a temp file, and a new best
     # written while the old one was not yet deleted.
     orphan = run / "checkpoints" / ".last.ckpt.x1y2.tmp"
@@ -148,6 +164,24 @@ def test_a_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError):
+        io.save_checkpoint({"v": torch.arange(5)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path)["v"], torch.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+def test_a_checkpoint_failing_at_fsync_keeps_the_previous_file(tmp_path, monkeypatch):
+    """A full disk often shows only when the data is flushed (delayed allocation): the
+    previous checkpoint stays whole and the error reaches the caller."""
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"v": torch.arange(3)}, path)
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("lightning_mnist.atomic.os.fsync", full)
+    with pytest.raises(OSError, match="No space left"):
         io.save_checkpoint({"v": torch.arange(5)}, path)
     monkeypatch.undo()
     assert torch.equal(torch.load(path)["v"], torch.arange(3))

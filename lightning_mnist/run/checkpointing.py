@@ -68,6 +68,23 @@ class RunCheckpoint(ModelCheckpoint):
             metrics = dict(metrics, epoch=metrics["epoch"] + 1)
         return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_last_every_time(trainer, at_train_epoch_end=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_last_every_time(trainer, at_train_epoch_end=False)
+
+    def _save_last_every_time(self, trainer, at_train_epoch_end: bool) -> None:
+        """``last.ckpt`` holds the latest epoch: Lightning 2.6 writes it only when a best
+        checkpoint is saved at the same step, so after an epoch that did not improve,
+        ``--ckpt_path last`` (and a resume) would take an older epoch."""
+        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
+            return  # off, not fitting, or already saved at this step
+        if self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not self.dirpath:
             return super().load_state_dict(state_dict)

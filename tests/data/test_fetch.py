@@ -217,3 +217,22 @@ def test_partial_fetch_writes_only_the_missing_file(tmp_path):
     assert got[spec.test_labels.name] == "torchvision" and got[spec.train_images.name] == "local"
     assert keep.stat().st_mtime_ns == before
     assert all(c.ok for c in check_files(tmp_path, spec))
+
+
+def test_fetched_bytes_that_fail_the_file_check_are_never_installed(tmp_path):
+    """A source whose archive passes its own MD5 but whose unpacked file is not the pinned
+    one (a flipped pixel, same size and header): the file check refuses it, nothing is
+    written, and the error names the file."""
+    base = tiny_spec()
+    raw = base.raw_dir(tmp_path)
+    good = with_gz(raw, base)  # pinned .gz MD5s of the right files
+    images = bytearray(idx_blobs(tiny_splits())[0])
+    images[16] ^= 0xFF  # the first pixel; the header and size stay intact
+    gz = gzip.compress(bytes(images), mtime=0)
+    (raw / f"{good.train_images.name}.gz").write_bytes(gz)
+    gz_md5s = (md5_hex(gz), *(f.gz_md5 for f in good.files[1:]))
+    md5s = tuple(f.md5 for f in good.files)
+    spec = make_spec(good.name, good.folder, 9, 4, md5s, gz_md5s, good.mirrors)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte from torchvision is wrong: md5"):
+        prepare(tmp_path, spec, sources=("local", "torchvision"), timeout=1.0)
+    assert not [p.name for p in raw.iterdir() if not p.name.endswith(".gz")]
