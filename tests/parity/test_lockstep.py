@@ -65,8 +65,10 @@ def test_weights_stay_together(record) -> None:
     print(f"max |dw| over {STEPS} steps: Keras-torch {cross:.1e}, torch-torch {yard:.1e}")
     assert cross <= MAX_DW
     assert yard <= MAX_DW
-    # The three models make the same test predictions after 30 steps (about 90% right).
-    assert record["epochs"][0]["agreement_cross"] >= 0.999
+    # The models make the same test predictions after 30 steps, up to a few images near a tie.
+    epoch = record["epochs"][0]
+    print(f"test accuracy {epoch['test_accuracy']}, agreement {epoch['agreement_cross']:.4f}")
+    assert epoch["agreement_cross"] >= 0.999
 
 
 def test_batch_order_is_a_pure_function_of_seed_and_epoch() -> None:
