@@ -33,6 +33,10 @@ STEPS = 30
 TEST_ROWS = 2_000
 FIRST_REL = 1e-6  # issue 25's bar for the first 40 steps (module docstring)
 MAX_DW = 1e-5  # 25x the 3.9e-7 measured (module docstring)
+# First-step gradients: test_one_step.py derives a worst-case bound (n·u per sum) of about 1e-4
+# of each gradient's abs-sum; measured here 6.1e-8 (conv kernel), so 1e-6 leaves 16x.
+MAX_DG = 1e-6
+NAMES = ("conv.kernel", "conv.bias", "fc1.kernel", "fc1.bias", "fc2.kernel", "fc2.bias")
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +141,18 @@ def test_keras_adam_in_torch_is_keras_adam() -> None:
     # lr plus an ulp of the weight (measured: 2 to 7 of 2,048 weights differ).
     w = np.abs(variable.numpy())
     assert (diff <= len(grads) * (np.spacing(np.float32(1e-3)) + np.spacing(w))).all()
+
+
+def test_first_step_gradients(data) -> None:
+    """Step 1's gradients: Keras's differ from torch's in every tensor (another summation
+    order throughout); torch's with 1 and 2 threads mostly not at all (docs/parity.md #14)."""
+    start = keras_start(0)
+    rows = epoch_batches(0, 0)[0]
+    batch = data.x_train[rows], data.y_train[rows], keep_scale(0, 0, 0, len(rows))
+    on_keras = KerasSide(start).gradients(*batch)
+    on_torch, on_one = (TorchSide(start, n).gradients(*batch) for n in (2, 1))
+    for name, k, t, o in zip(NAMES, on_keras, on_torch, on_one, strict=True):
+        cross, yard = np.abs(k - t).max(), np.abs(t - o).max()
+        print(f"{name}: max |dg| Keras-torch {cross:.1e}, torch 2-1 threads {yard:.1e}")
+        assert cross <= MAX_DG, name
+        assert yard <= MAX_DG, name

@@ -45,19 +45,32 @@ class KerasSide:
             x = layer(x, training=True)
         return x * keep
 
-    def _train_step(self, x: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+    def _loss_and_grads(self, x: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> tuple:
         model = self.model
         with tf.GradientTape() as tape:
             y_pred = self.head(self.hidden(x, keep), training=True)
             loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-        grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply(grads, model.trainable_variables)
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    def _train_step(self, x: tf.Tensor, y: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+        loss, grads = self._loss_and_grads(x, y, keep)
+        self.model.optimizer.apply(grads, self.model.trainable_variables)
         return loss
+
+    def gradients(self, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+        """The step's gradients, without stepping, in Keras layout (conv kernel, bias, fc1
+        kernel, bias, fc2 kernel, bias); in a graph, as the step computes them."""
+        _, grads = tf.function(self._loss_and_grads)(*self._tensors(x, y, keep))
+        return [g.numpy() for g in grads]
+
+    @staticmethod
+    def _tensors(x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> tuple:
+        onehot = np.eye(10, dtype=np.float32)[y]
+        return tf.constant(x[..., None]), tf.constant(onehot), tf.constant(keep)
 
     def step(self, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> float:
         """One training step on images (N, 28, 28), labels (N,) and a mask (N, 32)."""
-        onehot = np.eye(10, dtype=np.float32)[y]
-        return float(self._step(tf.constant(x[..., None]), tf.constant(onehot), tf.constant(keep)))
+        return float(self._step(*self._tensors(x, y, keep)))
 
     def weights(self) -> dict[str, tuple[np.ndarray, ...]]:
         """The current weights in Keras layout, by layer name."""

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lightning_mnist.interop.keras_weights import keras_layout_state, load_keras_state
+from lightning_mnist.interop.keras_weights import (
+    keras_layout_state,
+    load_keras_state,
+    to_keras_layout,
+)
 from lightning_mnist.model import TutorialCNN
 
 
@@ -61,15 +65,22 @@ class TorchSide:
 
     def step(self, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> float:
         """One training step on images (N, 28, 28), labels (N,) and a mask (N, 32)."""
+        loss, grads = self._loss_and_grads(x, y, keep)
+        self.optimizer.step(grads)
+        return loss.item()
+
+    def _loss_and_grads(self, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> tuple:
         torch.set_num_threads(self.threads)  # the yardsticks differ only here
         if self.reverse:  # every gradient is a sum over the batch: its terms come reversed
             x, y, keep = (np.ascontiguousarray(a[::-1]) for a in (x, y, keep))
         self.model.train()
         hidden = self.hidden(torch.from_numpy(x[:, None]), torch.from_numpy(keep))
         loss = F.cross_entropy(self.model.fc2(hidden), torch.from_numpy(y))  # mean, as Keras
-        params = list(self.model.parameters())
-        self.optimizer.step(list(torch.autograd.grad(loss, params)))
-        return loss.item()
+        return loss, list(torch.autograd.grad(loss, list(self.model.parameters())))
+
+    def gradients(self, x: np.ndarray, y: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+        """The step's gradients, without stepping, in Keras layout and order."""
+        return [to_keras_layout(g) for g in self._loss_and_grads(x, y, keep)[1]]
 
     def weights(self) -> dict[str, tuple[np.ndarray, ...]]:
         """The current weights in Keras layout, by layer name."""
