@@ -105,7 +105,7 @@ def bar_rows(bars: dict[str, Any]) -> list[str]:
 
 def report_md(record: dict[str, Any], bars: dict[str, Any]) -> str:
     """The short report: the bars, then the steps and epochs behind them."""
-    s = record["settings"]
+    s, env = record["settings"], record["environment"]
     lines = [
         "# Lockstep: Keras and torch, step for step",
         "",
@@ -121,6 +121,10 @@ def report_md(record: dict[str, Any], bars: dict[str, Any]) -> str:
         "|---|---|---|---|",
         *bar_rows(bars),
         "",
+        "Where bar 2 is not met, the factor is mostly a head start that Adam's first step "
+        "gives the cross-framework pair (every gradient summed in another order), not a faster "
+        "growth: docs/parity.md #14.",
+        "",
         "| step | loss Keras | loss torch | rel. \\|Δloss\\| Keras–torch | threads | "
         "reversed | max \\|Δw\\| Keras–torch | threads | reversed |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -131,7 +135,8 @@ def report_md(record: dict[str, Any], bars: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *epoch_rows(record["epochs"]),
         "",
-        f"Wall time {record['wall_s']:.0f} s; {record['environment']['versions']}.",
+        f"Wall time {record['wall_s']:.0f} s on {env['device']}, {env['logical_cpus']} logical "
+        f"CPUs; {', '.join(f'{k} {v}' for k, v in env['versions'].items())}.",
     ]
     return "\n".join(lines) + "\n"
 
