@@ -148,7 +148,9 @@ class MNISTClassifier(L.LightningModule):
             self.epoch_metrics[prefix + name] = value
             if not self.trainer.barebones:  # barebones: no logging at all
                 # Already summed over the ranks: every rank holds the same value.
-                self.log(prefix + name, value, prog_bar=name != "samples", on_epoch=True)
+                self.log(
+                    prefix + name, value, prog_bar=name != "samples", on_step=False, on_epoch=True
+                )
 
     def _stop_on_nonfinite(self, finite_steps: int) -> None:
         """Stop at the end of an epoch whose loss was NaN or infinite (Keras: TerminateOnNaN);

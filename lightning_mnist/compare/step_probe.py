@@ -10,9 +10,11 @@ per-step times of the steps after a warm-up.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import tempfile
 import time
+import warnings
 
 import lightning as L
 import torch
@@ -21,6 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from lightning_mnist.data.batches import TensorBatches
+from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.system import MNISTClassifier
 
 VARIANTS = ("plain_loop", "minimal_module", "project_system")
@@ -118,14 +121,21 @@ def probe(steps: int = 600, repeats: int = 3) -> dict[str, object]:
     """Each variant's ms/step over ``repeats`` interleaved turns, on one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    quiet_upstream()
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level, lightning_log.level = lightning_log.level, logging.WARNING  # no per-fit INFO lines
+    runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
     try:
-        data = batches(steps)
-        runs: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for _ in range(repeats):
-            for v in VARIANTS:
-                runs[v].append(run_variant(v, data))
+        with warnings.catch_warnings():
+            # The system's validation_step has no data here, on purpose: training steps only.
+            warnings.filterwarnings("ignore", message=".*validation_step.*val_dataloader")
+            data = batches(steps)
+            for _ in range(repeats):
+                for v in VARIANTS:
+                    runs[v].append(run_variant(v, data))
     finally:
         torch.set_num_threads(threads)
+        lightning_log.setLevel(level)
     med = {v: statistics.median(r) for v, r in runs.items()}
     return {
         "steps": steps,
