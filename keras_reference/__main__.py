@@ -76,6 +76,8 @@ def keras_reference_run(
     deterministic: bool = False,
     jit_compile: bool = False,
     verbose: Literal["auto", 0, 1, 2] = "auto",
+    shuffle: Literal["keras", "seeded"] = "keras",
+    save_initial_weights: bool = False,
 ) -> dict[str, Any]:
     """Run the Keras MNIST CNN tutorial and write results.json, the best model and the
     learning curves into --out.
@@ -91,6 +93,12 @@ def keras_reference_run(
             backend).
         jit_compile: Compile the model with XLA (jit_compile=True); the tutorial does not.
         verbose: Keras fit/evaluate verbosity; 2 prints one line per epoch.
+        shuffle: The training order: keras (fit's own shuffle, the tutorial's) or seeded
+            (each epoch NumPy's default_rng([seed, epoch]).permutation of the training rows,
+            the order lightning-mnist trains in; mnist-compare --paired).
+        save_initial_weights: Write the weights before training to
+            <out>/initial.weights.h5, for lightning-mnist fit --init_weights
+            (mnist-compare --paired).
     """
     if deterministic and os.environ["KERAS_BACKEND"] != "tensorflow":
         backend = os.environ["KERAS_BACKEND"]
@@ -111,6 +119,8 @@ def keras_reference_run(
             verbose=verbose,
             jit_compile=True if jit_compile else "auto",
             preset=preset,
+            shuffle=shuffle,
+            save_initial_weights=save_initial_weights,
         )
     except (DataError, FileExistsError):
         if not existed and Path(out).is_dir() and not any(Path(out).iterdir()):
