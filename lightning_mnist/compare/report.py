@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lightning_mnist.compare import sections
+from lightning_mnist.compare.sections import DEFAULT_MARGIN_PP
 from lightning_mnist.errors import UserError
 
 REPORT_JSON, REPORT_MD, SETTINGS_JSON = "report.json", "report.md", "settings.json"
@@ -152,9 +153,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    out_dir: Path, settings: dict[str, Any] | None = None, margin: float = DEFAULT_MARGIN_PP
+) -> dict[str, Any]:
     """Read the runs under ``out_dir`` and return the report.json dict; ``settings`` (what the
     comparison ran with) None reads the settings.json mnist-compare writes before its first run.
+    ``margin``: the equivalence margin in percentage points; ``paired`` is filled when the
+    settings say the runs were paired (``mnist-compare --paired``).
     """
     if settings is None and (out_dir / SETTINGS_JSON).exists():
         settings = read_json(out_dir / SETTINGS_JSON)
@@ -169,7 +174,8 @@ def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[
         "settings": settings,
         "rows": rows,
         "summary": summarise(rows),
-        "accuracy_interval": sections.accuracy_interval(rows),
+        "accuracy_interval": sections.accuracy_interval(rows, margin=margin),
+        "paired": sections.paired_section(rows, runs, margin) if settings.get("paired") else None,
         "agreement": sections.agreement_rows(runs),
         "agreement_within": sections.seed_baseline(runs),
         "per_class": sections.per_class(runs),
@@ -180,7 +186,19 @@ def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[
 
 
 def report_json(report: dict[str, Any]) -> str:
-    """report.json's text: the report without the per-image predictions (each run's CSV
-    keeps them; the report keeps the numbers drawn from them)."""
+    """report.json's text, strict JSON (a NaN or infinite number is written as null): the
+    report without the per-image predictions (each run's CSV keeps them; the report keeps the
+    numbers drawn from them)."""
     runs = [{k: v for k, v in r.items() if k != "predictions"} for r in report["runs"]]
-    return json.dumps({**report, "runs": runs}, indent=2) + "\n"
+    return json.dumps(_finite({**report, "runs": runs}), indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, in nested dicts and lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
