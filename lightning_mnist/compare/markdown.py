@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lightning_mnist.compare.plots import PLOTS
+from lightning_mnist.compare.plots import PAIRED_PLOT, PLOTS
 from lightning_mnist.compare.report import NAMES, ROW_KEYS
 from lightning_mnist.compare.sections import PHASES
 from lightning_mnist.presets import preset_facts
@@ -160,7 +160,7 @@ def _paired(report: dict[str, Any]) -> str:
         f"{100 * eq['alpha']:g}%: p = {eq['p']:.3f}; the {100 * eq['level']:.0f}% interval "
         f"[{eq['low']:+.2f}, {eq['high']:+.2f}] pp must lie inside ±{eq['margin']:g} pp)."
     )
-    parts = [PAIRED_ABOUT, table.rstrip("\n"), interval, equivalence]
+    parts = [PAIRED_ABOUT, table.rstrip("\n"), interval, equivalence, f"![paired]({PAIRED_PLOT})"]
     parts += [paired["seeds_needed_text"], MCNEMAR_ABOUT]
     return "### Paired runs: same start, same batch order\n\n" + "\n\n".join(parts) + "\n"
 

@@ -9,9 +9,10 @@ import pytest
 
 from lightning_mnist.compare import runners
 from lightning_mnist.compare.cli import main
+from lightning_mnist.compare.plots import PAIRED_PLOT
 from lightning_mnist.compare.stats import paired_interval, seeds_needed, tost
 
-from .fakes import fake_results, three_seeds_with_predictions, write_fake_runs
+from .fakes import PNG_MAGIC, fake_results, three_seeds_with_predictions, write_fake_runs
 
 
 def _strict(text: str) -> dict:
@@ -107,6 +108,8 @@ def test_paired_report_from_saved_runs(paired_folder):
     assert "Equivalence within ±0.2 pp: not shown equivalent" in md
     assert "| 0 | 98.00% | 98.30% | +0.30 pp | 1 | 0 | 1.000 | 1.000 |" in md
     assert f"{p['seeds_needed']} seed pairs" in md
+    assert (paired_folder / PAIRED_PLOT).read_bytes()[:8] == PNG_MAGIC
+    assert f"![paired]({PAIRED_PLOT})" in md
 
 
 def test_margin_reaches_the_report(paired_folder):
@@ -128,6 +131,7 @@ def test_unpaired_report_gains_seeds_needed_and_no_paired_section(tmp_path):
     assert ci["seeds_needed"] == seeds_needed(0.1**2 + 0.2**2, 0.2, paired=False)
     md = (tmp_path / "report.md").read_text()
     assert f"{ci['seeds_needed']} runs per framework" in md and "### Paired" not in md
+    assert not (tmp_path / PAIRED_PLOT).exists()
 
 
 def test_report_json_is_strict_without_spread(tmp_path):
