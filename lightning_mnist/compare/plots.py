@@ -203,9 +203,9 @@ def plot_paired(report: dict[str, Any], path: Path) -> Path:
     ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
     ax.invert_yaxis()
     ax.set_xlabel("Lightning − Keras test accuracy (percentage points)")
-    ax.set_title(f"paired runs: same start, same batch order (green: margin ±{margin:g} pp)")
+    ax.set_title(f"paired runs, Lightning − Keras (green: margin ±{margin:g} pp)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, bbox_inches="tight")
 
 
 def _save(fig: Any, path: Path, **savefig: Any) -> Path:
