@@ -135,7 +135,8 @@ MCNEMAR_ABOUT = (
     "McNemar: per seed, the exact two-sided binomial test on the test images exactly one of the "
     "two best models gets right (scipy.stats.binomtest), with the chi-square test with "
     "continuity correction beside it. p below 0.05 says that seed's two models differ in error "
-    "rate; over 5 seeds one such p turns up by chance 23% of the time (1 − 0.95⁵)."
+    "rate; over {n} seeds at least one such p turns up by chance {chance:.0%} of the time "
+    "(1 − 0.95^{n})."
 )
 
 
@@ -161,7 +162,8 @@ def _paired(report: dict[str, Any]) -> str:
         f"[{eq['low']:+.2f}, {eq['high']:+.2f}] pp must lie inside ±{eq['margin']:g} pp)."
     )
     parts = [PAIRED_ABOUT, table.rstrip("\n"), interval, equivalence, f"![paired]({PAIRED_PLOT})"]
-    parts += [paired["seeds_needed_text"], MCNEMAR_ABOUT]
+    n = len(paired["seeds"])
+    parts += [paired["seeds_needed_text"], MCNEMAR_ABOUT.format(n=n, chance=1 - 0.95**n)]
     return "### Paired runs: same start, same batch order\n\n" + "\n\n".join(parts) + "\n"
 
 
