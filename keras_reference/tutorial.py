@@ -172,6 +172,7 @@ def fit_data(x_train: Any, y_train: Any, batch_size: int, shuffle: str, seed: in
     dataset, steps = seeded_dataset(x_train[:split_at], y_train[:split_at], batch_size, seed)
     return {
         "x": dataset,
+        "shuffle": False,  # the dataset is in the seeded order already (Keras would warn)
         "steps_per_epoch": steps,
         "validation_data": (x_train[split_at:], y_train[split_at:]),
         "validation_batch_size": batch_size,

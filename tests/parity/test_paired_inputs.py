@@ -45,6 +45,7 @@ def test_keras_fit_data_seeded_feeds_the_training_rows_in_order_and_validates_on
     y = np.eye(10, dtype=np.float32)[np.arange(n) % 10]
     data = fit_data(x, y, batch, "seeded", seed)
     assert data["steps_per_epoch"] == 3 and data["validation_batch_size"] == batch
+    assert data["shuffle"] is False
     np.testing.assert_array_equal(data["validation_data"][0].ravel(), np.arange(16, 20))
     seen = [b[0].numpy().ravel() for b in data["x"].take(6)]  # two epochs
     for epoch in range(2):
@@ -67,3 +68,27 @@ def test_keras_reference_paired_options_reach_the_run(monkeypatch, tmp_path):
     assert (got["shuffle"], got["save_initial_weights"]) == ("seeded", True)
     assert main(["--out", str(tmp_path / "run2")]) == 0
     assert (got["shuffle"], got["save_initial_weights"]) == ("keras", False)  # the tutorial's
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_keras_saves_the_untrained_weights_the_port_then_loads(data_dir, tmp_path):
+    import keras
+
+    from keras_reference.model import build_model
+    from keras_reference.tutorial import INITIAL_WEIGHTS_NAME, run_tutorial
+    from lightning_mnist.interop.keras_weights import read_keras_weights
+
+    results = run_tutorial(
+        data_dir, tmp_path, epochs=1, patience=2, batch_size=256, seed=3, verbose=0,
+        shuffle="seeded", save_initial_weights=True,
+    )  # fmt: skip
+    assert (results["shuffle"], results["initial_weights"]) == ("seeded", INITIAL_WEIGHTS_NAME)
+    keras.utils.set_random_seed(3)  # the same seed builds the same untrained network
+    expected = build_model().get_weights()
+    saved = read_keras_weights(tmp_path / INITIAL_WEIGHTS_NAME)
+    got = [a for layer in ("conv", "fc1", "fc2") for a in saved[layer]]
+    for g, want in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g, want)
+    trained = keras.models.load_model(tmp_path / "best_model.h5").get_weights()
+    assert not np.array_equal(trained[0], expected[0])  # and training moved on from it
