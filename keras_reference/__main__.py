@@ -77,6 +77,8 @@ def keras_reference_run(
     deterministic: bool = False,
     jit_compile: bool = False,
     verbose: Literal["auto", 0, 1, 2] = "auto",
+    shuffle: Literal["keras", "seeded"] = "keras",
+    save_initial_weights: bool = False,
     tune_malloc: bool = True,
 ) -> dict[str, Any]:
     """Run the Keras MNIST CNN tutorial and write results.json, the best model and the
@@ -93,6 +95,12 @@ def keras_reference_run(
             backend).
         jit_compile: Compile the model with XLA (jit_compile=True); the tutorial does not.
         verbose: Keras fit/evaluate verbosity; 2 prints one line per epoch.
+        shuffle: The training order: keras (fit's own shuffle, the tutorial's) or seeded
+            (each epoch NumPy's default_rng([seed, epoch]).permutation of the training rows,
+            the order lightning-mnist trains in; mnist-compare --paired).
+        save_initial_weights: Write the weights before training to
+            <out>/initial.weights.h5, for lightning-mnist fit --init_weights
+            (mnist-compare --paired).
         tune_malloc: Keep freed memory in the process (glibc mallopt, set before TensorFlow
             loads), as ``lightning-mnist --tune_malloc`` does, so both frameworks run under
             the same process settings; results.json records whether it applied.
@@ -117,6 +125,8 @@ def keras_reference_run(
             verbose=verbose,
             jit_compile=True if jit_compile else "auto",
             preset=preset,
+            shuffle=shuffle,
+            save_initial_weights=save_initial_weights,
         )
     except (DataError, FileExistsError):
         if not existed and Path(out).is_dir() and not any(Path(out).iterdir()):

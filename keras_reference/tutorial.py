@@ -23,6 +23,7 @@ import numpy as np
 from keras_reference import improved, measure
 from keras_reference.data import load_data
 from keras_reference.model import build_model
+from keras_reference.order import seeded_dataset
 from keras_reference.results import best_epoch, device_name, versions
 from lightning_mnist.atomic import write_atomic  # stdlib only: no torch
 
@@ -32,6 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Keras 3 still saves and loads `.h5` (its legacy HDF5 format), so the tutorial's file name
 # stays. Keras logs a deprecation warning on every save (every better epoch); it is shown once.
 BEST_MODEL_NAME = "best_model.h5"
+INITIAL_WEIGHTS_NAME = "initial.weights.h5"  # --save_initial_weights: the untrained weights
+VALIDATION_SPLIT = 0.2  # the tutorial's validation_split
 NUM_CLASSES = 10  # the tutorial's num_classes
 
 
@@ -65,6 +68,8 @@ def run_tutorial(
     verbose: str | int = "auto",
     jit_compile: bool | str = "auto",
     preset: str = "tutorial",
+    shuffle: str = "keras",
+    save_initial_weights: bool = False,
 ) -> dict[str, Any]:
     """Run the tutorial and return its results (the shared results.json schema).
 
@@ -86,6 +91,10 @@ def run_tutorial(
         jit_compile: ``compile``'s XLA switch (the tutorial's ``"auto"``, or ``True``).
         preset: ``tutorial``, or ``improved``: the network, augmentation and learning-rate
             schedule of ``improved.py`` in the same steps.
+        shuffle: ``keras`` (``fit``'s own shuffle, the tutorial's) or ``seeded`` (each epoch
+            in ``order.epoch_order(seed, epoch)``, the port's order).
+        save_initial_weights: Write the untrained weights to ``INITIAL_WEIGHTS_NAME`` in
+            ``out`` before fitting.
     """
     keras.utils.set_random_seed(seed)  # not in the tutorial: Python, NumPy and backend seeds
     if deterministic:  # not in the tutorial
@@ -102,11 +111,12 @@ def run_tutorial(
         model = improved.build_improved_model(NUM_CLASSES, jit_compile=jit_compile)
     else:
         model = build_model(NUM_CLASSES, jit_compile)
+    if save_initial_weights:  # not in the tutorial: the start a paired port run loads
+        model.save_weights(out / INITIAL_WEIGHTS_NAME)
 
     # 7. Fit, keeping the best model by val_loss and stopping early.
-    history, timer = fit_with_callbacks(
-        model, x_train, y_train, out, epochs, patience, batch_size, verbose, preset, times
-    )
+    train = fit_data(x_train, y_train, batch_size, shuffle, seed)
+    history, timer = fit_with_callbacks(model, train, out, epochs, patience, verbose, preset, times)
 
     # 8. The learning curves.
     plot_curve(
@@ -125,6 +135,7 @@ def run_tutorial(
     print("Testing Loss: ", round(loss, 2))
 
     facts = {"dataset": dataset, "seed": seed, "jit_compile": jit_compile, "preset": preset}
+    facts |= {"shuffle": shuffle, "initial_weights": save_initial_weights}
     return _results(model, history, timer, (x_test, y_test, loss, acc), out, times, facts)
 
 
@@ -150,11 +161,30 @@ def prepare_data(data_dir: str | Path | None, dataset: str, times: dict[str, flo
     return (x_train, y_train), (x_test, y_test)
 
 
+def fit_data(x_train: Any, y_train: Any, batch_size: int, shuffle: str, seed: int) -> dict:
+    """``fit``'s data arguments: the tutorial's arrays with ``validation_split``, or (not in the
+    tutorial) for ``shuffle="seeded"`` the same split made here, the training rows fed in
+    the seeded order (``order.py``) and the validation rows as ``validation_data``."""
+    if shuffle == "keras":
+        common = {"x": x_train, "y": y_train, "validation_split": VALIDATION_SPLIT}
+        return {**common, "batch_size": batch_size}
+    split_at = int(len(x_train) * (1.0 - VALIDATION_SPLIT))  # Keras's train_validation_split
+    dataset, steps = seeded_dataset(x_train[:split_at], y_train[:split_at], batch_size, seed)
+    return {
+        "x": dataset,
+        "shuffle": False,  # the dataset is in the seeded order already (Keras would warn)
+        "steps_per_epoch": steps,
+        "validation_data": (x_train[split_at:], y_train[split_at:]),
+        "validation_batch_size": batch_size,
+    }
+
+
 def fit_with_callbacks(
-    model: Any, x_train: Any, y_train: Any, out: Path, epochs: int, patience: int,
-    batch_size: int, verbose: str | int, preset: str, times: dict[str, float],
+    model: Any, train: dict[str, Any], out: Path, epochs: int, patience: int,
+    verbose: str | int, preset: str, times: dict[str, float],
 ) -> tuple[Any, measure.PhaseTimer]:  # fmt: skip
-    """Step 7: the history and the timer of the fit; ``times["fit"]`` gets its seconds."""
+    """Step 7: the history and the timer of the fit; ``times["fit"]`` gets its seconds.
+    ``train``: :func:`fit_data`'s arguments."""
     # 7. Fit: the last 20% of x_train validates (Keras slices before shuffling), batches of 256
     # (the preset's batch size); keep the best model by val_loss and stop when val_loss has not
     # improved for `patience`.
@@ -170,10 +200,7 @@ def fit_with_callbacks(
         my_callbacks.append(keras.callbacks.LearningRateScheduler(improved.schedule))
     start = time.perf_counter()
     history = model.fit(
-        x_train,
-        y_train,
-        validation_split=0.2,
-        batch_size=batch_size,
+        **train,  # x_train, y_train, validation_split=0.2, batch_size=256 (fit_data)
         epochs=epochs,
         callbacks=my_callbacks,
         verbose=verbose,
@@ -219,6 +246,8 @@ def _results(
         "best_model": BEST_MODEL_NAME,
         "jit_compile": facts["jit_compile"],
         "preset": facts["preset"],
+        "shuffle": facts["shuffle"],
+        "initial_weights": INITIAL_WEIGHTS_NAME if facts["initial_weights"] else None,
         "device": device_name(),
         "versions": versions(),
         "timing": timing,

@@ -107,6 +107,8 @@ def check_settings(cfg: Any, subcommand: str | None) -> None:
         raise UserError(f"--seed_everything {seed}: a seed is in 0 .. 2**32 - 1")
     if cfg.get("num_threads") is not None and cfg.num_threads < 1:
         raise UserError(f"--num_threads must be at least 1, got {cfg.num_threads}")
+    if cfg.get("init_weights") and (subcommand != "fit" or cfg.get("ckpt_path")):
+        raise UserError("--init_weights starts a new fit; it takes no --ckpt_path, and only fit")
 
 
 def check_fit(trainer: Any, model: Any, datamodule: Any, num_classes: int) -> None:

@@ -54,6 +54,13 @@ OPTIONS = {
         "evaluate the untrained network (refused otherwise, so random "
         "weights are never reported by mistake)",
     ),
+    "init_weights": (
+        str | None,
+        None,
+        "fit: start from the weights of a Keras tutorial model file (.weights.h5, "
+        ".keras or .h5, read with h5py, no pickle) instead of the initialisation; "
+        "mnist-compare --paired passes Keras's initial.weights.h5",
+    ),
     "num_threads": (
         int | None,
         None,

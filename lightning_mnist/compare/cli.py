@@ -8,6 +8,11 @@ a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the
 ``report.json``, ``report.md`` and the ``compare_*.png`` pictures (``report`` builds it from
 the saved runs, ``markdown`` and ``plots`` write it).
 
+``--paired true`` pairs each seed's two runs: Keras writes its initial weights
+(``--save_initial_weights``), Lightning starts from them (``--init_weights``), and both train
+in the seeded batch order (Keras ``--shuffle seeded``; Lightning always does); dropout stays
+independent. The report then adds the paired statistics (``sections.paired_section``).
+
 Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
 comparison is never overwritten. ``--resume true`` continues an interrupted one (same
 settings, finished runs are kept) and ``--report_only true`` rewrites only the report files.
@@ -22,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import PositiveFloat, PositiveInt
 
 from lightning_mnist.atomic import write_atomic, write_json
 from lightning_mnist.compare import report as reports
@@ -38,8 +43,12 @@ from lightning_mnist.presets import preset_facts
 Framework = Literal["keras", "lightning"]
 FRAMEWORKS: tuple[Framework, ...] = ("keras", "lightning")
 RESUME_KEYS = ("preset", "seeds", "epochs", "patience", "frameworks", "dataset")
-RESUME_KEYS += ("lightning_args", "accelerator")
+RESUME_KEYS += ("lightning_args", "accelerator", "paired")
+RESUME_DEFAULTS = {"paired": False}  # settings.json written before the key existed
 TRAINER, EARLY_STOPPING, DATA = Trainer(), EarlyStopping(), Data()  # the defaults
+# --paired: Keras trains in the seeded order and saves the start Lightning loads.
+PAIRED_KERAS = ("--shuffle", "seeded", "--save_initial_weights", "true")
+INITIAL_WEIGHTS = "initial.weights.h5"  # keras_reference.tutorial.INITIAL_WEIGHTS_NAME
 
 
 def mnist_compare(
@@ -57,6 +66,8 @@ def mnist_compare(
     resume: bool = False,
     report_only: bool = False,
     quiet: bool = False,
+    paired: bool = False,
+    margin_pp: PositiveFloat = 0.2,
     command: str = "mnist-compare",
 ) -> dict[str, Any]:
     """Train the tutorial's CNN (or the improved preset's) with Keras and with Lightning over
@@ -81,6 +92,12 @@ def mnist_compare(
         resume: Continue an interrupted --out.
         report_only: Rebuild the report of --out; trains nothing.
         quiet: One line per run (the logs keep the rest).
+        paired: Pair each seed's runs: Lightning starts from Keras's initial weights and both
+            see the same batch order (NumPy's, from the seed and epoch); dropout stays
+            independent. The report adds paired differences, McNemar and TOST. Tutorial
+            preset, both frameworks.
+        margin_pp: The equivalence margin: the report tests Lightning − Keras test accuracy
+            for equivalence within ±margin_pp percentage points and gives the seeds needed.
         command: The command line, recorded in settings.json.
     """
     if target_accuracy is not None and not 0.0 < target_accuracy <= 1.0:
@@ -101,11 +118,23 @@ def mnist_compare(
         resume=resume,
         report_only=report_only,
         quiet=quiet,
+        paired=paired,
+        margin_pp=margin_pp,
         command=command,
     )
+    _check_paired(plan)
     report = compare(plan)
     print(summary_line(report), f"Report: {plan.out / reports.REPORT_MD}", sep="\n")
     return report
+
+
+def _check_paired(plan: Plan) -> None:
+    """--paired moves the tutorial network's weights from Keras to Lightning: it needs both."""
+    if plan.paired and (plan.preset != "tutorial" or plan.frameworks != list(FRAMEWORKS)):
+        raise CompareError(
+            "--paired needs both frameworks and the tutorial preset (its weights move from "
+            "Keras to Lightning); drop --frameworks / --preset improved"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +148,7 @@ def compare(plan: Plan) -> dict[str, Any]:
     if plan.report_only:
         if not out.is_dir():
             raise CompareError(f"{out} does not exist; --report_only rebuilds an existing --out")
-        return _write_report(out, None)
+        return _write_report(out, None, plan.margin_pp)
     settings = _settings(plan)
     if plan.resume:
         settings = _resumed_settings(out, settings)
@@ -138,7 +167,7 @@ def compare(plan: Plan) -> dict[str, Any]:
     if pending:
         settings["loadavg_end"] = os.getloadavg()[0]
         _write_settings(out, settings)
-    return _write_report(out, settings)
+    return _write_report(out, settings, plan.margin_pp)
 
 
 def _check_before_runs(plan: Plan, frameworks: set[str]) -> None:
@@ -160,14 +189,19 @@ def run_one(plan: Plan, fw: str, seed: int, run: Path) -> dict[str, Any]:
     common = (run, plan.data_dir, seed, plan.epochs, plan.patience, plan.quiet)
     where = {"dataset": plan.data.dataset, "accelerator": plan.accelerator}
     if fw == "keras":
-        return runners.run_keras(*common, extra=("--preset", plan.preset), **where)
+        extra = ("--preset", plan.preset, *(PAIRED_KERAS if plan.paired else ()))
+        return runners.run_keras(*common, extra=extra, **where)
     extra = tuple(shlex.split(plan.lightning_args))
+    if plan.paired:  # Keras ran first for this seed and left its initial weights
+        start = plan.out / "runs" / f"keras-seed{seed}" / INITIAL_WEIGHTS
+        extra += ("--init_weights", str(start))
     return runners.run_lightning(*common, config=plan.config, extra=extra, **where)
 
 
-def _write_report(out: Path, settings: dict[str, Any] | None) -> dict[str, Any]:
-    """Build the report from the saved runs and write report.json, report.md and pictures."""
-    report = reports.build_report(out, settings)
+def _write_report(out: Path, settings: dict[str, Any] | None, margin: float) -> dict[str, Any]:
+    """Build the report from the saved runs and write report.json, report.md and pictures;
+    ``margin``: the equivalence margin in percentage points."""
+    report = reports.build_report(out, settings, margin)
     write_plots(report, out)
     write_atomic(out / reports.REPORT_JSON, reports.report_json(report).encode())
     write_atomic(out / reports.REPORT_MD, render_markdown(report).encode())
@@ -193,6 +227,7 @@ def _settings(plan: Plan) -> dict[str, Any]:
         "data_dir": f"${DATA_DIR_ENV}" if from_env else str(plan.data_dir),
         "config": str(plan.config),
         "lightning_args": plan.lightning_args,
+        "paired": plan.paired,
         "command": plan.command,
         "cpu_count": os.cpu_count(),
         "loadavg_start": os.getloadavg()[0],
@@ -207,7 +242,7 @@ def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not saved_path.exists():
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")
     saved = reports.read_json(saved_path)
-    diff = [k for k in RESUME_KEYS if saved.get(k) != settings[k]]
+    diff = [k for k in RESUME_KEYS if saved.get(k, RESUME_DEFAULTS.get(k)) != settings[k]]
     if diff:
         wanted = " ".join(f"{k}={saved.get(k)}" for k in diff)
         raise CompareError(f"{out} was started with {wanted}; resume with the same settings")

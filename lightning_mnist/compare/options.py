@@ -70,6 +70,8 @@ class Plan:
     report_only: bool
     quiet: bool
     command: str
+    paired: bool = False
+    margin_pp: float = 0.2
 
     @property
     def data_dir(self) -> str:

@@ -1,5 +1,6 @@
 """The report's pictures: learning curves (mean ± std band per framework, zoomed), the
-confusion matrices side by side, and where one run's time went."""
+confusion matrices side by side, where one run's time went, and for paired runs the per-seed
+differences with their intervals and the equivalence margin."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ PLOTS = {
     "confusion": "compare_confusion.png",
     "time": "compare_time.png",
 }
+PAIRED_PLOT = "compare_paired.png"  # paired comparisons only
 COLOURS = {"keras": "#d00000", "lightning": "#792ee5"}  # the two projects' brand colours
 PALETTE = ("#bbbbbb", "#8c564b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#7f7f7f")
 PHASE_COLOURS = dict(zip(PHASES, PALETTE, strict=True))
@@ -38,6 +40,8 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     time = report.get("time") or {}
     if any(t["breakdown"] for t in time.values()):
         paths.append(plot_time(time, out_dir / PLOTS["time"]))
+    if report.get("paired"):
+        paths.append(plot_paired(report, out_dir / PAIRED_PLOT))
     return paths
 
 
@@ -173,6 +177,33 @@ def plot_time(time: dict[str, Any], path: Path) -> Path:
     legend = {"ncol": 4, "fontsize": 8, "loc": "upper center", "frameon": False}
     ax.legend(handles, names, bbox_to_anchor=below, **legend)
     ax.set_title("where one run's time went")
+    fig.tight_layout()
+    return _save(fig, path, bbox_inches="tight")
+
+
+def plot_paired(report: dict[str, Any], path: Path) -> Path:
+    """Lightning − Keras test accuracy per seed (dots), the paired 95% and TOST 90% intervals,
+    Welch's unpaired 95% interval, and the equivalence margin as a band."""
+    paired, welch = report["paired"], report.get("accuracy_interval")
+    w, eq = paired["interval"], paired["tost"]
+    rows = [(f"seed {s['seed']}", s["diff"], None) for s in paired["seeds"]]
+    rows += [("paired, 95%", w["diff"], (w["low"], w["high"]))]
+    rows += [(f"paired, {100 * eq['level']:.0f}% (TOST)", eq["diff"], (eq["low"], eq["high"]))]
+    if welch:
+        rows += [("unpaired (Welch), 95%", welch["diff"], (welch["low"], welch["high"]))]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.4 * len(rows)), dpi=120)
+    margin = eq["margin"]
+    ax.axvspan(-margin, margin, color="#2ca02c", alpha=0.12)
+    ax.axvline(0.0, color="#555555", linewidth=0.8)
+    for y, (_, centre, span) in enumerate(rows):
+        colour = COLOURS["lightning"] if span else "#555555"
+        if span:
+            ax.plot(span, (y, y), color=colour, linewidth=2.5, solid_capstyle="butt")
+        ax.plot(centre, y, "o", color=colour, markersize=5 if span else 4)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("Lightning − Keras test accuracy (percentage points)")
+    ax.set_title(f"paired runs, Lightning − Keras (green: margin ±{margin:g} pp)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, bbox_inches="tight")
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from lightning_mnist.atomic import json_text
 from lightning_mnist.compare import sections
+from lightning_mnist.compare.sections import DEFAULT_MARGIN_PP
 from lightning_mnist.errors import UserError
 
 REPORT_JSON, REPORT_MD, SETTINGS_JSON = "report.json", "report.md", "settings.json"
@@ -153,9 +154,13 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    out_dir: Path, settings: dict[str, Any] | None = None, margin: float = DEFAULT_MARGIN_PP
+) -> dict[str, Any]:
     """Read the runs under ``out_dir`` and return the report.json dict; ``settings`` (what the
     comparison ran with) None reads the settings.json mnist-compare writes before its first run.
+    ``margin``: the equivalence margin in percentage points; ``paired`` is filled when the
+    settings say the runs were paired (``mnist-compare --paired``).
     """
     if settings is None and (out_dir / SETTINGS_JSON).exists():
         settings = read_json(out_dir / SETTINGS_JSON)
@@ -170,7 +175,8 @@ def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[
         "settings": settings,
         "rows": rows,
         "summary": summarise(rows),
-        "accuracy_interval": sections.accuracy_interval(rows),
+        "accuracy_interval": sections.accuracy_interval(rows, margin=margin),
+        "paired": sections.paired_section(rows, runs, margin) if settings.get("paired") else None,
         "agreement": sections.agreement_rows(runs),
         "agreement_within": sections.seed_baseline(runs),
         "per_class": sections.per_class(runs),
@@ -181,7 +187,8 @@ def build_report(out_dir: Path, settings: dict[str, Any] | None = None) -> dict[
 
 
 def report_json(report: dict[str, Any]) -> str:
-    """report.json's text: the report without the per-image predictions (each run's CSV
-    keeps them; the report keeps the numbers drawn from them)."""
+    """report.json's text, strict JSON (a NaN or infinite number is written as null): the
+    report without the per-image predictions (each run's CSV keeps them; the report keeps the
+    numbers drawn from them)."""
     runs = [{k: v for k, v in r.items() if k != "predictions"} for r in report["runs"]]
     return json_text({**report, "runs": runs})

@@ -1,5 +1,6 @@
-"""The report's analyses of saved runs: the accuracy interval, the agreement of the two
-frameworks' models, the per-class view, where the time went, and the environment.
+"""The report's analyses of saved runs: the accuracy interval (and, for paired runs, the paired
+statistics), the agreement of the two frameworks' models, the per-class view, where the time
+went, and the environment.
 
 Each function takes the runs (results.json dicts, with ``predictions`` and ``process`` added
 by the loader) and returns plain JSON-ready values; ``report.build_report`` calls them.
@@ -40,16 +41,29 @@ def _with_predictions(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r.get("predictions") is not None]
 
 
-def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[str, Any] | None:
-    """Lightning − Keras mean test accuracy in percentage points, with Welch's interval and
-    the sentence it supports; None unless both frameworks have at least 2 seeds."""
-    acc = {
-        fw: [100 * r["test_accuracy"] for r in rows if r["framework"] == fw]
+DEFAULT_MARGIN_PP = 0.2  # the equivalence margin, in percentage points of test accuracy
+
+
+def _test_accuracy_pp(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """Each framework's test accuracy in percent, by seed."""
+    return {
+        fw: {int(r["seed"]): 100 * r["test_accuracy"] for r in rows if r["framework"] == fw}
         for fw in ("keras", "lightning")
     }
+
+
+def accuracy_interval(
+    rows: list[dict[str, Any]], level: float = 0.95, margin: float = DEFAULT_MARGIN_PP
+) -> dict[str, Any] | None:
+    """Lightning − Keras mean test accuracy in percentage points, with Welch's interval, the
+    sentence it supports, and the seeds per framework an equivalence test at ``±margin`` pp
+    would need at the observed spread; None unless both frameworks have at least 2 seeds."""
+    acc = {fw: list(by_seed.values()) for fw, by_seed in _test_accuracy_pp(rows).items()}
     if min(len(v) for v in acc.values()) < 2:
         return None
     w = stats.welch_interval(acc["keras"], acc["lightning"], level)
+    variance = statistics.variance(acc["keras"]) + statistics.variance(acc["lightning"])
+    needed = stats.seeds_needed(variance, margin, paired=False)
     n = f"Welch, {len(acc['keras'])} + {len(acc['lightning'])} seeds"
     span = (
         f"{w['diff']:+.2f} pp, {100 * level:.0f}% CI [{w['low']:+.2f}, {w['high']:+.2f}] pp ({n})"
@@ -65,7 +79,60 @@ def accuracy_interval(rows: list[dict[str, Any]], level: float = 0.95) -> dict[s
         side = "higher" if w["diff"] > 0 else "lower"
         text = f"Lightning's mean test accuracy is {side} than Keras's: {span}. The interval "
         text += "excludes 0."
-    return {**w, "level": level, "text": text}
+    found = {**w, "level": level, "text": text, "margin": margin, "seeds_needed": needed}
+    return {**found, "seeds_needed_text": _needed_text(needed, margin, "runs per framework")}
+
+
+def _needed_text(needed: int | None, margin: float, unit: str) -> str:
+    """The seeds-needed sentence of the report."""
+    if needed is None:
+        return f"No practical number of seeds shows equivalence within ±{margin:g} pp."
+    return (
+        f"Seeds needed to show equivalence within ±{margin:g} pp (two one-sided t tests at 5%, "
+        f"power 80% if the true difference is 0, at the observed spread): {needed} {unit}."
+    )
+
+
+def paired_section(
+    rows: list[dict[str, Any]], runs: list[dict[str, Any]], margin: float = DEFAULT_MARGIN_PP,
+    level: float = 0.95,
+) -> dict[str, Any] | None:  # fmt: skip
+    """For paired runs (same start, same batches): per seed the two test accuracies and their
+    difference, the paired t interval, McNemar per seed, the equivalence test (TOST) at
+    ``±margin`` pp and the seeds it needs; None with fewer than 2 paired seeds."""
+    acc = _test_accuracy_pp(rows)
+    seeds = sorted(acc["keras"].keys() & acc["lightning"].keys())
+    if len(seeds) < 2:
+        return None
+    keras, lightning = [acc["keras"][s] for s in seeds], [acc["lightning"][s] for s in seeds]
+    w = stats.paired_interval(keras, lightning, level)
+    equivalence = stats.tost(w["diff"], w["se"], w["df"], margin)
+    needed = stats.seeds_needed(w["sd"] ** 2, margin, paired=True)
+    per_seed = [
+        {"seed": s, "keras": k, "lightning": lt, "diff": lt - k}
+        for s, k, lt in zip(seeds, keras, lightning, strict=True)
+    ]
+    return {
+        "seeds": per_seed,
+        "interval": {**w, "level": level},
+        "mcnemar": mcnemar_rows(runs),
+        "tost": equivalence,
+        "seeds_needed": needed,
+        "seeds_needed_text": _needed_text(needed, margin, "seed pairs"),
+    }
+
+
+def mcnemar_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per seed with both frameworks' predictions: McNemar's test of their best models on the
+    test images (``only_a_right``: Keras right, Lightning wrong)."""
+    seeds: dict[int, dict[str, Any]] = {}
+    for r in _with_predictions(runs):
+        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r["predictions"]
+    return [
+        {"seed": seed, **stats.mcnemar(pair["keras"][0], pair["keras"][1], pair["lightning"][1])}
+        for seed, pair in sorted(seeds.items())
+        if {"keras", "lightning"} <= pair.keys()
+    ]
 
 
 def agreement_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

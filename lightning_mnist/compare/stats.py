@@ -1,13 +1,16 @@
-"""The comparison's statistics: Welch's interval for a difference of means, the agreement of
+"""The comparison's statistics: Welch's interval for a difference of means, the paired
+interval, McNemar's test, the equivalence test (TOST) and the seeds it needs, the agreement of
 two models' predictions, confusion matrices and the time to reach a target accuracy.
 
-Pure functions on numbers and arrays; the Student t quantile is scipy.stats's.
+Pure functions on numbers and arrays; the distributions are scipy.stats's (imported inside the
+functions: only a comparison with Keras, whose [keras] extra brings scipy, needs them).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +34,102 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[
 
     t = float(student_t.ppf(0.5 + level / 2.0, df))
     return {"diff": diff, "low": diff - t * se, "high": diff + t * se, "se": se, "df": df, "t": t}
+
+
+def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> dict[str, float]:
+    """The paired t interval for the mean of ``b[i] - a[i]`` at ``level``, from at least 2
+    pairs: ``diff``, ``low``, ``high``, ``se``, ``sd`` (of the differences), ``df`` (n - 1),
+    ``t`` (the quantile) and ``p`` (two-sided, H0 mean 0; scipy.stats.ttest_rel). With equal
+    differences the interval is the point itself and ``p`` is None."""
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("a paired interval needs at least 2 pairs of equal-length samples")
+    d = [y - x for x, y in zip(a, b, strict=True)]
+    diff, sd, df = statistics.fmean(d), statistics.stdev(d), len(d) - 1
+    se = sd / math.sqrt(len(d))
+    if se == 0.0:
+        return {"diff": diff, "low": diff, "high": diff, "se": 0.0, "sd": 0.0, "df": df,
+                "t": 0.0, "p": None}  # fmt: skip
+    from scipy.stats import t as student_t
+    from scipy.stats import ttest_rel
+
+    t = float(student_t.ppf(0.5 + level / 2.0, df))
+    p = float(ttest_rel(b, a).pvalue)
+    return {"diff": diff, "low": diff - t * se, "high": diff + t * se, "se": se, "sd": sd,
+            "df": df, "t": t, "p": p}  # fmt: skip
+
+
+def mcnemar(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:
+    """McNemar's test of two models on the same images: do they err equally often?
+
+    Only the discordant images count: ``only_a_right`` (a right, b wrong) and
+    ``only_b_right``. ``p_exact`` is the exact test, a two-sided binomial test of
+    ``only_a_right`` out of the discordant images at 1/2 (scipy.stats.binomtest); ``p_chi2``
+    the chi-square approximation with Edwards' continuity correction, (|b - c| - 1)^2 / (b + c)
+    on 1 df. With no discordant image both p-values are 1.
+    """
+    right_a, right_b = pred_a == labels, pred_b == labels
+    b, c = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    found = {"only_a_right": b, "only_b_right": c, "discordant": b + c}
+    if b + c == 0:
+        return {**found, "chi2": 0.0, "p_chi2": 1.0, "p_exact": 1.0}
+    from scipy.stats import binomtest, chi2
+
+    statistic = (abs(b - c) - 1) ** 2 / (b + c) if b != c else 0.0
+    p_exact = binomtest(b, b + c, 0.5).pvalue
+    return {**found, "chi2": statistic, "p_chi2": float(chi2.sf(statistic, 1)),
+            "p_exact": float(min(1.0, p_exact))}  # fmt: skip
+
+
+def tost(diff: float, se: float, df: float, margin: float, alpha: float = 0.05) -> dict[str, Any]:
+    """The two one-sided t tests (Schuirmann's TOST) of equivalence within ``±margin``, from
+    a difference, its standard error and degrees of freedom: H0 ``diff <= -margin`` against
+    ``diff > -margin`` (``p_lower``) and H0 ``diff >= margin`` against ``diff < margin``
+    (``p_upper``). ``p`` is the larger; ``equivalent`` when it is below ``alpha``, the same as
+    the ``1 - 2 alpha`` interval (``low``, ``high``, 90% by default) inside the margin."""
+    if margin <= 0.0:
+        raise ValueError("an equivalence margin is positive")
+    found: dict[str, Any] = {"margin": margin, "alpha": alpha, "diff": diff}
+    if se == 0.0:  # no spread: the point is the interval
+        p_lower = p_upper = 0.0 if abs(diff) < margin else 1.0
+        low = high = diff
+    else:
+        from scipy.stats import t as student_t
+
+        p_lower = float(student_t.sf((diff + margin) / se, df))
+        p_upper = float(student_t.cdf((diff - margin) / se, df))
+        half = float(student_t.ppf(1.0 - alpha, df)) * se
+        low, high = diff - half, diff + half
+    p = max(p_lower, p_upper)
+    return {**found, "p_lower": p_lower, "p_upper": p_upper, "p": p, "low": low,
+            "high": high, "level": 1.0 - 2.0 * alpha, "equivalent": p < alpha}  # fmt: skip
+
+
+def seeds_needed(
+    variance: float, margin: float, paired: bool, alpha: float = 0.05, power: float = 0.8
+) -> int | None:
+    """The seeds (pairs, or runs per framework) a TOST at ``±margin`` needs to show
+    equivalence with probability ``power`` when the true difference is 0.
+
+    The t-based formula for equivalence of means (Chow, Shao and Wang, "Sample Size
+    Calculations in Clinical Research", 2nd ed., 2008, sections 3.1-3.2), solved for the
+    smallest n by trying n = 2, 3, ...:
+
+        n >= (t(1 - alpha, df) + t(1 - (1 - power) / 2, df))^2 * variance / margin^2
+
+    Paired: ``variance`` is that of the per-seed differences, df = n - 1. Unpaired:
+    ``variance`` is the sum of the two frameworks' variances (2 sigma^2 when they are equal),
+    n runs per framework, df = 2n - 2. None when no n up to 10,000 is enough.
+    """
+    if margin <= 0.0 or variance < 0.0:
+        raise ValueError("seeds_needed takes a positive margin and a variance >= 0")
+    from scipy.stats import t as student_t
+
+    for n in range(2, 10_001):
+        df = n - 1 if paired else 2 * n - 2
+        quantiles = student_t.ppf(1.0 - alpha, df) + student_t.ppf(0.5 + power / 2.0, df)
+        if n >= quantiles**2 * variance / margin**2:
+            return n
+    return None
 
 
 def agreement(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, int]:

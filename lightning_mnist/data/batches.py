@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lightning_mnist.errors import ConfigError
@@ -21,8 +22,10 @@ def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffle order of an epoch, a pure function of (seed, epoch): unlike draws from a
     running generator, a resumed run sees exactly the batches an uninterrupted run would."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
+    # NumPy's generator, not torch's: keras_reference (which never imports torch) computes the
+    # same order in keras_reference/order.py, so mnist-compare --paired feeds both frameworks
+    # the same batches. `seed` is already below 2**31 here (the data module's modulo).
+    return torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(n))
 
 
 @dataclass(eq=False)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from lightning_mnist.atomic import write_atomic
+from lightning_mnist.errors import UserError
 from lightning_mnist.model import TutorialCNN
 
 # Weighted layers of the tutorial model, in model order: (torch module name, Keras group).
@@ -171,6 +172,19 @@ def load_keras_weights(model: TutorialCNN, path: str | Path) -> None:
     """Load a Keras tutorial model's file (``.keras``, ``.weights.h5``, or legacy ``.h5`` such
     as the tutorial's ``best_model.h5``) into a ``TutorialCNN`` of its sizes, in place."""
     load_keras_state(model, read_keras_weights(path), source=str(path))
+
+
+def start_from_keras_file(network: nn.Module, path: str | Path) -> None:
+    """``lightning-mnist fit --init_weights PATH``: replace the network's initialisation with
+    a Keras tutorial model file's weights (read with h5py: no pickle, no code). A missing or
+    unreadable file, or a network other than the tutorial's, is a one-line UserError."""
+    if not isinstance(network, TutorialCNN):
+        name = type(network).__name__
+        raise UserError(f"--init_weights {path}: for the tutorial network only, not {name}")
+    try:
+        load_keras_weights(network, path)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"--init_weights: {e}") from None
 
 
 def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
