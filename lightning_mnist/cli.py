@@ -29,7 +29,8 @@ from lightning_mnist import checks
 from lightning_mnist.checkpoints import check_compatible, read_checkpoint
 from lightning_mnist.data.catalogue import get_spec
 from lightning_mnist.data.module import MNISTDataModule
-from lightning_mnist.errors import UserError, report_user_errors
+from lightning_mnist.errors import report_user_errors
+from lightning_mnist.interop.start import start_from_keras
 from lightning_mnist.ops.malloc import tune_malloc
 from lightning_mnist.options import add_options, with_preset_paths
 from lightning_mnist.quiet import quiet_upstream
@@ -127,15 +128,6 @@ class MNISTCLI(LightningCLI):
             test_and_record(
                 self.trainer, self.model, self.datamodule, self.run_dir, cfg, self._fit_t0
             )
-
-
-def start_from_keras(network: torch.nn.Module, path: str) -> None:
-    """``--init_weights``: the Keras file's weights replace the initialisation."""
-    try:  # h5py comes with the [keras] extra; a plain fit does not need it
-        from lightning_mnist.interop.keras_weights import start_from_keras_file
-    except ImportError as e:
-        raise UserError(f"--init_weights needs h5py ({e}): pip install h5py") from None
-    start_from_keras_file(network, path)
 
 
 def argument_hint(args: list[str]) -> str:

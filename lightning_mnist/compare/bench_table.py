@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning_mnist.compare.markdown import md_table
+from lightning_mnist.compare.md_table import md_table
 from lightning_mnist.presets import preset_facts
 
 NAMES = {
