@@ -120,9 +120,9 @@ class MNISTClassifier(L.LightningModule):
 
     def _logger_writes_this_step(self) -> bool:
         """Whether Lightning writes this step's logged values (every ``log_every_n_steps``
-        optimizer steps, each step under fast_dev_run)."""
-        t = self.trainer
-        if not t.loggers or not t.log_every_n_steps:
+        optimizer steps, each step under fast_dev_run); never for a step run by hand."""
+        t = self._trainer  # None outside a Trainer, where the public property raises
+        if t is None or not t.loggers or not t.log_every_n_steps:
             return False
         return bool(t.fast_dev_run) or (t.global_step + 1) % t.log_every_n_steps == 0
 
