@@ -2,11 +2,11 @@
 (``tests/parity/lockstep``), over the first 30 steps of the tutorial, against derived bars.
 
 Where the bounds come from: the losses are float32, so one ulp of a loss near 2 is 2.4e-7
-relative (1.2e-7 near 1). Issue 25 measured torch against itself (2 threads against 1) at about
-1e-7 relative through step 40, i.e. an ulp, and set the bar for the first 40 steps at 1e-6
-relative, a few ulps. Measured here over 30 steps (seed 0): Keras against torch at most 2.1e-7
-relative (one ulp), torch against itself (threads) 1.8e-7. The weights: Adam's first step
-moves a weight by lr·g / (|g| + ε̂), whose slope in g is at most lr/ε̂ = 1e-3 / 3.16e-6 = 316,
+relative (1.2e-7 near 1). Torch against itself (2 threads against 1) agrees to about 1e-7
+relative through step 40, an ulp; the bar for the first 40 steps is 1e-6 relative, a few ulps.
+Measured here over 30 steps (seed 0): Keras against torch at most 2.1e-7 relative (one ulp),
+torch against itself (threads) 1.8e-7. The weights: Adam's first step moves a weight by lr·g /
+(|g| + ε̂), whose slope in g is at most lr/ε̂ = 1e-3 / 3.16e-6 = 316,
 so the float32 noise of the conv kernel's gradient (a sum of 256·26·26 terms, 2.6e-9 at a
 weight whose |g| is 1.5e-6) becomes 3.9e-7 after one step; measured 3.9e-7 through step 30
 (torch against itself 3e-8). Later steps have no such closed bound, so ``MAX_DW`` is the
@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.keras, pytest.mark.real_data]
 
 STEPS = 30
 TEST_ROWS = 2_000
-FIRST_REL = 1e-6  # issue 25's bar for the first 40 steps (module docstring)
+FIRST_REL = 1e-6  # the bar for the first 40 steps (module docstring)
 MAX_DW = 1e-5  # 25x the 3.9e-7 measured (module docstring)
 # First-step gradients: test_one_step.py derives a worst-case bound (n·u per sum) of about 1e-4
 # of each gradient's abs-sum; measured here 6.1e-8 (conv kernel), so 1e-6 leaves 16x.

@@ -7,7 +7,7 @@ Run it with ``python -m tests.parity.lockstep --out reports/lockstep`` from the 
   dropout masks from (seed, epoch, step), and the tutorial's preprocessing.
 - ``keras_side.py``: Keras's own ``train_step`` body with the mask injected at the dropout
   point; ``torch_side.py``: the same on ``TutorialCNN``'s modules, with Keras's Adam update.
-- ``run.py``: the loop and the record; ``bars.py``: issue 25's bars; ``report.py``: the
+- ``run.py``: the loop and the record; ``bars.py``: the three parity bars; ``report.py``: the
   JSON, the Markdown and the plot; ``__main__.py``: the command.
 
 Besides Keras against torch, torch runs against itself with another thread count (another

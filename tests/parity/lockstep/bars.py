@@ -1,4 +1,4 @@
-"""Issue 25's three bars, computed from a lockstep record (``run.lockstep``)."""
+"""The three lockstep parity bars, computed from a lockstep record (``run.lockstep``)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def agreement(epochs: list[dict[str, Any]], yardstick: str) -> dict[str, Any]:
 
 def bars(record: dict[str, Any]) -> dict[str, Any]:
     """All three bars, each with its measured value and whether it is met; bars 2 and 3
-    once against each yardstick (issue 25's is the thread count, the first of each list)."""
+    once against each yardstick (the first of each list is the thread count, the yardstick
+    the bars were set against)."""
     return {
         "first_steps": first_steps(record["steps"]),
         "drift_ratio": [drift_ratio(record["steps"], y) for y in YARDSTICKS],

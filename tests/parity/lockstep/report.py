@@ -117,7 +117,7 @@ def report_md(record: dict[str, Any], bars: dict[str, Any]) -> str:
         "Written by `python -m tests.parity.lockstep`; numbers from `lockstep.json`, plot "
         "`lockstep.png`; docs/parity.md #14 reads them.",
         "",
-        "| bar (issue 25) | bound | measured | verdict |",
+        "| bar | bound | measured | verdict |",
         "|---|---|---|---|",
         *bar_rows(bars),
         "",

@@ -2,10 +2,11 @@
 
 ``keras`` is the Keras side; ``torch`` the torch side with ``threads`` threads. Two yardsticks
 differ from ``torch`` only in summation order: ``yardstick`` runs with ``yardstick_threads``
-(issue 25's choice), ``reordered`` adds each batch's terms in reverse row order. Every step
-records the losses, |Δloss| and its relative value, and max |Δw| over all weights, for Keras
-against torch ("cross") and torch against each yardstick ("yard", "order"); every epoch
-records max |Δw| per weight tensor, each test accuracy and the test-set agreements.
+(the yardstick the bars were set against), ``reordered`` adds each batch's terms in reverse
+row order. Every step records the losses, |Δloss| and its relative value, and max |Δw| over
+all weights, for Keras against torch ("cross") and torch against each yardstick ("yard",
+"order"); every epoch records max |Δw| per weight tensor, each test accuracy and the test-set
+agreements.
 """
 
 from __future__ import annotations
