@@ -10,9 +10,13 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-# A full disk, a quota, a read-only filesystem, a name too long: the user's to fix, one line.
-DISK_ERRORS = {
+# A full disk, a quota, a read-only filesystem, a name too long, a file or folder this user
+# may not read or write: the user's to fix, one line.
+OS_ERRORS = {
+    errno.EACCES: "give this user access or use another path",
+    errno.EPERM: "give this user access or use another path",
     errno.ENOSPC: "free space or write elsewhere",
     errno.EDQUOT: "free space or write elsewhere",
     errno.EROFS: "write elsewhere",
@@ -43,6 +47,22 @@ def parser_message(e: BaseException) -> str:
     return text if len(lines) < 2 or text == lines[0] else f"{lines[0].rstrip(':')}: {text}"
 
 
+def os_error_message(e: OSError) -> str | None:
+    """The line for a system error the user can mend (None for any other: a bug)."""
+    name = str(e.filename or "writing")[:200]
+    if e.errno in OS_ERRORS:
+        return f"{name}: {e.strerror}; {OS_ERRORS[e.errno]}"
+    folder = Path(e.filename).parent if isinstance(e.filename, str) else None
+    if e.errno == errno.ENOENT and folder is not None and not folder.exists():
+        return one_line(folder_removed(folder))
+    return None
+
+
+def folder_removed(folder: Path) -> UserError:
+    """The error for a folder that disappeared while a command wrote into it."""
+    return UserError(f"{str(folder)[:200]}: the folder was removed while this command used it")
+
+
 def report_user_errors(run: Callable[[], int], user_errors: tuple, help_hint: str = "") -> int:
     """Run a command; a user error becomes ``error: <one line>`` on stderr and exit code 2."""
     from jsonargparse import ArgumentError
@@ -54,9 +74,9 @@ def report_user_errors(run: Callable[[], int], user_errors: tuple, help_hint: st
     except ArgumentError as e:
         message = parser_message(e) + help_hint
     except OSError as e:
-        if e.errno not in DISK_ERRORS:
+        message = os_error_message(e)
+        if message is None:
             raise
-        message = f"{str(e.filename or 'writing')[:200]}: {e.strerror}; {DISK_ERRORS[e.errno]}"
     except SystemExit as e:  # the argument parser has already printed its error line
         return e.code if isinstance(e.code, int) else 1
     print(f"error: {message}", file=sys.stderr)

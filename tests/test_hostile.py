@@ -454,3 +454,56 @@ def test_predict_with_no_readable_image_says_why(given, tmp_path, capsys, data_d
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and "no image could be read" in lines[0] and given in lines[0], err
     assert "Traceback" not in out + err
+
+
+def _without_root_override(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that file modes bind: root's access override is dropped by setpriv."""
+    if os.geteuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.fail("this test needs setpriv (util-linux) to drop root's file-access override")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd]
+
+
+@pytest.mark.parametrize("fetch", ["true", "false"])
+def test_an_unreadable_data_folder_is_one_line(fetch, tmp_path, data_dir):
+    import subprocess
+    import sys
+
+    world = World(tmp_path, data_dir)
+    raw = world.data / "MNIST" / "raw"
+    os.chmod(raw, 0)
+    try:  # with fetch on, the files are looked for before anything is read
+        argv = [*world.fit(), "--data.fetch", fetch]
+        cmd = _without_root_override([sys.executable, "-m", "lightning_mnist.cli", *argv])
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    finally:
+        os.chmod(raw, 0o755)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert "Permission denied" in lines[0] and str(raw) in lines[0], lines[0]
+    assert "Traceback" not in done.stderr + done.stdout and not world.root.exists()
+
+
+def test_a_run_folder_deleted_during_training_is_one_line(tmp_path, capsys, data_dir, monkeypatch):
+    from lightning_mnist.run.results import HistoryRecorder
+
+    world = World(tmp_path, data_dir)
+    record = HistoryRecorder.on_train_epoch_end
+
+    def then_delete(self, trainer, pl_module):
+        record(self, trainer, pl_module)
+        shutil.rmtree(world.root)  # another process cleans up the runs while this one trains
+
+    monkeypatch.setattr(HistoryRecorder, "on_train_epoch_end", then_delete)
+    world.raw()
+    short = ("--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")
+    capsys.readouterr()
+    assert main(world.fit("--trainer.max_epochs", "3", *short)) == 2
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "the folder was removed" in lines[0], err[-3000:]
+    assert str(world.root / "version_0") in lines[0] and "Traceback" not in out + err
+    assert not world.root.exists()  # nothing recreated

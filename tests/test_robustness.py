@@ -188,19 +188,33 @@ def test_a_checkpoint_failing_at_fsync_keeps_the_previous_file(tmp_path, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
 
 
-@pytest.mark.real_data
-def test_resume_after_early_stopping_trains_no_extra_epoch(data_dir, tmp_path):
-    # Early stopping ends this run after epoch 2 (no improvement of 10 in the loss). A kill
-    # during its final test or its record leaves last.ckpt of epoch 2 and no results.json.
-    stop = ("--early_stopping.patience", "0", "--early_stopping.min_delta", "10")
-    whole = tmp_path / "whole"
-    assert main(fit_args(data_dir, whole, 5, *stop)) == 0
-    reference = json.loads((whole / "version_0" / "results.json").read_text())
+# Early stopping ends these runs after epoch 2 (no improvement of 10 in the loss).
+STOP = ("--early_stopping.patience", "0", "--early_stopping.min_delta", "10")
+
+
+@pytest.fixture(scope="module")
+def stopped_run(data_dir, tmp_path_factory) -> dict:
+    """The record of an uninterrupted run that stops early."""
+    root = tmp_path_factory.mktemp("stopped")
+    assert main(fit_args(data_dir, root, 5, *STOP)) == 0
+    reference = json.loads((root / "version_0" / "results.json").read_text())
     assert reference["epochs_run"] == 2  # it did stop early
-    killed = tmp_path / "killed"
-    assert main(fit_args(data_dir, killed, 5, *stop)) == 0
-    (killed / "version_0" / "results.json").unlink()
-    assert main(fit_args(data_dir, killed, 5, *stop, "--ckpt_path", "last")) == 0
-    resumed = json.loads((killed / "version_0" / "results.json").read_text())
-    assert resumed["epochs_run"] == 2 and resumed["history"] == reference["history"]
-    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    return reference
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("window", ["test", "results"])
+def test_killed_after_early_stopping_resumes_exactly(window, stopped_run, data_dir, tmp_path):
+    # A real SIGKILL in the final test, or between results.json's temp file and its rename.
+    cmd = [sys.executable, str(Path(__file__).with_name("kill_at.py")), window]
+    done = subprocess.run([*cmd, *fit_args(data_dir, tmp_path, 5, *STOP)], timeout=600)
+    assert done.returncode == -signal.SIGKILL
+    run = tmp_path / "version_0"
+    temps = list(run.glob(".results.json.*.tmp"))
+    assert not (run / "results.json").exists() and len(temps) == (window == "results")
+    # Without the saved stop decision, this resume trained a third epoch.
+    assert main(fit_args(data_dir, tmp_path, 5, *STOP, "--ckpt_path", "last")) == 0
+    resumed = json.loads((run / "results.json").read_text())
+    assert resumed["epochs_run"] == 2 and resumed["history"] == stopped_run["history"]
+    assert resumed["test_accuracy"] == stopped_run["test_accuracy"]
+    assert not list(run.glob(".*.tmp"))  # the killed writer's temp file is gone

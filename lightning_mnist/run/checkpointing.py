@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_mnist.atomic import write_atomic
+from lightning_mnist.errors import folder_removed
 
 PATH_KEYS = ("best_model_path", "last_model_path", "kth_best_model_path")
 FIELD = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
@@ -61,12 +62,25 @@ class RunCheckpoint(ModelCheckpoint):
         super().__init__(
             filename=filename, auto_insert_metric_name=auto_insert_metric_name, **kwargs
         )
+        self._run_dir: Path | None = None
 
     def format_checkpoint_name(self, metrics: dict, filename=None, ver=None, prefix=None) -> str:
         # Epochs count from 1 in the file names, as in results.json, the plots and Keras.
         if "epoch" in metrics:
             metrics = dict(metrics, epoch=metrics["epoch"] + 1)
         return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # The folder that holds the checkpoints folder (the run's): if it goes away during
+        # the run, saving stops the run instead of recreating a folder with a part of it.
+        above = Path(self.dirpath).parent if self.dirpath else None
+        self._run_dir = above if above is not None and above.is_dir() else None
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        if self._run_dir is not None and not self._run_dir.is_dir():
+            raise folder_removed(self._run_dir)
+        super()._save_checkpoint(trainer, filepath)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from lightning_mnist.atomic import write_json
+from lightning_mnist.errors import folder_removed
 from lightning_mnist.model import count_params
 from lightning_mnist.network import conv_path
 from lightning_mnist.run.measure import (
@@ -61,6 +62,8 @@ def test_and_record(trainer, model, datamodule, run_dir: Path | None, cfg: Any, 
 
 def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best, seconds) -> dict:
     """Write the test predictions, the plots and then results.json; return the record."""
+    if not run_dir.is_dir():  # removed during the run: no part-record in a new folder
+        raise folder_removed(run_dir)
     fit_seconds, test_seconds = seconds
     val_loss = recorder.history["val_loss"]
     best_epoch = model.loaded_epoch + 1 if best else None
