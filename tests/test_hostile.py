@@ -507,3 +507,16 @@ def test_a_run_folder_deleted_during_training_is_one_line(tmp_path, capsys, data
     assert len(lines) == 1 and "the folder was removed" in lines[0], err[-3000:]
     assert str(world.root / "version_0") in lines[0] and "Traceback" not in out + err
     assert not world.root.exists()  # nothing recreated
+
+
+def test_the_alias_bomb_is_refused_within_a_time_limit(tmp_path):
+    import subprocess
+    import sys
+
+    bomb = tmp_path / "b.yaml"
+    bomb.write_text(ALIAS_BOMB)
+    cmd = [sys.executable, "-m", "lightning_mnist.cli", "fit", "--config", str(bomb)]
+    # Unguarded, the expansion grows without end (2.7 GB after 20 s): TimeoutExpired fails it.
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(lines) == 1 and "expand" in lines[0], done.stderr[-2000:]
