@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -36,6 +36,7 @@ from lightning_mnist.options import add_options, with_preset_paths
 from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
 from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, say
+from lightning_mnist.run.progress import run_progress_bar
 from lightning_mnist.run.record import test_and_record
 from lightning_mnist.run.resume import SaveOnInterrupt
 from lightning_mnist.system import MNISTClassifier
@@ -99,6 +100,14 @@ class MNISTCLI(LightningCLI):
         for key in CALLBACK_GROUPS:
             if cfg.get(key) is None:
                 cfg[key] = Callback()
+        trainer = cfg.get("trainer") or {}
+        given = trainer.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        # Lightning's default bar, with epochs from 1, unless the bar is off or the user's own.
+        if trainer.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in given
+        ):
+            kwargs["callbacks"] = [*given, run_progress_bar()]
         return super().instantiate_trainer(**kwargs)
 
     def _check_ckpt(self) -> None:
