@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from lightning_mnist.parser_errors import union_message
+
 # A full disk, a quota, a read-only filesystem, a name too long, a file or folder this user
 # may not read or write: the user's to fix, one line.
 OS_ERRORS = {
@@ -40,6 +42,8 @@ def one_line(e: BaseException) -> str:
 
 def parser_message(e: BaseException) -> str:
     """The useful line of a jsonargparse error (its first line is often only a preamble)."""
+    if (union := union_message(str(e))) is not None:
+        return union
     lines = [x.strip(" -") for x in str(e).splitlines() if x.strip(" -")]
     keys = ("No action for key", "Not a valid", "Unrecognized")
     useful = [x for x in lines if any(k in x for k in keys)]

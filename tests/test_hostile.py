@@ -338,6 +338,19 @@ CASES: list[tuple[str, Case, str]] = [
     ("run-folder-locked", _locked_run, "being written by another process"),
     ("finished-run-resumed", _finished_run, "has finished"),
     ("flag-contradicts-checkpoint", _contradicting_flag, "contradicts the checkpoint"),
+    # an option of several types: its reason, not only "Given value"
+    ("union-precision", lambda w: w.fit("--trainer.precision", "7"), "'7' is not one of 64"),
+    ("union-logger", lambda w: w.fit("--trainer.logger", "foo"), "'foo' is not a class name"),
+    (
+        "nested-lr",
+        lambda w: w.fit("--optimizer.lr", "x"),
+        "optimizer (Adam).lr: 'x' is not a float",
+    ),
+    (
+        "callback-missing-argument",
+        lambda w: w.fit("--trainer.callbacks+", "EarlyStopping"),
+        "(EarlyStopping): the following arguments are required: monitor",
+    ),
     # export
     (
         "export-missing-ckpt",
