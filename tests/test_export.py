@@ -85,3 +85,20 @@ def test_the_out_suffix_chooses_the_format_and_a_contradiction_is_refused(
         "exported-program"
     )
     torch.export.load(str(out))  # an ExportedProgram, not an ONNX file under that name
+
+
+def test_export_without_the_dataset(improved_ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))
+    out = tmp_path / "model.pt2"
+    argv = ["export", "--ckpt_path", str(improved_ckpt), "--out", str(out)]
+    assert main(argv) == 2  # the test images are missing: one line naming the way out
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--check_images 0 checks on random images" in err[0], err
+    assert not out.exists()
+    assert main([*argv, "--check_images", "0"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["inputs"] == "random images" and report["equal_predictions"] == 1000
+    x = torch.rand(64, 1, 28, 28)
+    expected = load_classifier(improved_ckpt)(x)
+    assert torch.allclose(run_on_its_own("exported-program", out, x), expected, atol=1e-5)
+    assert not (tmp_path / "no-data").exists()  # nothing fetched or created

@@ -21,14 +21,16 @@ from torch import nn
 
 from lightning_mnist.atomic import staged
 from lightning_mnist.checkpoints import load_classifier
+from lightning_mnist.data.catalogue import DataError
 from lightning_mnist.data.cli import DataOptions
 from lightning_mnist.data.module import to_tensor
 from lightning_mnist.data.verify import load_arrays
-from lightning_mnist.errors import UserError, report_user_errors
+from lightning_mnist.errors import UserError, one_line, report_user_errors
 from lightning_mnist.network import build_network
 
 Format = Literal["onnx", "torchscript", "exported-program"]
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
+RANDOM_IMAGES = 1_000  # --check_images 0: inputs that need no dataset
 SOFTMAX_ATOL = 1e-5  # the bar for an export: the same as for weights moved between frameworks
 
 
@@ -130,28 +132,43 @@ def export_command(
     out: str | None = None,
     check_images: int = 10_000,
 ) -> int:
-    """Export a trained checkpoint (stock PyTorch ops) and check the exported file against the
-    model on the test images; a file that disagrees is not kept.
+    """Export a trained checkpoint on stock PyTorch ops, checked against the model.
+
+    The exported file is run on the test images (or, with ``--check_images 0``, on seeded
+    random images, for a machine without the dataset); a file that disagrees is not kept.
 
     Args:
         ckpt_path: A checkpoint written by fit.
         data: Where the test images are (their files are checked as on every load).
         format: What to write; null: what --out's suffix says (.onnx, .pt, .pt2), else onnx.
         out: New file (default: beside ckpt_path, with the format's suffix).
-        check_images: Test images to check on.
+        check_images: Test images to check on; 0: 1,000 seeded random images instead.
     """
-    if check_images < 1:
-        raise ExportError("--check_images must be at least 1")
+    if check_images < 0:
+        raise ExportError("--check_images must be 0 (random images) or more")
     format = format or _format_of(out)
     if out and Path(out).suffix in SUFFIX.values() and Path(out).suffix != SUFFIX[format]:
         raise ExportError(f"--out {out} has the suffix of another format than --format {format}")
     path = Path(out) if out else Path(ckpt_path).with_suffix(SUFFIX[format])
-    x_test, _ = to_tensor(*load_arrays(data.data_dir, data.dataset)[2:])
+    x = check_inputs(data, check_images)
     start = time.perf_counter()
-    report = export_checked(ckpt_path, format, path, x_test[:check_images])
-    report.update(format=format, file=str(path), seconds=round(time.perf_counter() - start, 2))
+    report = export_checked(ckpt_path, format, path, x)
+    inputs = "test images" if check_images else "random images"
+    report.update(inputs=inputs, format=format, file=str(path))
+    report["seconds"] = round(time.perf_counter() - start, 2)
     print(json.dumps(report))
     return 0
+
+
+def check_inputs(data: DataOptions, check_images: int) -> torch.Tensor:
+    """The first ``check_images`` test images, or 1,000 seeded uniform ones in [0, 1]."""
+    if check_images == 0:
+        return torch.rand(RANDOM_IMAGES, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    try:
+        x_test, _ = to_tensor(*load_arrays(data.data_dir, data.dataset)[2:])
+    except DataError as e:
+        raise ExportError(f"{one_line(e)} (--check_images 0 checks on random images)") from e
+    return x_test[:check_images]
 
 
 def _format_of(out: str | None) -> Format:
