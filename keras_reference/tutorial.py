@@ -10,14 +10,12 @@ runs only the fit with callbacks, whose best model it evaluates.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import keras
-import matplotlib
 import numpy as np
 
 from keras_reference import improved, measure
@@ -25,10 +23,7 @@ from keras_reference.data import load_data
 from keras_reference.model import build_model
 from keras_reference.order import seeded_dataset
 from keras_reference.results import best_epoch, device_name, versions
-from lightning_mnist.atomic import write_atomic  # stdlib only: no torch
-
-matplotlib.use("Agg")  # not in the tutorial: write PNGs, never open a window
-import matplotlib.pyplot as plt  # noqa: E402
+from lightning_mnist.run import plots  # matplotlib only (PNG files, no window): no torch
 
 # Keras 3 still saves and loads `.h5` (its legacy HDF5 format), so the tutorial's file name
 # stays. Keras logs a deprecation warning on every save (every better epoch); it is shown once.
@@ -43,17 +38,10 @@ def plot_curve(
 ) -> None:
     """The tutorial's plot_curve: ``train`` and ``val`` per epoch, titled with ``string1``
     (e.g. ``"Accuracy"``), the legend at ``location``; it saves ``<string1 lower-cased>.png``
-    into the run folder ``out`` (not in the tutorial, which calls ``plt.show()``)."""
-    plt.plot(train)
-    plt.plot(val)
-    plt.title("model " + string1)
-    plt.ylabel(string1)
-    plt.xlabel("epoch")
-    plt.legend(["train", "val"], loc=location)
-    png = io.BytesIO()  # not in the tutorial (plt.show()): written whole or not at all
-    plt.savefig(png, format="png")
-    plt.close()
-    write_atomic(out / f"{string1.lower()}.png", png.getvalue())
+    into the run folder ``out`` (not in the tutorial, which calls ``plt.show()``). Drawn by the
+    port's own plot_curve, so the two frameworks' pictures read alike and a one-epoch run
+    shows its point."""
+    plots.plot_curve(train, val, string1, location, out / f"{string1.lower()}.png")
 
 
 def run_tutorial(

@@ -147,3 +147,17 @@ def test_every_batch_is_a_view_of_one_per_epoch_order_on_the_data_device():
         assert len({i.untyped_storage().data_ptr() for i in idx}) == 1
     meta = TensorBatches(x.to("meta"), y.to("meta"), 8, shuffle=True)
     assert {i.device.type for i in meta.indices()} == {"meta"}
+
+
+def test_a_one_epoch_plot_shows_its_point(tmp_path, monkeypatch):
+    # The plot both frameworks' runs draw (keras_reference's plot_curve calls it too).
+    from lightning_mnist.run import plots
+
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)
+    plots.plot_curve([0.9], [0.95], "accuracy", "lower right", tmp_path / "accuracy.png")
+    (ax,) = figures[0].axes
+    left, right = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if left <= t <= right] == [1.0] and right - left >= 1
+    assert all(line.get_marker() == "o" for line in ax.lines)  # a point, not an empty line
+    assert (tmp_path / "accuracy.png").stat().st_size > 0

@@ -5,6 +5,7 @@ per class, time, environment. One function per section; each reads the report di
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from lightning_mnist.compare.md_table import md_table
@@ -21,7 +22,14 @@ COLUMNS += ("s/epoch (median)", "fit s")  # one per ROW_KEYS
 def render_markdown(report: dict[str, Any]) -> str:
     """The whole report.md, from :func:`lightning_mnist.compare.report.build_report`."""
     parts = (_intro, _accuracy, paired_section, _agreement, _per_class, _time, _environment)
-    return "\n".join(p for p in (part(report) for part in parts) if p).rstrip() + "\n"
+    text = "\n".join(p for p in (part(report) for part in parts) if p).rstrip() + "\n"
+    return _numbered(text)
+
+
+def _numbered(text: str) -> str:
+    """Number the sections present (a one-framework report has no agreement section)."""
+    count = iter(range(1, 100))
+    return re.sub(r"^## ", lambda _: f"## {next(count)}. ", text, flags=re.M)
 
 
 def _name(fw: str) -> str:
@@ -54,7 +62,10 @@ def _intro(report: dict[str, Any]) -> str:
     s = report["settings"]
     dataset = {"fashion_mnist": "Fashion-MNIST"}.get(s.get("dataset"), "MNIST")
     recipe = "the improved preset" if s.get("preset") == "improved" else "the tutorial"
-    lines = [f"# Keras vs Lightning: {recipe} side by side ({dataset})", ""]
+    frameworks = dict.fromkeys(r["framework"] for r in report["runs"])
+    names = " vs ".join(NAMES.get(fw, fw) for fw in frameworks) or "Keras vs Lightning"
+    side = " side by side" if len(frameworks) > 1 else ""
+    lines = [f"# {names}: {recipe}{side} ({dataset})", ""]
     if s:
         preset = s.get("config", "tutorial")
         extra = f", Lightning options `{s['lightning_args']}`" if s.get("lightning_args") else ""
@@ -84,7 +95,7 @@ def _accuracy(report: dict[str, Any]) -> str:
             for fw, per in summary["frameworks"].items()
         ),
     )
-    lines = ["## 1. Accuracy", "", table, "Mean ± std over seeds:", "", mean_table]
+    lines = ["## Accuracy", "", table, "Mean ± std over seeds:", "", mean_table]
     interval, diff = report.get("accuracy_interval"), summary["test_accuracy_diff_pp"]
     if interval:
         lines += [f"**{interval['text']}**", "", interval["seeds_needed_text"], ""]
@@ -120,7 +131,7 @@ def _agreement(report: dict[str, Any]) -> str:
     head = ("seed", "same prediction", "share", "both wrong (same wrong class)")
     head += ("only Keras wrong", "only Lightning wrong")
     lines = [
-        "## 2. Agreement of the two frameworks' models",
+        "## Agreement of the two frameworks' models",
         "",
         "Each seed's best Keras model and best Lightning model on the same test images:",
         "",
@@ -156,7 +167,7 @@ def _per_class(report: dict[str, Any]) -> str:
     head += ["Lightning − Keras"] if len(fws) == 2 else []
     classes = range(len(per[fws[0]]["class_accuracy_mean"]))
     lines = [
-        "## 3. Per class",
+        "## Per class",
         "",
         f"![confusion matrices]({PLOTS['confusion']})",
         "",
@@ -189,7 +200,7 @@ def _time(report: dict[str, Any]) -> str:
     head = ("framework", "s/epoch (median)", f"to {target} val acc (s, mean)", "reached")
     head += ("whole fit (s)", "inference, batch 1 (ms)", "inference, batch 256 (ms)")
     lines = [
-        "## 4. Time",
+        "## Time",
         "",
         md_table((*head, "peak memory (MiB)"), (_time_cells(fw, time[fw], per[fw]) for fw in time)),
         f"Time to {target}: the training seconds (epoch times, training plus validation) until "
@@ -240,7 +251,7 @@ def _breakdown(time: dict[str, Any], fws: list[str]) -> list[str]:
 
 def _environment(report: dict[str, Any]) -> str:
     env = report.get("environment") or {}
-    lines = ["## 5. Environment", ""]
+    lines = ["## Environment", ""]
     for fw, e in env.get("frameworks", {}).items():
         vers = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
         threads = ", ".join(

@@ -82,15 +82,17 @@ def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
         ax.set_ylim(*zoom(all_curves, accuracy))
         ax.set_title(f"{title} {metric}")
         ax.set_xlabel("epoch")
-        ax.set_xlim(left=1)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        longest = max(len(c) for c in all_curves)
+        ax.set_xlim(*((0.5, 1.5) if longest == 1 else (1, longest)))  # one epoch: its point
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if accuracy:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
         ax.grid(alpha=0.3)
     seeds = len({int(r["seed"]) for r in runs})
     where = "lower right" if accuracy else "upper right"
     axes[0].legend(handles=_curve_legend(frameworks), loc=where, fontsize=8)
-    fig.suptitle(f"model {metric}: Keras vs Lightning ({seeds} seed{'s' * (seeds > 1)})")
+    names = " vs ".join(NAMES.get(fw, fw) for fw in frameworks)
+    fig.suptitle(f"model {metric}: {names} ({seeds} seed{'s' * (seeds > 1)})")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -103,7 +105,7 @@ def _draw_framework(ax: Any, mine: list[dict[str, Any]], key: str) -> list[list[
         ax.plot(range(1, len(c) + 1), c, color=colour, lw=0.7, alpha=0.3)
     mean, std = mean_std(curves)
     x = np.arange(1, len(mean) + 1)
-    ax.plot(x, mean, color=colour, lw=2)
+    ax.plot(x, mean, color=colour, lw=2, marker="o" if len(x) == 1 else None)
     ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.18, lw=0)
     if key.startswith("val_"):
         for r in mine:  # each seed's tested checkpoint

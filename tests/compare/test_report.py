@@ -197,3 +197,33 @@ def test_bench_floor_and_table():
     assert "| the project's MNISTClassifier | 1.150 | 1.200, 1.100 |" in md
     assert "+0.100 ms a step over the minimal LightningModule" in md
     json_text(report)  # strict JSON: raises on NaN
+
+
+def test_a_one_framework_report_numbers_its_sections_and_names_only_it(tmp_path):
+    runs = [r for r in three_seeds_with_predictions() if r["framework"] == "lightning"]
+    write_fake_runs(tmp_path, runs)
+    assert main(["--report_only", "true", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "report.md").read_text()
+    heads = [line for line in md.splitlines() if line.startswith("## ")]
+    assert [h.split(".")[0] for h in heads] == [f"## {i}" for i in range(1, len(heads) + 1)]
+    assert md.splitlines()[0].startswith("# Lightning: ") and "Keras vs" not in md
+    assert not any("Agreement" in h for h in heads)
+
+
+def test_curves_of_one_epoch_runs_show_their_points(monkeypatch, tmp_path):
+    from lightning_mnist.compare import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **_: figures.append(fig) or path)
+    runs = [fake_results("lightning", s, 0.98, epochs=2) for s in (0, 1)]
+    for r in runs:  # one epoch each, the tested one
+        r.update(epochs_run=1, best_epoch=1, history={k: v[:1] for k, v in r["history"].items()})
+    plots.plot_curves(runs, "accuracy", tmp_path / "a.png")
+    fig = figures[0]
+    assert fig._suptitle.get_text().startswith("model accuracy: Lightning (2 seeds)")
+    for ax in fig.axes:
+        left, right = ax.get_xlim()
+        assert left < 1 < right and right - left >= 1  # the epoch sits inside, with room
+        assert [t for t in ax.get_xticks() if left <= t <= right] == [1.0]
+        mean = [line for line in ax.lines if line.get_linewidth() == 2]
+        assert mean and mean[0].get_marker() == "o"  # one point: drawn as a dot
