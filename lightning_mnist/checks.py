@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,12 @@ def check_settings(cfg: Any, subcommand: str | None) -> None:
         raise UserError(f"--num_threads must be at least 1, got {cfg.num_threads}")
     if cfg.get("init_weights") and (subcommand != "fit" or cfg.get("ckpt_path")):
         raise UserError("--init_weights starts a new fit; it takes no --ckpt_path, and only fit")
+    precision = str(cfg.trainer.get("precision") or "")
+    if precision.startswith("transformer-engine") and find_spec("transformer_engine") is None:
+        raise UserError(
+            f"--trainer.precision {precision} needs NVIDIA's transformer_engine (and its GPU), "
+            "which is not installed; 32-true, bf16-mixed and 16-mixed need nothing more"
+        )
 
 
 def check_fit(trainer: Any, model: Any, datamodule: Any, num_classes: int) -> None:

@@ -24,6 +24,8 @@ NOISE = (
     # A new run refuses a checkpoints folder that holds files (run/plan.py), so this is only
     # ever said on a resume, about the run's own checkpoints.
     r"Checkpoint directory .* exists and is not empty",
+    # Under mixed precision the weights stay float32, which is the size the summary then shows.
+    r"Precision .*-mixed is not supported by the model summary",
     # PredictionCSV orders the predictions itself; it needs no sampler indices.
     r"Couldn't infer the batch indices",
     # Under DDP the system logs epoch means it has already summed over every rank

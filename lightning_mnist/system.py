@@ -99,7 +99,10 @@ class MNISTClassifier(L.LightningModule):
         self.example_input_array = torch.zeros(1, 1, 28, 28)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=self.memory_format))
+        # Inputs in the weights' dtype: a "-true" precision converts the weights, while the
+        # model summary's example and the run's own measurements pass float32 (a no-op else).
+        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
+        return self.model(x)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -157,9 +160,11 @@ class MNISTClassifier(L.LightningModule):
         every rank stops, since the reduced sum is the same on all of them."""
         steps = self.trainer.num_training_batches
         where = f" at step {finite_steps + 1}" if finite_steps < steps else " on another process"
+        fix = "lower --optimizer.lr or check the data"
+        if self.dtype == torch.float16:  # float16 weights and Adam moments overflow
+            fix = "use --trainer.precision 16-mixed, which keeps float32 weights"
         raise ConfigError(
-            f"the training loss became non-finite in epoch {self.current_epoch + 1}{where}; "
-            "lower --optimizer.lr or check the data"
+            f"the training loss became non-finite in epoch {self.current_epoch + 1}{where}; {fix}"
         )
 
     def on_train_epoch_start(self) -> None:
