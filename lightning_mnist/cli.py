@@ -123,9 +123,11 @@ class MNISTCLI(LightningCLI):
         if init := self._cfg(self.config).get("init_weights"):
             start_from_keras(self.model.model, init)
         batch, world = self.datamodule.batch_size, self.trainer.world_size
+        steps = self.trainer.accumulate_grad_batches  # batches summed into one optimizer step
+        per_step = f"{batch * steps} images per optimizer step (global, {steps} batches)"
         say(
-            f"Batch: {batch} images per optimizer step (global), {batch // world} per device "
-            f"on {world} device(s)"
+            f"Batch: {per_step if steps > 1 else f'{batch} images per optimizer step (global)'}, "
+            f"{batch // world} per device on {world} device(s)"
         )
         self._fit_t0 = time.perf_counter()
 

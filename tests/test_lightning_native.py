@@ -332,3 +332,12 @@ def test_epoch_means_are_keras_sample_weighted_means():
     assert int(got["samples"]) == seen == 619
     means.update(torch.tensor(1.0), torch.eye(10)[:2], torch.tensor([0, 2]))
     assert means.compute(strategy)["accuracy"] == 0.5  # compute forgot the earlier batches
+
+
+@pytest.mark.real_data
+def test_the_start_up_line_counts_accumulated_batches(data_dir, tmp_path, capsys):
+    args = ("--trainer.max_epochs", "1", "--trainer.accumulate_grad_batches", "4")
+    assert run(data_dir, tmp_path, *args) == 0
+    out = capsys.readouterr().out
+    line = "Batch: 1024 images per optimizer step (global, 4 batches), 256 per device on 1"
+    assert line in out, out[-2000:]
