@@ -102,3 +102,27 @@ def three_seeds_with_predictions() -> list[dict]:
         for s in range(3)
         for fw in ("keras", "lightning")
     ]
+
+
+def fake_runners(monkeypatch) -> list[dict]:
+    """Replace mnist-compare's two child runs (and its data check) with fakes that write a
+    finished run's folder; returns the calls, each as its framework and arguments."""
+    from lightning_mnist.compare import runners
+
+    calls: list[dict] = []
+
+    def fake_run(framework):
+        def run(run_dir, data_dir, seed, epochs, patience, quiet, config=None, extra=(), **where):
+            calls.append(
+                dict(framework=framework, seed=seed, epochs=epochs, patience=patience,
+                     extra=tuple(extra), where=where)
+            )  # fmt: skip
+            write_fake_runs(run_dir.parents[1], [fake_results(framework, seed, 0.98)])
+            return fake_results(framework, seed, 0.98)
+
+        return run
+
+    monkeypatch.setattr(runners, "check_data", lambda data_dir, dataset, create=False: None)
+    monkeypatch.setattr(runners, "run_keras", fake_run("keras"))
+    monkeypatch.setattr(runners, "run_lightning", fake_run("lightning"))
+    return calls

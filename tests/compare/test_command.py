@@ -11,24 +11,11 @@ from lightning_mnist.compare import cli as compare
 from lightning_mnist.compare import runners
 from lightning_mnist.compare.cli import main
 
-from .fakes import fake_results, write_fake_runs
+from .fakes import fake_results, fake_runners, write_fake_runs
 
 
 def test_runs_keras_then_lightning_per_seed(tmp_path, monkeypatch):
-    calls, places = [], []
-
-    def fake_run(framework):
-        def run(run_dir, data_dir, seed, epochs, patience, quiet, config=None, extra=(), **where):
-            calls.append((framework, seed, epochs, patience))
-            places.append(where)
-            write_fake_runs(run_dir.parents[1], [fake_results(framework, seed, 0.98)])
-            return fake_results(framework, seed, 0.98)
-
-        return run
-
-    monkeypatch.setattr(runners, "check_data", lambda data_dir, dataset, create=False: None)
-    monkeypatch.setattr(runners, "run_keras", fake_run("keras"))
-    monkeypatch.setattr(runners, "run_lightning", fake_run("lightning"))
+    calls = fake_runners(monkeypatch)
     out = tmp_path / "new" / "cmp"
     args = [
         "--seeds_list",
@@ -41,8 +28,9 @@ def test_runs_keras_then_lightning_per_seed(tmp_path, monkeypatch):
         str(out),
     ]
     assert main(args) == 0
-    assert calls == [(fw, s, 7, 4) for s in (1, 3) for fw in ("keras", "lightning")]
-    assert places == [{"dataset": "mnist", "accelerator": "cpu"}] * 4
+    got = [(c["framework"], c["seed"], c["epochs"], c["patience"]) for c in calls]
+    assert got == [(fw, s, 7, 4) for s in (1, 3) for fw in ("keras", "lightning")]
+    assert [c["where"] for c in calls] == [{"dataset": "mnist", "accelerator": "cpu"}] * 4
     settings = json.loads((out / "settings.json").read_text())
     assert settings["seeds"] == [1, 3] and settings["target_accuracy"] == 0.98
     assert "loadavg_end" in settings

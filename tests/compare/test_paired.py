@@ -7,12 +7,17 @@ import json
 
 import pytest
 
-from lightning_mnist.compare import runners
 from lightning_mnist.compare.cli import main
 from lightning_mnist.compare.plots import PAIRED_PLOT
 from lightning_mnist.compare.stats import paired_interval, seeds_needed, tost
 
-from .fakes import PNG_MAGIC, fake_results, three_seeds_with_predictions, write_fake_runs
+from .fakes import (
+    PNG_MAGIC,
+    fake_results,
+    fake_runners,
+    three_seeds_with_predictions,
+    write_fake_runs,
+)
 
 
 def _strict(text: str) -> dict:
@@ -24,29 +29,12 @@ def _strict(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
-def _fake_runners(monkeypatch) -> list[tuple[str, int, tuple[str, ...]]]:
-    calls = []
-
-    def fake_run(framework):
-        def run(run_dir, data_dir, seed, epochs, patience, quiet, config=None, extra=(), **kw):
-            calls.append((framework, seed, tuple(extra)))
-            write_fake_runs(run_dir.parents[1], [fake_results(framework, seed, 0.98)])
-            return fake_results(framework, seed, 0.98)
-
-        return run
-
-    monkeypatch.setattr(runners, "check_data", lambda data_dir, dataset, create=False: None)
-    monkeypatch.setattr(runners, "run_keras", fake_run("keras"))
-    monkeypatch.setattr(runners, "run_lightning", fake_run("lightning"))
-    return calls
-
-
 def test_paired_options_reach_both_frameworks(tmp_path, monkeypatch):
-    calls = _fake_runners(monkeypatch)
+    calls = fake_runners(monkeypatch)
     out = tmp_path / "cmp"
     assert main(["--paired", "true", "--seeds", "2", "--out", str(out)]) == 0
-    keras = [extra for fw, _, extra in calls if fw == "keras"]
-    lightning = {seed: extra for fw, seed, extra in calls if fw == "lightning"}
+    keras = [c["extra"] for c in calls if c["framework"] == "keras"]
+    lightning = {c["seed"]: c["extra"] for c in calls if c["framework"] == "lightning"}
     assert (
         keras
         == [("--preset", "tutorial", "--shuffle", "seeded", "--save_initial_weights", "true")] * 2
@@ -59,9 +47,9 @@ def test_paired_options_reach_both_frameworks(tmp_path, monkeypatch):
 
 
 def test_unpaired_stays_the_default(tmp_path, monkeypatch):
-    calls = _fake_runners(monkeypatch)
+    calls = fake_runners(monkeypatch)
     assert main(["--seeds", "1", "--out", str(tmp_path / "cmp")]) == 0
-    assert [extra for _, _, extra in calls] == [("--preset", "tutorial"), ()]
+    assert [c["extra"] for c in calls] == [("--preset", "tutorial"), ()]
     assert json.loads((tmp_path / "cmp" / "settings.json").read_text())["paired"] is False
 
 
