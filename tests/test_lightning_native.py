@@ -3,13 +3,15 @@ loggers and callbacks can be swapped or removed, the optimizer comes from the CL
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from helpers import TUTORIAL, cli_args
+from helpers import REPO, TUTORIAL, cli_args
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.model_summary import ModelSummary
@@ -341,3 +343,29 @@ def test_the_start_up_line_counts_accumulated_batches(data_dir, tmp_path, capsys
     out = capsys.readouterr().out
     line = "Batch: 1024 images per optimizer step (global, 4 batches), 256 per device on 1"
     assert line in out, out[-2000:]
+
+
+@pytest.mark.real_data
+def test_a_scheduler_steps_during_fit_and_learning_rate_monitor_logs_it(data_dir, tmp_path):
+    sched = ("--lr_scheduler", "StepLR", "--lr_scheduler.step_size", "1")
+    sched += ("--lr_scheduler.gamma", "0.5", "--trainer.callbacks+=LearningRateMonitor")
+    assert run(data_dir, tmp_path, "--trainer.max_epochs", "3", *sched) == 0
+    with (tmp_path / "version_0" / "metrics.csv").open() as f:
+        rates = [float(r["lr-Adam"]) for r in csv.DictReader(f) if r.get("lr-Adam")]
+    assert rates == [1e-3, 5e-4, 2.5e-4]  # once an epoch, halved each time
+
+
+@pytest.mark.real_data
+def test_evaluate_initial_weights_tests_the_untrained_network(data_dir, tmp_path):
+    args = ["test", *cli_args(data_dir, tmp_path, "--trainer.limit_test_batches", "4")]
+    cli = cli_main([*args, "--evaluate_initial_weights", "true"])
+    # Glorot kernels and zero biases give near-uniform softmax outputs: loss ln(10), chance.
+    metrics = cli.trainer.callback_metrics
+    assert abs(float(metrics["test_loss"]) - math.log(10)) < 0.1
+    assert float(metrics["test_accuracy"]) < 0.25 and float(metrics["test_samples"]) == 1024
+
+
+def test_the_fast_cpu_preset_runs_the_fused_operator(tmp_path):
+    cli = built(tmp_path, "--config", str(REPO / "configs" / "fast-cpu.yaml"))
+    assert conv_path(cli.model.model) == "fused"
+    assert cli.trainer.accelerator.__class__.__name__ == "CPUAccelerator"
