@@ -102,3 +102,14 @@ def test_real_mnist_split_shapes_and_values(data_dir):
     assert torch.equal(ys, torch.from_numpy(y_test.astype("int64")))
     assert len(dm.test_dataloader()) == 40 and len(dm.val_dataloader()) == 47
     assert len(dm.train_dataloader()) == 188
+
+
+def test_a_last_batch_smaller_than_the_processes_is_refused():
+    from lightning_mnist.errors import ConfigError
+
+    dm = MNISTDataModule(batch_size=256)
+    dm.check_world_size(2, 48_000)  # 48,000 = 187 x 256 + 128: the last 128 split in two
+    with pytest.raises(ConfigError, match="last batch has 3 images, fewer than the 4"):
+        dm.check_world_size(4, 187 * 256 + 3)
+    with pytest.raises(ConfigError, match="must divide by the 3 processes"):
+        dm.check_world_size(3, 48_000)
