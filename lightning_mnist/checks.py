@@ -126,12 +126,22 @@ def check_fit(trainer: Any, model: Any, datamodule: Any, num_classes: int) -> No
             f"model.num_classes {model.hparams.num_classes} is fewer than the "
             f"{num_classes} classes of {datamodule.dataset}"
         )
-    # A misspelled monitor is found now, not after the first epoch.
     for callback in trainer.callbacks:
-        monitor = getattr(callback, "monitor", None)
-        watched = isinstance(callback, ModelCheckpoint | EarlyStopping) and monitor
-        if watched and monitor not in LOGGED:
-            raise UserError(
-                f"{type(callback).__name__} monitors {monitor!r}, which is never logged; "
-                f"choose one of {sorted(LOGGED)}"
-            )
+        if isinstance(callback, ModelCheckpoint | EarlyStopping) and callback.monitor:
+            check_monitor(type(callback).__name__, callback.monitor, callback.mode)
+
+
+def check_monitor(name: str, monitor: str, mode: str) -> None:
+    """A misspelled monitor is found now, not after the first epoch; a mode that would take
+    the worst epoch for the best (the lowest accuracy, the highest loss) is refused."""
+    if monitor not in LOGGED:
+        raise UserError(
+            f"{name} monitors {monitor!r}, which is never logged; choose one of {sorted(LOGGED)}"
+        )
+    better = "max" if monitor.endswith("accuracy") else "min" if monitor.endswith("loss") else mode
+    if mode != better:
+        flag = {"RunCheckpoint": "--checkpoint.mode", "EarlyStopping": "--early_stopping.mode"}
+        raise UserError(
+            f"{name} monitors {monitor!r} with mode {mode!r}, which counts a worse epoch as "
+            f"better; give {flag.get(name, 'mode')} {better}"
+        )

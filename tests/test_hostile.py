@@ -338,6 +338,17 @@ CASES: list[tuple[str, Case, str]] = [
     ("run-folder-locked", _locked_run, "being written by another process"),
     ("finished-run-resumed", _finished_run, "has finished"),
     ("flag-contradicts-checkpoint", _contradicting_flag, "contradicts the checkpoint"),
+    # a mode that counts a worse epoch as better
+    (
+        "checkpoint-mode-backwards",
+        lambda w: w.fit("--checkpoint.monitor", "val_accuracy"),
+        "with mode 'min', which counts a worse epoch as better; give --checkpoint.mode max",
+    ),
+    (
+        "early-stopping-mode-backwards",
+        lambda w: w.fit("--early_stopping.mode", "max"),
+        "'val_loss' with mode 'max', which counts a worse epoch as better",
+    ),
     # an option of several types: its reason, not only "Given value"
     ("union-precision", lambda w: w.fit("--trainer.precision", "7"), "'7' is not one of 64"),
     ("union-logger", lambda w: w.fit("--trainer.logger", "foo"), "'foo' is not a class name"),
