@@ -13,6 +13,7 @@ PACKAGE = REPO / "lightning_mnist"
 # Bottom to top. A unit (a top-level module or a sub-package) may import units of lower
 # layers only; units of one layer do not import each other.
 LAYERS = (
+    {"parser_errors"},
     {"atomic", "errors", "presets", "quiet"},
     {"data"},
     {"model", "checks", "predict"},
