@@ -128,20 +128,21 @@ def check_fit(trainer: Any, model: Any, datamodule: Any, num_classes: int) -> No
         )
     for callback in trainer.callbacks:
         if isinstance(callback, ModelCheckpoint | EarlyStopping) and callback.monitor:
-            check_monitor(type(callback).__name__, callback.monitor, callback.mode)
+            group = "checkpoint" if isinstance(callback, ModelCheckpoint) else "early_stopping"
+            check_monitor(type(callback).__name__, callback.monitor, callback.mode, group)
 
 
-def check_monitor(name: str, monitor: str, mode: str) -> None:
+def check_monitor(name: str, monitor: str, mode: str, group: str) -> None:
     """A misspelled monitor is found now, not after the first epoch; a mode that would take
-    the worst epoch for the best (the lowest accuracy, the highest loss) is refused."""
+    the worst epoch for the best (the lowest accuracy, the highest loss) is refused, naming
+    the config group's ``mode`` option."""
     if monitor not in LOGGED:
         raise UserError(
             f"{name} monitors {monitor!r}, which is never logged; choose one of {sorted(LOGGED)}"
         )
     better = "max" if monitor.endswith("accuracy") else "min" if monitor.endswith("loss") else mode
     if mode != better:
-        flag = {"RunCheckpoint": "--checkpoint.mode", "EarlyStopping": "--early_stopping.mode"}
         raise UserError(
             f"{name} monitors {monitor!r} with mode {mode!r}, which counts a worse epoch as "
-            f"better; give {flag.get(name, 'mode')} {better}"
+            f"better; give --{group}.mode {better}"
         )

@@ -4,6 +4,7 @@ per class, time, environment. One function per section; each reads the report di
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Any
@@ -28,7 +29,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def _numbered(text: str) -> str:
     """Number the sections present (a one-framework report has no agreement section)."""
-    count = iter(range(1, 100))
+    count = itertools.count(1)
     return re.sub(r"^## ", lambda _: f"## {next(count)}. ", text, flags=re.M)
 
 
