@@ -213,8 +213,8 @@ MUTATIONS = (
         "reshuffle-ignores-epoch",
         "the training order is reshuffled every epoch",
         "lightning_mnist/data/batches.py",
-        "manual_seed(seed * 1_000_003 + epoch)",
-        "manual_seed(seed * 1_000_003)",
+        "default_rng([seed, epoch])",
+        "default_rng([seed, 0])",
         (f"{DATA}::test_training_order_is_reshuffled_each_epoch_and_reproducible",),
     ),
     Mutation(
