@@ -26,7 +26,10 @@ if "LIGHTNING_MNIST_CACHE" not in os.environ:
     os.environ["LIGHTNING_MNIST_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
+import torch  # noqa: E402
 from helpers import RealDataMissing, resolve_real_data, write_tiny_idx  # noqa: E402
+
+SESSION_THREADS = torch.get_num_threads()  # before any test or fixture changed it
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,6 +42,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """After every test torch runs on the session's thread count again (``--num_threads`` and
+    the lockstep harness's fixtures set it in this process): no test's numbers depend on the
+    tests before it."""
+    yield
+    torch.set_num_threads(SESSION_THREADS)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import torch
+from conftest import SESSION_THREADS
+
 TESTS = Path(__file__).resolve().parent
 
 
@@ -74,3 +77,13 @@ def test_the_rules_catch_what_they_name() -> None:
     assert exit_code_only_tests(only_rc) == ["line 1: test_b"]
     more = ast.parse("def test_c():\n    r = run()\n    assert r.returncode == 0\n    assert out\n")
     assert exit_code_only_tests(more) == []
+
+
+def test_a_test_may_change_the_thread_count() -> None:
+    """Changes it for the next test to see (conftest's autouse fixture must undo it)."""
+    torch.set_num_threads(1 if SESSION_THREADS > 1 else 2)
+    assert torch.get_num_threads() != SESSION_THREADS
+
+
+def test_the_next_test_runs_on_the_session_thread_count() -> None:
+    assert torch.get_num_threads() == SESSION_THREADS
