@@ -34,8 +34,6 @@ SESSION_THREADS = torch.get_num_threads()  # before any test or fixture changed 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` are skipped, saying so, where torch sees no CUDA device."""
-    import torch
-
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (marked gpu); torch sees none")

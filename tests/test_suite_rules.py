@@ -51,22 +51,20 @@ def exit_code_only_tests(tree: ast.AST) -> list[str]:
     return found
 
 
-def test_no_assertion_compares_a_value_with_itself() -> None:
-    bad = {
-        str(p.relative_to(TESTS)): found
-        for p in sorted(TESTS.rglob("*.py"))
-        if (found := self_comparisons(ast.parse(p.read_text())))
+def violations(pattern: str, scan) -> dict[str, list[str]]:
+    """What ``scan`` finds in each file of the suite matching ``pattern``."""
+    found = {
+        str(p.relative_to(TESTS)): scan(ast.parse(p.read_text())) for p in TESTS.rglob(pattern)
     }
-    assert bad == {}
+    return {name: lines for name, lines in sorted(found.items()) if lines}
+
+
+def test_no_assertion_compares_a_value_with_itself() -> None:
+    assert violations("*.py", self_comparisons) == {}
 
 
 def test_no_test_checks_only_an_exit_code_of_zero() -> None:
-    bad = {
-        str(p.relative_to(TESTS)): found
-        for p in sorted(TESTS.rglob("test_*.py"))
-        if (found := exit_code_only_tests(ast.parse(p.read_text())))
-    }
-    assert bad == {}
+    assert violations("test_*.py", exit_code_only_tests) == {}
 
 
 def test_the_rules_catch_what_they_name() -> None:
