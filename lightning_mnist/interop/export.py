@@ -70,7 +70,9 @@ def export(model: nn.Module, fmt: Format, out: Path) -> None:
         with _quiet_jit():
             torch.jit.save(torch.jit.trace(model, example), str(out))
     else:
-        torch.export.save(torch.export.export(model, (example,), dynamic_shapes=dynamic), str(out))
+        program = torch.export.export(model, (example,), dynamic_shapes=dynamic)
+        with out.open("wb") as f:  # a file object: torch warns on a path not ending in .pt2
+            torch.export.save(program, f)
 
 
 @contextmanager
@@ -96,7 +98,8 @@ def run_exported(fmt: Format, path: Path, x: torch.Tensor, batch: int = 1000) ->
         with _quiet_jit():
             run = torch.jit.load(str(path))
     else:
-        run = torch.export.load(str(path)).module()
+        with path.open("rb") as f:  # the staged temp file's name does not end in .pt2
+            run = torch.export.load(f).module()
     with torch.no_grad():
         return torch.cat([run(part) for part in x.split(batch)])
 
