@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         auto_cli(
             keras_reference_run, args=argv, as_positional=False, prog="python -m keras_reference"
         )
-    except (DataError, FileExistsError) as e:
+    except (DataError, FileExistsError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

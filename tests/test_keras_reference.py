@@ -266,3 +266,114 @@ def test_three_epochs_on_real_mnist(data_dir: Path, tmp_path: Path) -> None:
     # the mean could differ, far below one image (1e-4).
     assert acc == pytest.approx(results["test_accuracy"], abs=1e-6)
     assert loss == pytest.approx(results["test_loss"], rel=1e-4)
+
+
+# --- options and the improved recipe, without training ---------------------------------------
+
+
+def _patched_run(monkeypatch) -> dict:
+    """``run_tutorial`` replaced by a stand-in that keeps its keyword arguments."""
+    import keras_reference.tutorial as tutorial
+
+    got: dict = {}
+    monkeypatch.setattr(tutorial, "run_tutorial", lambda **kw: got.update(kw) or {"seed": 0})
+    monkeypatch.setattr("keras_reference.results.write_results", lambda out, results: out)
+    return got
+
+
+def test_deterministic_and_jit_compile_reach_the_run(monkeypatch, tmp_path) -> None:
+    from keras_reference.__main__ import main
+
+    got = _patched_run(monkeypatch)
+    args = ["--out", str(tmp_path / "a"), "--deterministic", "true", "--jit_compile", "true"]
+    assert main([*args, "--tune_malloc", "false"]) == 0
+    assert (got["deterministic"], got["jit_compile"]) == (True, True)
+    assert main(["--out", str(tmp_path / "b"), "--tune_malloc", "false"]) == 0
+    assert (got["deterministic"], got["jit_compile"]) == (False, "auto")  # the tutorial's
+
+
+def test_improved_preset_runs_the_yaml_recipe(monkeypatch, tmp_path) -> None:
+    """docs/improved.md: batch 128, at most 15 epochs, EarlyStopping(patience=4), the same
+    augmentation ranges and Dropout(0.4) as configs/improved.yaml."""
+    import yaml
+
+    from keras_reference import improved
+    from keras_reference.__main__ import main
+    from lightning_mnist.presets import preset_path
+
+    got = _patched_run(monkeypatch)
+    args = ["--out", str(tmp_path / "run"), "--preset", "improved", "--tune_malloc", "false"]
+    assert main(args) == 0
+    assert (got["preset"], got["batch_size"], got["epochs"], got["patience"]) == (
+        "improved", 128, 15, 4,
+    )  # fmt: skip
+    config = yaml.safe_load(preset_path("improved").read_text())
+    data = config["data"]
+    ranges = (data["augment_rotation"], data["augment_zoom"], data["augment_shift"])
+    assert tuple(improved.AUGMENT[k] for k in ("rotation", "zoom", "shift")) == ranges
+    model = improved.build_improved_model()
+    assert model.get_layer("dropout").rate == config["model"]["dropout"] == 0.4
+    assert model.get_layer("augment").get_config()["rotation"] == ranges[0]
+
+
+def test_improved_schedule_is_the_ports_exponential_lr(tmp_path) -> None:
+    """lr = 0.002 * 0.8 ** epoch, the YAML's Adam lr and ExponentialLR gamma, set per epoch
+    by a LearningRateScheduler that only the improved preset adds."""
+    import keras
+    import yaml
+
+    from keras_reference import improved
+    from keras_reference.tutorial import fit_with_callbacks
+    from lightning_mnist.presets import preset_path
+
+    config = yaml.safe_load(preset_path("improved").read_text())
+    lr, gamma = config["optimizer"]["init_args"]["lr"], config["lr_scheduler"]["init_args"]["gamma"]
+    assert (lr, gamma) == (0.002, 0.8)
+    for epoch in (0, 1, 3, 14):
+        assert improved.schedule(epoch, 1.0) == pytest.approx(lr * gamma**epoch, rel=1e-12)
+
+    class FitRecorder:  # a model whose fit keeps its callbacks and trains nothing
+        def fit(self, callbacks, **kwargs):
+            self.callbacks = callbacks
+
+    def callbacks(preset: str) -> list:
+        model = FitRecorder()
+        fit_with_callbacks(model, {}, tmp_path, 15, 4, 0, preset, {})
+        return model.callbacks
+
+    schedulers = [
+        c for c in callbacks("improved") if isinstance(c, keras.callbacks.LearningRateScheduler)
+    ]
+    assert [s.schedule for s in schedulers] == [improved.schedule]
+    stop = next(c for c in callbacks("improved") if isinstance(c, keras.callbacks.EarlyStopping))
+    assert stop.patience == 4
+    assert not any(
+        isinstance(c, keras.callbacks.LearningRateScheduler) for c in callbacks("tutorial")
+    )
+
+
+def test_a_keras_backend_the_user_sets_is_kept(monkeypatch) -> None:
+    """docs/comparing.md: ``KERAS_BACKEND=torch python -m keras_reference`` runs Keras on its
+    torch backend: the package pins tensorflow only where the variable is unset (Keras reads
+    it when it is first imported)."""
+    import importlib
+
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    importlib.reload(keras_reference)
+    assert os.environ["KERAS_BACKEND"] == "torch"
+    monkeypatch.delenv("KERAS_BACKEND")
+    importlib.reload(keras_reference)
+    assert os.environ["KERAS_BACKEND"] == "tensorflow"
+
+
+def test_deterministic_on_another_backend_is_one_line(monkeypatch, tmp_path, capsys) -> None:
+    """``--deterministic true`` with ``KERAS_BACKEND=torch`` is refused in one line, exit 2,
+    before anything is written."""
+    from keras_reference.__main__ import main
+
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    out = tmp_path / "run"
+    assert main(["--deterministic", "true", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --deterministic needs KERAS_BACKEND=tensorflow, not torch"]
+    assert not out.exists()

@@ -63,14 +63,16 @@ def check_gpu(frameworks: set[str]) -> None:
     import torch
 
     if "lightning" in frameworks and not torch.cuda.is_available():
-        raise CompareError("--accelerator gpu: torch sees no GPU (torch.cuda.is_available())")
+        raise CompareError(
+            "--trainer.accelerator gpu: torch sees no GPU (torch.cuda.is_available())"
+        )
     if "keras" in frameworks:
         probe = "import tensorflow as tf, sys; sys.exit(not tf.config.list_physical_devices('GPU'))"
         found = subprocess.run([*PYTHON, "-c", probe], env=child_env(), capture_output=True)
         if found.returncode != 0:
             raise CompareError(
-                "--accelerator gpu: TensorFlow sees no GPU (install tensorflow[and-cuda]), "
-                "or pass --frameworks lightning"
+                "--trainer.accelerator gpu: TensorFlow sees no GPU (install "
+                "tensorflow[and-cuda]), or pass --frameworks [lightning]"
             )
 
 
