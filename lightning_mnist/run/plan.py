@@ -2,8 +2,9 @@
 paths pointed at it.
 
 The run folder is ``<default_root_dir>/version_N``: the next free N, the run being resumed
-(``fit --ckpt_path last``), or the SLURM job id, so a requeued job continues in its own
-folder. One process writes a run folder at a time (``run/lock.py``).
+(``fit --ckpt_path last``), or the SLURM job id. A SLURM job's new fit never writes over a run
+already in its folder; a requeued job continues it with ``--ckpt_path`` of its ``last.ckpt``.
+One process writes a run folder at a time (``run/lock.py``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def plan_run(subcommand: str | None, cfg: Any, locks: ExitStack) -> Path | None:
     version = choose_version(subcommand, cfg, root, locks, resumed)
     run_dir = None if trainer.get("fast_dev_run") else root / f"version_{version}"
     fill_run_paths(cfg, root, version, run_dir)
+    if subcommand == "fit" and run_dir is not None and slurm_job() is not None:
+        # Lightning's SLURM plugin saves hpc_ckpt_N.ckpt in default_root_dir on SIGUSR1, and a
+        # fit without --ckpt_path resumes from the newest one there: in the run's own folder,
+        # another job's never starts this one.
+        trainer.default_root_dir = str(run_dir)
     dirpath = cfg.checkpoint.init_args.get("dirpath") if cfg.get("checkpoint") else None
     if subcommand == "fit" and resumed is None and dirpath:
         check_empty_checkpoints(Path(dirpath))
@@ -84,9 +90,18 @@ def resolve_evaluation_ckpt(subcommand: str | None, cfg: Any, root: Path) -> Non
             f"{subcommand} needs --ckpt_path CKPT (a trained checkpoint); "
             "--evaluate_initial_weights true evaluates the untrained network"
         )
-    if ckpt in ("last", "best"):
+
+
+def resolve_special_ckpt(subcommand: str | None, cfg: Any) -> None:
+    """``--ckpt_path last`` (the newest run's last.ckpt) and, for validate/test/predict,
+    ``best`` become that file before Lightning reads a checkpoint's hyper-parameters, so they
+    apply and a flag that contradicts them is refused, as for a checkpoint named by path."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt == "last" or (ckpt == "best" and subcommand in ("validate", "test", "predict")):
+        root = Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT)
         cfg["ckpt_path"] = str(_last(root)[1] if ckpt == "last" else _best(root))
-        say(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
+        if subcommand != "fit":  # a fit says "Resuming <file>" when it plans the run
+            say(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
 
 
 def _best(root: Path) -> Path:
@@ -145,9 +160,11 @@ def choose_version(
             clean_for_resume(root / f"version_{version}", epoch)
         say(f"Resuming {ckpt}")
         return version
-    job = os.environ.get("SLURM_JOB_ID")
-    if job and os.environ.get("SLURM_JOB_NAME") not in (None, "bash", "interactive"):
-        return job  # a requeued job finds its own folder and resumes with --ckpt_path last
+    job = slurm_job()
+    if job is not None:
+        if subcommand == "fit" and not cfg.trainer.get("fast_dev_run") and first_process():
+            claim_job_folder(root, job, locks)
+        return job
     if not first_process() and os.environ.get(VERSION_ENV):
         return int(os.environ[VERSION_ENV])
     # A new run's folder is not created here (its lock sits beside it): DDP ranks
@@ -158,6 +175,28 @@ def choose_version(
             version += 1  # another fit started at the same moment took it
         os.environ[VERSION_ENV] = str(version)
     return version
+
+
+def slurm_job() -> str | None:
+    """The id of the SLURM batch job this runs in (None outside one, and in an interactive
+    allocation, named ``bash`` or ``interactive`` as Lightning's SLURM detection has it)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    interactive = os.environ.get("SLURM_JOB_NAME") in (None, "bash", "interactive")
+    return job if job and not interactive else None
+
+
+def claim_job_folder(root: Path, job: str, locks: ExitStack) -> None:
+    """A SLURM job's new fit writes its folder alone, and never over a run already there
+    (a requeued job, or a second fit of the job): that run is continued, or kept."""
+    run_dir = root / f"version_{job}"
+    lock_or_refuse(run_dir, locks)
+    if run_dir.is_dir() and any(p.is_file() for p in run_dir.rglob("*")):
+        last = run_dir / "checkpoints" / "last.ckpt"
+        how = f"continue it with --ckpt_path {last}" if last.is_file() else "remove it"
+        raise UserError(
+            f"run folder {run_dir} of SLURM job {job} already holds a run; {how}, "
+            "or choose another --trainer.default_root_dir"
+        )
 
 
 def _resumed_run(root: Path, ckpt: str | None) -> tuple[int, Path] | None:
