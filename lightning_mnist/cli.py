@@ -35,7 +35,7 @@ from lightning_mnist.ops.malloc import tune_malloc
 from lightning_mnist.options import add_options, with_preset_paths
 from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
-from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, say
+from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, resolve_special_ckpt, say
 from lightning_mnist.run.progress import run_progress_bar
 from lightning_mnist.run.record import test_and_record
 from lightning_mnist.run.resume import SaveOnInterrupt
@@ -68,6 +68,7 @@ class MNISTCLI(LightningCLI):
         sub = self.config.get("subcommand")
         cfg = self.config[sub] if sub else self.config
         checks.check_settings(cfg, sub)  # before LightningCLI seeds
+        resolve_special_ckpt(sub, cfg)
         ckpt = cfg.get("ckpt_path")
         named = ckpt and ckpt not in SPECIAL_CKPTS
         self._ckpt = (ckpt, read_checkpoint(ckpt, resumable=sub == "fit")) if named else None
