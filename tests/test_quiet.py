@@ -6,6 +6,7 @@ warning the project causes, to be fixed at its source, or new upstream noise to 
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 
@@ -30,3 +31,45 @@ def test_a_smoke_test_fit_warns_nothing_off_the_list(data_dir, tmp_path, capsys,
     assert not unexpected, "\n".join(unexpected)
     out, err = capsys.readouterr()
     assert "litlogger" not in out + err and "Warning" not in err
+
+
+def test_every_other_warning_stays_visible():
+    # docs/usage.md: only the listed upstream notices are silenced; every other warning stays.
+    from lightning_mnist.quiet import quiet_upstream
+
+    lightning_like = "The number of training batches (3) is smaller than the dataset's length"
+    sent = [
+        ("The dataloader, train, does not have many workers", UserWarning),  # listed
+        ("a warning this project's own code raises", UserWarning),
+        (lightning_like, UserWarning),
+        ("a deprecated call", DeprecationWarning),
+    ]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        quiet_upstream()
+        for text, category in sent:
+            warnings.warn(text, category, stacklevel=1)
+    shown = [str(w.message) for w in seen]
+    assert shown == [
+        "a warning this project's own code raises",
+        lightning_like,
+        "a deprecated call",
+    ]
+
+
+def test_lightnings_other_notices_stay_visible():
+    # Lightning's cloud-logger tip is dropped; its other notices reach the user.
+    from lightning_mnist.quiet import quiet_upstream
+
+    quiet_upstream()
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        logger.warning("Tip: try litlogger for a cloud dashboard")
+        logger.warning("GPU available: False, used: False")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["GPU available: False, used: False"]
