@@ -33,9 +33,10 @@ from lightning_mnist.errors import report_user_errors
 from lightning_mnist.interop.start import start_from_keras
 from lightning_mnist.ops.malloc import tune_malloc
 from lightning_mnist.options import add_options, with_preset_paths
+from lightning_mnist.parser_errors import argument_hint
 from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
-from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, resolve_special_ckpt, say
+from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, resolve_special_ckpt, say_batch
 from lightning_mnist.run.progress import run_progress_bar
 from lightning_mnist.run.record import test_and_record
 from lightning_mnist.run.resume import SaveOnInterrupt
@@ -123,13 +124,7 @@ class MNISTCLI(LightningCLI):
         self._check_ckpt()
         if init := self._cfg(self.config).get("init_weights"):
             start_from_keras(self.model.model, init)
-        batch, world = self.datamodule.batch_size, self.trainer.world_size
-        steps = self.trainer.accumulate_grad_batches  # batches summed into one optimizer step
-        per_step = f"{batch * steps} images per optimizer step (global, {steps} batches)"
-        say(
-            f"Batch: {per_step if steps > 1 else f'{batch} images per optimizer step (global)'}, "
-            f"{batch // world} per device on {world} device(s)"
-        )
+        say_batch(self.datamodule.batch_size, self.trainer)
         self._fit_t0 = time.perf_counter()
 
     before_validate = before_test = before_predict = _check_ckpt
@@ -140,14 +135,6 @@ class MNISTCLI(LightningCLI):
             test_and_record(
                 self.trainer, self.model, self.datamodule, self.run_dir, cfg, self._fit_t0
             )
-
-
-def argument_hint(args: list[str]) -> str:
-    """What follows a parser error: why a checkpoint may cause it, and where help is."""
-    hint = ""
-    if "--ckpt_path" in args:
-        hint = " (a --ckpt_path checkpoint's saved hyper-parameters are options too)"
-    return f"{hint} (see `{' '.join(['lightning-mnist', *args[:1]])} --help`)"
 
 
 def main(argv: list[str] | None = None) -> int:

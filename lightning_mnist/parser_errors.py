@@ -62,3 +62,11 @@ def union_message(text: str) -> str | None:
         return None
     expected = ", or ".join(dict.fromkeys(_expected(k) for k in kinds))
     return f"{where}: {given.group(1)[:120]!r} is not {expected}"
+
+
+def argument_hint(args: list[str]) -> str:
+    """What follows a parser error: why a checkpoint may cause it, and where help is."""
+    hint = ""
+    if "--ckpt_path" in args:
+        hint = " (a --ckpt_path checkpoint's saved hyper-parameters are options too)"
+    return f"{hint} (see `{' '.join(['lightning-mnist', *args[:1]])} --help`)"

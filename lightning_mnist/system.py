@@ -29,24 +29,36 @@ class EpochSums:
     """
 
     def __init__(self) -> None:
-        self.sums = torch.zeros(4)
+        self._allocate("cpu")
+
+    def _allocate(self, device: torch.device | str) -> None:
+        self.sums = torch.zeros(4, device=device)
+        # Views made once: indexing ``sums`` each step would cost a view per slot per step.
+        self._loss, self._correct, self._n, self._finite = self.sums.unbind(0)
+        self.n = 0  # images this epoch, counted on the host (their count needs no sync)
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         if self.sums.device != loss.device:
-            self.sums = torch.zeros(4, device=loss.device)
-        self.sums[0].add_(loss.detach(), alpha=y.shape[0])
-        self.sums[1].add_((logits.detach().argmax(1) == y).sum())
-        self.sums[2].add_(y.shape[0])
+            self._allocate(loss.device)
+        self.n += y.shape[0]
+        self._loss.add_(loss.detach(), alpha=y.shape[0])
+        self._correct.add_((logits.detach().argmax(1) == y).sum())
         # A NaN or infinite loss makes the sum non-finite for good: this counts the steps
         # before the first such loss, the step to name if the epoch ends non-finite.
-        self.sums[3].add_(self.sums[0].isfinite())
+        self._finite.add_(self._loss.isfinite())
+
+    def reset(self) -> None:
+        """Zero the sums for a new epoch."""
+        self.sums.zero_()
+        self.n = 0
 
     def compute(self, strategy) -> dict[str, float]:
         """The epoch's means over every rank (one host sync), and reset for the next epoch.
         ``finite_steps`` is this rank's own count."""
+        self._n.fill_(self.n)
         total = strategy.reduce(self.sums.clone(), reduce_op="sum")
         loss_sum, correct, n, _, finite_steps = torch.cat([total, self.sums[3:]]).tolist()
-        self.sums.zero_()
+        self.reset()
         n32 = torch.tensor(n)  # float32 division, as Keras's means
         return {
             "loss": (torch.tensor(loss_sum) / n32).item(),
@@ -171,7 +183,7 @@ class MNISTClassifier(L.LightningModule):
         # Only values measured in this epoch reach its history: a cut epoch's training means
         # stay unset, and the validation values are this epoch's last validation, if any.
         self.epoch_metrics = {}
-        self.means["fit"].sums.zero_()
+        self.means["fit"].reset()
         # Dropout masks derive from (seed, epoch, rank): a resumed run draws the same ones.
         seed = (self._base_seed * 1_000_003 + self.current_epoch) * 1009 + self.global_rank
         torch.manual_seed(seed % 2**63)
@@ -198,7 +210,7 @@ class MNISTClassifier(L.LightningModule):
         if not self.trainer.sanity_checking:
             self._log_epoch("val")
         else:
-            self.means["val"].sums.zero_()
+            self.means["val"].reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

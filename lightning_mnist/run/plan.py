@@ -80,6 +80,17 @@ def plan_run(subcommand: str | None, cfg: Any, locks: ExitStack) -> Path | None:
     return run_dir
 
 
+def say_batch(batch: int, trainer: Any) -> None:
+    """The start-up line: images per optimizer step (accumulated batches summed in), and per
+    device."""
+    world, steps = trainer.world_size, trainer.accumulate_grad_batches
+    per_step = f"{batch * steps} images per optimizer step (global, {steps} batches)"
+    say(
+        f"Batch: {per_step if steps > 1 else f'{batch} images per optimizer step (global)'}, "
+        f"{batch // world} per device on {world} device(s)"
+    )
+
+
 def resolve_evaluation_ckpt(subcommand: str | None, cfg: Any, root: Path) -> None:
     """validate/test/predict evaluate a trained checkpoint, never random weights silently."""
     ckpt = cfg.get("ckpt_path")
