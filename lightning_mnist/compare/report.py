@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 from lightning_mnist.atomic import json_text
 from lightning_mnist.compare import sections
 from lightning_mnist.compare.sections import DEFAULT_MARGIN_PP
+from lightning_mnist.data.catalogue import DATA_DIR_ENV
 from lightning_mnist.errors import UserError
 
 REPORT_JSON, REPORT_MD, SETTINGS_JSON = "report.json", "report.md", "settings.json"
@@ -59,6 +61,8 @@ def load_runs(out_dir: Path) -> list[dict[str, Any]]:
         except (ValueError, KeyError, TypeError) as e:
             raise ReportError(f"{path} is not a readable results.json ({e!r}); move it away") from e
         results["path"] = str(path.relative_to(out_dir))
+        if results.get("data_dir") and results["data_dir"] == os.environ.get(DATA_DIR_ENV):
+            results["data_dir"] = f"${DATA_DIR_ENV}"  # as settings.json names it: no machine path
         results["predictions"] = _predictions(path.parent, results)
         results["process"] = _process(path.parent)
         mtime = path.stat().st_mtime

@@ -227,3 +227,19 @@ def test_curves_of_one_epoch_runs_show_their_points(monkeypatch, tmp_path):
         assert [t for t in ax.get_xticks() if left <= t <= right] == [1.0]
         mean = [line for line in ax.lines if line.get_linewidth() == 2]
         assert mean and mean[0].get_marker() == "o"  # one point: drawn as a dot
+
+
+def test_the_report_names_the_data_folder_by_its_variable(tmp_path, monkeypatch):
+    """A run that read $MNIST_DATA_DIR is recorded in report.json as ``$MNIST_DATA_DIR``, as
+    settings.json names it, so a committed report holds no machine's path; another folder is
+    kept as the run recorded it."""
+    data = str(tmp_path / "mnist-here")
+    monkeypatch.setenv("MNIST_DATA_DIR", data)
+    out = tmp_path / "cmp"
+    runs = [fake_results("keras", 0, 0.98), fake_results("lightning", 0, 0.98)]
+    runs[0]["data_dir"], runs[1]["data_dir"] = data, "/elsewhere"
+    write_fake_runs(out, runs)
+    assert main(["--report_only", "true", "--out", str(out)]) == 0
+    recorded = [r["data_dir"] for r in json.loads((out / "report.json").read_text())["runs"]]
+    assert recorded == ["$MNIST_DATA_DIR", "/elsewhere"]
+    assert data not in (out / "report.json").read_text()
