@@ -113,6 +113,11 @@ def resolve_special_ckpt(subcommand: str | None, cfg: Any) -> None:
         cfg["ckpt_path"] = str(_last(root)[1] if ckpt == "last" else _best(root))
         if subcommand != "fit":  # a fit says "Resuming <file>" when it plans the run
             say(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
+        elif first_process():  # what plan_run refuses, before the checkpoint is read
+            run_dir = root / f"version_{_last(root)[0]}"
+            check_not_finished(run_dir, cfg.trainer.get("max_epochs"))
+            with ExitStack() as probe:
+                lock_or_refuse(run_dir, probe)
 
 
 def _best(root: Path) -> Path:
