@@ -110,11 +110,12 @@ def resolve_special_ckpt(subcommand: str | None, cfg: Any) -> None:
     ckpt = cfg.get("ckpt_path")
     if ckpt == "last" or (ckpt == "best" and subcommand in ("validate", "test", "predict")):
         root = Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT)
-        cfg["ckpt_path"] = str(_last(root)[1] if ckpt == "last" else _best(root))
+        version, path = _last(root) if ckpt == "last" else (None, _best(root))
+        cfg["ckpt_path"] = str(path)
         if subcommand != "fit":  # a fit says "Resuming <file>" when it plans the run
             say(f"{subcommand}: {cfg['ckpt_path']} (--ckpt_path {ckpt})")
         elif first_process():  # what plan_run refuses, before the checkpoint is read
-            run_dir = root / f"version_{_last(root)[0]}"
+            run_dir = root / f"version_{version}"
             check_not_finished(run_dir, cfg.trainer.get("max_epochs"))
             with ExitStack() as probe:
                 lock_or_refuse(run_dir, probe)
@@ -216,10 +217,8 @@ def claim_job_folder(root: Path, job: str, locks: ExitStack) -> None:
 
 
 def _resumed_run(root: Path, ckpt: str | None) -> tuple[int, Path] | None:
-    """The run a fit continues in its own folder: ``--ckpt_path last`` (the newest run), or
-    the ``last.ckpt`` of one of this root's run folders, as the interrupt message prints it."""
-    if ckpt == "last":
-        return _last(root)
+    """The run a fit continues in its own folder: the ``last.ckpt`` of one of this root's run
+    folders (``--ckpt_path last`` arrives here as that file), as the interrupt message prints it."""
     path = Path(ckpt) if ckpt and ckpt not in ("best", "hpc", "registry") else None
     if path is None or path.name != "last.ckpt" or path.parent.name != "checkpoints":
         return None
