@@ -156,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         auto_cli(
-            keras_reference_run, args=argv, as_positional=False, prog="python -m keras_reference"
+            keras_reference_run,
+            args=argv,
+            as_positional=False,
+            allow_abbrev=False,
+            prog="python -m keras_reference",
         )
     except (DataError, FileExistsError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)

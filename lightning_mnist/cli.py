@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = next((c for c in cli.trainer.callbacks if hasattr(c, "failures")), None)
         return 1 if writer is not None and writer.failures else 0
 
-    return report_user_errors(run, USER_ERRORS, argument_hint(args))
+    return report_user_errors(run, USER_ERRORS, argument_hint(args, (*SUBCOMMANDS, "export")))
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
@@ -185,6 +185,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
             # A parser error is raised, not printed after the usage screen: main() shows it.
             parser_kwargs={
                 "exit_on_error": False,
+                "allow_abbrev": False,  # --trainer.max_epoch is a typo, not max_epochs
                 "epilog": EXPORT_HELP,
                 **{s: {"exit_on_error": False} for s in SUBCOMMANDS},
             },

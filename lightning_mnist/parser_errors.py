@@ -64,9 +64,11 @@ def union_message(text: str) -> str | None:
     return f"{where}: {given.group(1)[:120]!r} is not {expected}"
 
 
-def argument_hint(args: list[str]) -> str:
-    """What follows a parser error: why a checkpoint may cause it, and where help is."""
+def argument_hint(args: list[str], subcommands: tuple[str, ...]) -> str:
+    """What follows a parser error: why a checkpoint may cause it, and where help is (the
+    subcommand's help when ``args`` start with one of ``subcommands``, else the command's)."""
     hint = ""
     if "--ckpt_path" in args:
         hint = " (a --ckpt_path checkpoint's saved hyper-parameters are options too)"
-    return f"{hint} (see `{' '.join(['lightning-mnist', *args[:1]])} --help`)"
+    sub = args[:1] if args[:1] and args[0] in subcommands else []
+    return f"{hint} (see `{' '.join(['lightning-mnist', *sub])} --help`)"

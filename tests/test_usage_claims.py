@@ -7,6 +7,7 @@ CLI's "mnist" their size), so no real MNIST is needed and each fit takes about a
 from __future__ import annotations
 
 import csv
+import importlib
 import platform
 from pathlib import Path
 
@@ -214,6 +215,23 @@ def test_a_parser_error_of_another_subcommand_points_at_its_help(tmp_path, capsy
     assert err.endswith("(see `lightning-mnist validate --help`)")
 
 
+def test_a_misspelt_subcommand_points_at_the_commands_help(capsys):
+    # The pointer must name a help that exists: `lightning-mnist fitt --help` does not.
+    assert main(["fitt", "--config", "tutorial"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "'fitt'" in err, err
+    assert err.endswith("(see `lightning-mnist --help`)"), err
+
+
+def test_an_abbreviated_option_is_refused_not_taken_for_the_longer_one(tmp_path, capsys):
+    # usage.md: unknown keys are refused. argparse would take --trainer.max_epoch for
+    # --trainer.max_epochs and train; the parsers are built with allow_abbrev=False.
+    world = World(tmp_path, tmp_path)
+    assert main(world.sub("fit", "--trainer.max_epoch", "1")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unrecognized arguments: --trainer.max_epoch 1" in err, err
+
+
 class StepClock:
     """Lightning's Timer reads this clock: one second per finished training step."""
 
@@ -246,3 +264,24 @@ def test_max_time_cuts_an_epoch_and_validates_where_it_stopped(tiny_idx_dir, tmp
     assert [int(r["epoch"]) for r in validated] == [0, 1]  # measured in each epoch
     assert h["val_loss"] == pytest.approx([float(r["val_loss"]) for r in validated])
     assert h["val_accuracy"] == pytest.approx([float(r["val_accuracy"]) for r in validated])
+
+
+ABBREVIATED = {  # each command's option cut short: a typo to refuse, never a prefix to take
+    "lightning_mnist.data.cli": ["verify", "--data.data_di", "nowhere"],
+    "lightning_mnist.compare.cli": ["--report_only", "true", "--seed", "3"],
+    "lightning_mnist.compare.bench": ["--repeat", "1"],
+    "lightning_mnist.interop.export": ["--ckpt", "nowhere.ckpt"],
+    "keras_reference.__main__": ["--data.data_di", "nowhere"],
+}
+
+
+@pytest.mark.parametrize("module", list(ABBREVIATED))
+def test_every_command_refuses_an_abbreviated_option(module, capsys):
+    argv = ABBREVIATED[module]
+    try:
+        status = importlib.import_module(module).main(argv)
+    except SystemExit as e:  # python -m keras_reference leaves parser errors to jsonargparse
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and f"unrecognized arguments: {' '.join(argv[-2:])}" in err[-1], err

@@ -23,7 +23,7 @@ def run_command(command: Callable[..., Any], prog: str, argv: list[str] | None =
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     about = (inspect.getdoc(command) or "").split("\n\nArgs:")[0]
-    parser = ArgumentParser(prog=prog, description=about, exit_on_error=False)
+    parser = ArgumentParser(prog=prog, description=about, exit_on_error=False, allow_abbrev=False)
     parser.add_function_arguments(command, as_group=False, skip={"command"}, sub_configs=True)
 
     def run() -> int:

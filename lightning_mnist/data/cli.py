@@ -74,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     """The console script (``argv`` default: ``sys.argv[1:]``); see the module docstring."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     description = "Fetch or verify MNIST-style IDX files."
-    run = partial(auto_cli, [fetch, verify], argv, exit_on_error=False, description=description)
+    run = partial(
+        auto_cli,
+        [fetch, verify],
+        argv,
+        exit_on_error=False,
+        allow_abbrev=False,
+        description=description,
+    )
     return report_user_errors(lambda: run(prog="lightning-mnist-data"), (), HELP_HINT)
 
 

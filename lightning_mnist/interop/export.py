@@ -183,5 +183,7 @@ def _format_of(out: str | None) -> Format:
 def main(argv: list[str] | None = None) -> int:
     """``lightning-mnist export --ckpt_path CKPT --format onnx|torchscript|exported-program``."""
     prog = "lightning-mnist export"
-    run = partial(auto_cli, export_command, argv, as_positional=False, exit_on_error=False)
+    run = partial(
+        auto_cli, export_command, argv, as_positional=False, exit_on_error=False, allow_abbrev=False
+    )
     return report_user_errors(lambda: run(prog=prog), (), f" (see `{prog} --help`)")
