@@ -81,8 +81,7 @@ def keras_reference_run(
     save_initial_weights: bool = False,
     tune_malloc: bool = True,
 ) -> dict[str, Any]:
-    """Run the Keras MNIST CNN tutorial and write results.json, the best model and the
-    learning curves into --out.
+    """Run the Keras MNIST CNN tutorial; write results.json, the best model and plots to --out.
 
     Args:
         out: Run folder; must not hold a results.json.

@@ -119,7 +119,7 @@ def _keras_load_data(dataset: str, looked_in: Path | None) -> Arrays:
         _remove_new_empty_dirs(home, before)  # a failed download leaves no folders behind
         raise DataError(
             f"{where}keras.datasets.{dataset}.load_data() failed ({type(e).__name__}: {e}); "
-            "pass --data.data_dir with the IDX files"
+            "pass --data.data_dir with the IDX files (`lightning-mnist-data fetch` writes them)"
         ) from None
 
 

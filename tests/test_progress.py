@@ -3,17 +3,39 @@ the bar off or bringing one's own still works."""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
+from helpers import cli_args
 from lightning.pytorch.callbacks import TQDMProgressBar
 from test_lightning_native import built
+from test_records import tiny_mnist  # noqa: F401 (autouse: tiny IDX files pass the checks)
 
-from lightning_mnist.run.progress import RunRichProgressBar, RunTQDMProgressBar
+from lightning_mnist.cli import cli_main
+from lightning_mnist.run import progress
+from lightning_mnist.run.progress import EpochLines, RunRichProgressBar, RunTQDMProgressBar
 
 
-def test_the_cli_uses_the_run_bar(tmp_path):
+def test_the_cli_uses_the_run_bar_on_a_terminal(tmp_path, monkeypatch):
+    monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: True)
     assert isinstance(built(tmp_path).trainer.progress_bar_callback, RunRichProgressBar)
+
+
+def test_the_cli_prints_epoch_lines_elsewhere(tmp_path, monkeypatch):
+    # A bar is redrawn only on a terminal: in a log file it would appear once, at the end.
+    monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: False)
+    assert isinstance(built(tmp_path).trainer.progress_bar_callback, EpochLines)
+
+
+def test_a_log_file_gets_one_line_per_epoch(tiny_idx_dir, tmp_path, capsys):
+    args = cli_args(tiny_idx_dir, tmp_path, "--data.batch_size", "8", "--trainer.max_epochs", "2")
+    args[args.index("--trainer.enable_progress_bar") + 1] = "true"  # on, as a user has it
+    cli_main(["fit", *args])
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Epoch ")]
+    assert [x.split(":")[0] for x in lines] == ["Epoch 1/2", "Epoch 2/2"], lines
+    names = r"loss [\d.]+, accuracy [\d.]+, val_loss [\d.]+, val_accuracy [\d.]+"
+    assert all(re.search(rf": {names} \([\d.]+ s\)$", x) for x in lines), lines
 
 
 def test_the_bar_can_be_turned_off(tmp_path):

@@ -1,9 +1,12 @@
 """The progress bar of a run: epochs counted from 1 of max_epochs (as in results.json, the
 checkpoint names and Keras's ``Epoch 1/100``), and no logger version (``v_num``), which is
-the run folder's name and not a measurement."""
+the run folder's name and not a measurement. Where the output is not a terminal (a log file,
+nohup, CI), a bar is only drawn at the end, so one line per epoch is printed instead."""
 
 from __future__ import annotations
 
+import sys
+import time
 from importlib.util import find_spec
 
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
@@ -38,6 +41,39 @@ class RunTQDMProgressBar(_RunMetrics, TQDMProgressBar):
         self.train_progress_bar.set_description(_epoch(trainer))
 
 
-def run_progress_bar() -> ProgressBar:
-    """The bar Lightning would pick by default, with the run's epoch numbers."""
+def _validation_last(item: tuple[str, object]) -> bool:
+    return item[0].startswith("val_")
+
+
+class EpochLines(_RunMetrics, ProgressBar):
+    """One line per training epoch, after its validation, as Keras's ``verbose=2`` prints:
+    ``Epoch 3/100: loss 0.2512, accuracy 0.9231, val_loss 0.0781, ... (5.1 s)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enabled, self.started = True, 0.0
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_epoch_start(self, trainer, *_) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not (self.enabled and trainer.is_global_zero):
+            return
+        metrics = sorted(self.get_metrics(trainer, pl_module).items(), key=_validation_last)
+        values = ", ".join(f"{k} {v:.4f}" for k, v in metrics if isinstance(v, float))
+        seconds = time.perf_counter() - self.started
+        print(f"{_epoch(trainer)}: {values} ({seconds:.1f} s)", flush=True)
+
+
+def run_progress_bar(terminal: bool | None = None) -> ProgressBar:
+    """The bar Lightning would pick by default, with the run's epoch numbers, where stdout is
+    a terminal (``terminal`` None: ask it); epoch lines elsewhere."""
+    if not (sys.stdout.isatty() if terminal is None else terminal):
+        return EpochLines()
     return RunRichProgressBar() if find_spec("rich") else RunTQDMProgressBar()
