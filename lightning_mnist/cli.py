@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -37,8 +37,8 @@ from lightning_mnist.parser_errors import argument_hint
 from lightning_mnist.quiet import quiet_upstream
 from lightning_mnist.run.folder import DEFAULT_ROOT, RunConfig
 from lightning_mnist.run.plan import CALLBACK_GROUPS, plan_run, resolve_special_ckpt, say_batch
-from lightning_mnist.run.progress import run_progress_bar
-from lightning_mnist.run.record import test_and_record
+from lightning_mnist.run.progress import with_run_bar
+from lightning_mnist.run.record import say_run_folder, test_and_record
 from lightning_mnist.run.resume import SaveOnInterrupt
 from lightning_mnist.system import MNISTClassifier
 
@@ -102,14 +102,8 @@ class MNISTCLI(LightningCLI):
         for key in CALLBACK_GROUPS:
             if cfg.get(key) is None:
                 cfg[key] = Callback()
-        trainer = cfg.get("trainer") or {}
-        given = trainer.get("callbacks") or []
-        given = given if isinstance(given, list) else [given]
-        # Lightning's default bar, with epochs from 1, unless the bar is off or the user's own.
-        if trainer.get("enable_progress_bar") is not False and not any(
-            isinstance(c, ProgressBar) for c in given
-        ):
-            kwargs["callbacks"] = [*given, run_progress_bar()]
+        if (callbacks := with_run_bar(cfg.get("trainer") or {})) is not None:
+            kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
     def _check_ckpt(self) -> None:
@@ -128,6 +122,11 @@ class MNISTCLI(LightningCLI):
         self._fit_t0 = time.perf_counter()
 
     before_validate = before_test = before_predict = _check_ckpt
+
+    def after_validate(self) -> None:
+        say_run_folder(self.trainer, self.run_dir)
+
+    after_test = after_validate
 
     def after_fit(self) -> None:
         if not self.trainer.interrupted:

@@ -56,6 +56,7 @@ def test_validate_test_and_predict_take_the_newest_runs_last_checkpoint(
 
     cli, out = _evaluate("validate", tiny_idx_dir, tmp_path, "last", capsys)
     assert f"validate: {last} (--ckpt_path last)" in out
+    assert f"Run folder: {cli.run_dir}" in out.splitlines() and cli.run_dir.name == "version_2"
     metrics = cli.trainer.callback_metrics
     assert metrics["val_samples"] == VAL_IMAGES
     # last.ckpt holds the weights the fit validated at the end of its only epoch.
@@ -63,6 +64,7 @@ def test_validate_test_and_predict_take_the_newest_runs_last_checkpoint(
 
     cli, out = _evaluate("test", tiny_idx_dir, tmp_path, "last", capsys)
     assert f"test: {last} (--ckpt_path last)" in out
+    assert f"Run folder: {cli.run_dir}" in out.splitlines() and cli.run_dir.name == "version_3"
     metrics = cli.trainer.callback_metrics
     assert metrics["test_samples"] == TEST_IMAGES == newest["test_samples"]
     # One epoch: the fit's tested best checkpoint holds the same weights as last.ckpt.

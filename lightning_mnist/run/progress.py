@@ -77,3 +77,15 @@ def run_progress_bar(terminal: bool | None = None) -> ProgressBar:
     if not (sys.stdout.isatty() if terminal is None else terminal):
         return EpochLines()
     return RunRichProgressBar() if find_spec("rich") else RunTQDMProgressBar()
+
+
+def with_run_bar(trainer: dict, terminal: bool | None = None) -> list | None:
+    """The Trainer's callbacks with the run's bar (:func:`run_progress_bar`) added; None where
+    the bar is off or the user brings one of their own (the callbacks stay as given)."""
+    given = trainer.get("callbacks") or []
+    given = given if isinstance(given, list) else [given]
+    if trainer.get("enable_progress_bar") is False or any(
+        isinstance(c, ProgressBar) for c in given
+    ):
+        return None
+    return [*given, run_progress_bar(terminal)]

@@ -167,6 +167,12 @@ def describe_device(trainer) -> str:
     return f"{dev.type} x{trainer.world_size} ({name}, {torch.get_num_threads()} threads)"
 
 
+def say_run_folder(trainer, run_dir: Path | None) -> None:
+    """After validate or test: where this command's run folder is (fit says it in its summary)."""
+    if run_dir is not None and trainer.is_global_zero:
+        print(f"Run folder: {run_dir}")
+
+
 def print_summary(results: dict, run_dir: Path, best: str, fit_seconds: float) -> None:
     secs = sorted(results["epoch_seconds"])
     tested = "best checkpoint" if best else "last weights"
