@@ -64,3 +64,12 @@ def test_no_logger_version_among_the_metrics(kind, tmp_path):
     metrics = kind().get_metrics(cli.trainer, cli.model)
     assert "v_num" not in metrics
     assert "v_num" in TQDMProgressBar().get_metrics(cli.trainer, cli.model)  # upstream shows it
+
+
+def test_a_disabled_epoch_line_bar_prints_nothing(capsys):
+    # ProgressBar.disable() is Lightning's public switch (e.g. on the processes that are not
+    # rank 0); a disabled bar must not reach for the trainer's metrics.
+    bar = EpochLines()
+    bar.disable()
+    bar.on_train_epoch_end(SimpleNamespace(is_global_zero=True), None)
+    assert capsys.readouterr().out == ""
