@@ -197,8 +197,8 @@ MUTATIONS = (
         "epoch-mean-unweighted",
         "epoch losses are sample-weighted means, as Keras reports them",
         "lightning_mnist/system.py",
-        "self.sums[0].add_(loss.detach(), alpha=y.shape[0])",
-        "self.sums[0].add_(loss.detach())",
+        "self._loss.add_(loss.detach(), alpha=y.shape[0])",
+        "self._loss.add_(loss.detach())",
         (f"{NATIVE}::test_epoch_means_are_keras_sample_weighted_means",),
     ),
     Mutation(
