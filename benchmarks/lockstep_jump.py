@@ -60,20 +60,27 @@ def pairs_of(za: torch.Tensor, zb: torch.Tensor, where: torch.Tensor) -> list[li
     return [[float(p), float(q)] for p, q in zip(za[where][:4], zb[where][:4], strict=True)]
 
 
-def flips(wa: dict, wb: dict, x: np.ndarray) -> dict:
-    """The ReLU and pool decisions that differ between the two weight sets on batch ``x``."""
-    a, b = decisions(wa, x), decisions(wb, x)
-    conv = (a["conv"] > 0) != (b["conv"] > 0)
-    fc1 = (a["fc1"] > 0) != (b["fc1"] > 0)
+def masks(a: dict, b: dict) -> dict[str, torch.Tensor]:
+    """Where two :func:`decisions` results differ: conv ReLUs, pool winners, fc1 ReLUs."""
     live = (a["pooled"] > 0) | (b["pooled"] > 0)  # a winner matters only where one is positive
-    pool = (a["winner"] != b["winner"]) & live
     return {
-        "conv_relu": int(conv.sum()),
-        "conv_relu_filters": sorted({int(f) for f in conv.nonzero()[:, 1]}),
-        "conv_z": pairs_of(a["conv"], b["conv"], conv),
-        "pool_winner": int(pool.sum()),
-        "fc1_relu": int(fc1.sum()),
-        "fc1_z": pairs_of(a["fc1"], b["fc1"], fc1),
+        "conv": (a["conv"] > 0) != (b["conv"] > 0),
+        "pool": (a["winner"] != b["winner"]) & live,
+        "fc1": (a["fc1"] > 0) != (b["fc1"] > 0),
+    }
+
+
+def flips(a: dict, b: dict) -> dict:
+    """The decisions that differ between two :func:`decisions` results, with the
+    pre-activations of the first flipped ReLUs."""
+    m = masks(a, b)
+    return {
+        "conv_relu": int(m["conv"].sum()),
+        "conv_relu_filters": sorted({int(f) for f in m["conv"].nonzero()[:, 1]}),
+        "conv_z": pairs_of(a["conv"], b["conv"], m["conv"]),
+        "pool_winner": int(m["pool"].sum()),
+        "fc1_relu": int(m["fc1"].sum()),
+        "fc1_z": pairs_of(a["fc1"], b["fc1"], m["fc1"]),
     }
 
 
@@ -98,8 +105,11 @@ def fresh(side, weights: dict):
     return KerasSide(weights)
 
 
-def jump_record(models: dict, pair: str, before: dict, after: dict, batch: tuple) -> dict:
-    """What changed at the jump step of ``pair`` (weights ``before`` and ``after`` it)."""
+def jump_record(
+    models: dict, pair: str, before: dict, after: dict, batch: tuple, made: dict
+) -> dict:
+    """What changed at the jump step of ``pair`` (weights ``before`` and ``after`` it; ``made``:
+    each model's :func:`decisions` on the batch before it)."""
     a, b = PAIRS[pair]
     d_after = max_dw(after[a], after[b])
     name = max(d_after, key=d_after.get)
@@ -121,15 +131,13 @@ def jump_record(models: dict, pair: str, before: dict, after: dict, batch: tuple
         "grad": [float(ga[i][where]), float(gb[i][where])],
         "grad_same_weights_max_diff": same,
         **adam_prediction(side_b, i, where, float(ga[i][where] - gb[i][where])),
-        "decisions": flips(before[a], before[b], batch[0]),
+        "decisions": flips(made[a], made[b]),
     }
 
 
 def differing(da: dict, db: dict) -> int:
     """How many ReLU and pool decisions differ between two :func:`decisions` results."""
-    live = (da["pooled"] > 0) | (db["pooled"] > 0)
-    n = ((da["conv"] > 0) != (db["conv"] > 0)).sum() + ((da["fc1"] > 0) != (db["fc1"] > 0)).sum()
-    return int(n + ((da["winner"] != db["winner"]) & live).sum())
+    return int(sum(m.sum() for m in masks(da, db).values()))
 
 
 def growth(record: dict, pair: str) -> dict:
@@ -169,7 +177,10 @@ def run(seed: int, steps: int, data) -> dict:
             record["max_dw"][pair].append(new)
             record["decisions_differing"][pair].append(differing(made[a], made[b]))
             if pair not in found and 0 < old < new / JUMP:
-                found[pair] = {"step": step + 1, **jump_record(models, pair, before, after, batch)}
+                found[pair] = {
+                    "step": step + 1,
+                    **jump_record(models, pair, before, after, batch, made),
+                }
                 print(f"{pair}: step {step + 1}: {json.dumps(found[pair])}", flush=True)
     summary = {pair: growth(record, pair) for pair in PAIRS}
     print(json.dumps(summary, indent=1))
