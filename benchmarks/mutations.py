@@ -268,6 +268,14 @@ MUTATIONS = (
         "    if False:",
         (f"{VERIFY}::test_corruption_is_one_line_naming_the_file[flipped-test-images]",),
     ),
+    Mutation(
+        "loss-smoothing",
+        "the training loss is Keras's categorical cross-entropy, nothing added",
+        "lightning_mnist/system.py",
+        "loss = F.cross_entropy(logits, y)",
+        "loss = F.cross_entropy(logits, y, label_smoothing=1e-4)",
+        (f"{ONE_STEP}::test_loss_and_gradients[preset]",),
+    ),
 )
 
 
