@@ -17,4 +17,4 @@ train: $(READY)
 	$(VENV)/bin/lightning-mnist fit --config configs/tutorial.yaml
 
 test: $(READY)
-	$(VENV)/bin/python -m pytest --durations=20
+	$(VENV)/bin/python -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=20

@@ -14,6 +14,18 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`make test` runs the suite on up to 4 workers), each worker and the
+# commands its tests start get an equal share of the cores, set before torch or TensorFlow
+# loads: workers whose thread pools each spread over every core slow each other down. An
+# OMP_NUM_THREADS of the user's own turns this off.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+OUTER_THREAD_ENV = {name: os.environ.get(name) for name in THREAD_VARS}
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1 and OUTER_THREAD_ENV["OMP_NUM_THREADS"] is None:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for _name in THREAD_VARS:
+        os.environ.setdefault(_name, str(max(1, (_cores or 1) // WORKERS)))
+
 # TensorFlow >= 2.20 loads its LLVM globally; importing triton (which torch and lightning
 # pull in lazily) after it segfaults. Import triton first, whatever subset of tests runs.
 with contextlib.suppress(ImportError):

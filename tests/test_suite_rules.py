@@ -7,8 +7,10 @@ that a command exited with 0: a test names a behaviour and checks what that beha
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
+import conftest
 import torch
 from conftest import SESSION_THREADS
 
@@ -81,6 +83,20 @@ def test_a_test_may_change_the_thread_count() -> None:
     """Changes it for the next test to see (conftest's autouse fixture must undo it)."""
     torch.set_num_threads(1 if SESSION_THREADS > 1 else 2)
     assert torch.get_num_threads() != SESSION_THREADS
+
+
+def test_an_xdist_worker_runs_on_its_share_of_the_cores() -> None:
+    """`make test` runs pytest-xdist workers; conftest gives each cores // workers threads
+    (torch here, and the commands the tests start). A plain run's, or a user's own
+    OMP_NUM_THREADS, it leaves alone."""
+    env = {k: os.environ.get(k) for k in conftest.THREAD_VARS}
+    if conftest.WORKERS == 1 or conftest.OUTER_THREAD_ENV["OMP_NUM_THREADS"] is not None:
+        assert env == conftest.OUTER_THREAD_ENV
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = str(max(1, cores // conftest.WORKERS))
+    assert env == {k: outer or share for k, outer in conftest.OUTER_THREAD_ENV.items()}
+    assert str(SESSION_THREADS) == share  # set before torch loaded
 
 
 def test_the_next_test_runs_on_the_session_thread_count() -> None:
