@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
 from lightning_mnist.data.catalogue import (
     DATA_DIR_ENV,
@@ -64,7 +65,8 @@ def resolve_real_data(
     path = default.resolve()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fetch(path)
+        with FileLock(path / ".tests-fetch.lock"):  # pytest-xdist workers fetch once, in turn
+            fetch(path)
     except (DataError, OSError) as e:
         raise RealDataMissing(
             f"could not get real MNIST into {path}: {e}. Run `lightning-mnist-data fetch` "
