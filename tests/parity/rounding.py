@@ -101,9 +101,10 @@ def _forward(model: TutorialCNN, x: torch.Tensor, y: torch.Tensor) -> dict[str, 
 
 
 def _batch_sum(a, norm_a, d, norm_d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ_b d_bj·a_bk and its norms: its own sum over the batch, and per image the linear sum
-    of both factors' upstream errors (one image's errors may share roundings), in
-    quadrature over the images."""
+    """Σ_b d_bj·a_bk and its norms: its own sum over the batch (taken over the terms'
+    magnitudes, whose partial sums bound the signed ones), and per image the linear sum of
+    both factors' upstream errors (one image's errors may share roundings), in quadrature
+    over the images."""
     grad = d.T @ a
     a, d = a.abs(), d.abs()
     upstream = norm_d.square().T @ a.square() + 2 * (norm_d * d).T @ (a * norm_a)
