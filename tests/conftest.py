@@ -20,11 +20,13 @@ import pytest
 # OMP_NUM_THREADS of the user's own turns this off.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 OUTER_THREAD_ENV = {name: os.environ.get(name) for name in THREAD_VARS}
-WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if WORKERS > 1 and OUTER_THREAD_ENV["OMP_NUM_THREADS"] is None:
+THREAD_SHARE: str | None = None  # the threads each worker gets; None: left alone
+_workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _workers > 1 and OUTER_THREAD_ENV["OMP_NUM_THREADS"] is None:
     _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    THREAD_SHARE = str(max(1, (_cores or 1) // _workers))
     for _name in THREAD_VARS:
-        os.environ.setdefault(_name, str(max(1, (_cores or 1) // WORKERS)))
+        os.environ.setdefault(_name, THREAD_SHARE)
 
 # TensorFlow >= 2.20 loads its LLVM globally; importing triton (which torch and lightning
 # pull in lazily) after it segfaults. Import triton first, whatever subset of tests runs.

@@ -90,11 +90,10 @@ def test_an_xdist_worker_runs_on_its_share_of_the_cores() -> None:
     (torch here, and the commands the tests start). A plain run's, or a user's own
     OMP_NUM_THREADS, it leaves alone."""
     env = {k: os.environ.get(k) for k in conftest.THREAD_VARS}
-    if conftest.WORKERS == 1 or conftest.OUTER_THREAD_ENV["OMP_NUM_THREADS"] is not None:
+    share = conftest.THREAD_SHARE
+    if share is None:
         assert env == conftest.OUTER_THREAD_ENV
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = str(max(1, cores // conftest.WORKERS))
     assert env == {k: outer or share for k, outer in conftest.OUTER_THREAD_ENV.items()}
     assert str(SESSION_THREADS) == share  # set before torch loaded
 
