@@ -87,3 +87,38 @@ def test_no_import_cycles_between_modules():
 def test_nothing_outside_the_comparison_tool_imports_it():
     users = {m for m, targets in module_imports().items() for t in targets if unit(t) == "compare"}
     assert {unit(m) for m in users} <= {"compare"}
+
+
+# A reference read in one sitting: short files, short functions, a small package.
+MAX_FILE_LINES, MAX_FUNCTION_CODE_LINES, MAX_CLI_LINES = 300, 40, 200
+
+
+def code_lines(node: ast.AST, source: list[str]) -> int:
+    """Lines of ``node`` that hold code: not blank, not a comment, not its docstring."""
+    doc: set[int] = set()
+    body = getattr(node, "body", [])
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        doc = set(range(body[0].lineno, body[0].end_lineno + 1))
+    lines = range(node.lineno, node.end_lineno + 1)
+    return sum(1 for i in lines if i not in doc and source[i - 1].strip()[:1] not in ("", "#"))
+
+
+def test_files_and_functions_are_short():
+    long_files, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        source, name = text.splitlines(), path.relative_to(REPO)
+        if len(source) > MAX_FILE_LINES:
+            long_files.append(f"{name}: {len(source)}")
+        for node in ast.walk(ast.parse(text)):
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if is_function and (n := code_lines(node, source)) > MAX_FUNCTION_CODE_LINES:
+                long_functions.append(f"{name}:{node.lineno} {node.name}: {n}")
+    assert not long_files, f"files over {MAX_FILE_LINES} lines: {long_files}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_CODE_LINES}: {long_functions}"
+    assert len((PACKAGE / "cli.py").read_text().splitlines()) <= MAX_CLI_LINES
+
+
+def test_the_size_rule_counts_code_only():
+    text = 'def f():\n    """Doc\n    more."""\n\n    # why\n    x = 1\n    return x\n'
+    assert code_lines(ast.parse(text).body[0], text.splitlines()) == 3  # def, x =, return
