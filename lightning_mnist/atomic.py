@@ -1,7 +1,4 @@
-"""Files written whole or not at all, and new names that never overwrite: the helpers every
-writer in the package shares (data files, checkpoints, results, reports)."""
-
-from __future__ import annotations
+"""Files written whole or not at all, and new names that never overwrite, for every writer."""
 
 import json
 import math
@@ -9,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +14,18 @@ Data = bytes | bytearray | memoryview
 
 
 def write_atomic(path: Path, data: Data) -> None:
-    """Write ``data`` to ``path`` through a temp file and a rename, so no half file appears.
-
-    Args:
-        path: destination; its parent dirs are created.
-        data: the full content.
-    """
+    """Write ``data`` to ``path`` (parents created) through a temp file and a rename."""
     with staged({path: data}):
         pass
 
 
 @contextmanager
 def staged(files: dict[Path, Data]) -> Iterator[dict[Path, Path]]:
-    """Write each file to a temp file beside its destination and yield destination -> temp
-    file; when the block ends normally all are renamed into place, otherwise all are removed,
-    so the block can check the temp files first and a failed check writes nothing.
-
-    Args:
-        files: destination -> full content; parent dirs are created.
-    """
+    """Write each destination's content to a temp file beside it and yield destination -> temp
+    file. All are renamed into place when the block ends normally, else all are removed, so
+    the block can check the temp files first and a failed check writes nothing."""
+    umask = os.umask(0)  # mkstemp makes 0600; a plain file gets what the umask says
+    os.umask(umask)
     temps: dict[Path, Path] = {}
     try:
         for path, data in files.items():
@@ -45,7 +36,7 @@ def staged(files: dict[Path, Data]) -> Iterator[dict[Path, Path]]:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, _mode())  # mkstemp makes 0600; a plain file gets what the umask says
+            os.chmod(tmp, 0o666 & ~umask)
         yield dict(temps)
         for path, tmp in temps.items():
             os.replace(tmp, path)
@@ -54,21 +45,10 @@ def staged(files: dict[Path, Data]) -> Iterator[dict[Path, Path]]:
             tmp.unlink(missing_ok=True)
 
 
-def _mode() -> int:
-    """The mode ``open()`` gives a new file under the current umask (0644 under umask 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def next_free(path: Path) -> Path:
     """``path`` itself when free, else the first free ``<name>-2``, ``<name>-3``, ... beside it."""
-    if not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}-{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}-{n}")
+    numbered = (path.with_name(f"{path.name}-{n}") for n in count(2))
+    return path if not path.exists() else next(p for p in numbered if not p.exists())
 
 
 def json_text(data: Any) -> str:

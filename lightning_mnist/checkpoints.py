@@ -1,7 +1,5 @@
 """Open a checkpoint for a user, with one clear line when it is missing, corrupt or foreign."""
 
-from __future__ import annotations
-
 import pickle
 import zipfile
 from pathlib import Path
@@ -17,12 +15,8 @@ class CheckpointError(UserError):
 
 
 def read_checkpoint(path: str | Path, resumable: bool = False) -> dict:
-    """The checkpoint dict, or CheckpointError for a missing, unreadable or malformed file.
-
-    Args:
-        path: The file.
-        resumable: It must hold a training state to resume (not only weights).
-    """
+    """The checkpoint dict, or CheckpointError for a missing, unreadable or malformed file, or
+    (``resumable``) one that holds weights only, not a training state to resume."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
@@ -31,13 +25,11 @@ def read_checkpoint(path: str | Path, resumable: bool = False) -> dict:
         # weights_only: tensors and plain Python values only. A checkpoint may come from
         # anyone, and a full unpickler would run whatever code the file names.
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "Weights only load failed" in str(e):
+    except Exception as e:  # truncated zip, bit flips, not a torch file at all
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
             raise CheckpointError(
                 f"checkpoint {path} is not a plain checkpoint: refusing to unpickle code"
             ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
-    except Exception as e:  # truncated zip, bit flips, not a torch file at all
         raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint ({e})") from None
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -70,15 +62,9 @@ def _check_crcs(path: Path) -> None:
 
 
 def check_compatible(path: str | Path, model: torch.nn.Module, ckpt: dict | None = None) -> None:
-    """Raise CheckpointError unless the checkpoint's weights fit ``model`` exactly.
-
-    Args:
-        path: The checkpoint file (named in errors).
-        model: The model it must fit.
-        ckpt: The already loaded checkpoint, if the caller has it.
-    """
-    state = (ckpt or read_checkpoint(path))["state_dict"]
-    own = model.state_dict()
+    """Raise CheckpointError unless the weights of checkpoint ``path`` (``ckpt`` when already
+    loaded) fit ``model`` exactly."""
+    state, own = (ckpt or read_checkpoint(path))["state_dict"], model.state_dict()
     if set(state) != set(own):
         raise CheckpointError(
             f"checkpoint {path} is of another architecture (its layers differ from this model's)"

@@ -1,7 +1,5 @@
 """Pre-flight checks: a mistake in the command is found before anything is built or written."""
 
-from __future__ import annotations
-
 import importlib
 import os
 from importlib.util import find_spec
@@ -19,9 +17,8 @@ LOGGED = {f"{p}{m}" for p in ("", "val_") for m in ("loss", "accuracy", "samples
 
 
 def check_config_files(args: list[str]) -> None:
-    """Each ``--config FILE`` exists and holds a YAML mapping of bounded size; else one line
-    naming the file. Only composed (no objects built), so a tiny file of nested aliases that
-    would expand to gigabytes is refused before the parser expands it."""
+    """Each ``--config FILE`` holds a YAML mapping of bounded size, else one line naming it.
+    Only composed, so nested aliases that would expand to gigabytes are refused unexpanded."""
     files = [b for a, b in zip(args, args[1:], strict=False) if a in ("--config", "-c")]
     files += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
     for name in files:
@@ -53,13 +50,8 @@ def expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
     children = node.value if isinstance(node, yaml.SequenceNode) else []
     if isinstance(node, yaml.MappingNode):
         children = [part for pair in node.value for part in pair]
-    size = 1
-    for child in children:
-        size += expanded_size(child, seen)
-        if size > MAX_CONFIG_NODES:
-            break
-    seen[id(node)] = size
-    return size
+    seen[id(node)] = 1 + sum(expanded_size(child, seen) for child in children)
+    return seen[id(node)]
 
 
 def check_flags_against(saved: dict, args: list[str], model: Any) -> None:
@@ -128,19 +120,19 @@ def check_fit(trainer: Any, model: Any, datamodule: Any, num_classes: int) -> No
         )
     for callback in trainer.callbacks:
         if isinstance(callback, ModelCheckpoint | EarlyStopping) and callback.monitor:
-            group = "checkpoint" if isinstance(callback, ModelCheckpoint) else "early_stopping"
-            check_monitor(type(callback).__name__, callback.monitor, callback.mode, group)
+            check_monitor(callback)
 
 
-def check_monitor(name: str, monitor: str, mode: str, group: str) -> None:
+def check_monitor(callback: ModelCheckpoint | EarlyStopping) -> None:
     """A misspelled monitor is found now, not after the first epoch; a mode that would take
-    the worst epoch for the best (the lowest accuracy, the highest loss) is refused, naming
-    the config group's ``mode`` option."""
+    the worst epoch for the best (the lowest accuracy, the highest loss) is refused."""
+    name, monitor, mode = type(callback).__name__, callback.monitor, callback.mode
     if monitor not in LOGGED:
         raise UserError(
             f"{name} monitors {monitor!r}, which is never logged; choose one of {sorted(LOGGED)}"
         )
     better = "max" if monitor.endswith("accuracy") else "min" if monitor.endswith("loss") else mode
+    group = "checkpoint" if isinstance(callback, ModelCheckpoint) else "early_stopping"
     if mode != better:
         raise UserError(
             f"{name} monitors {monitor!r} with mode {mode!r}, which counts a worse epoch as "

@@ -1,15 +1,7 @@
-"""``lightning-mnist fit|validate|test|predict|export``: fit also tests the best checkpoint.
-
-``fit`` trains, then tests the best checkpoint on the test images and writes the run record
-(predictions, plots, then results.json) into the run folder, as the tutorial evaluates its
-best model. Every piece of a run is in the config, so ``--print_config`` shows it and a user can
-change or remove it: the run logger (``trainer.logger``), ModelCheckpoint (``checkpoint``),
-EarlyStopping (``early_stopping``), the project's callbacks (``trainer.callbacks``), the atomic
-checkpoint writer (``trainer.plugins``) and the optimizer (``optimizer``). The defaults are
-the tutorial's (``configs/tutorial.yaml`` spells them out).
-"""
-
-from __future__ import annotations
+"""``lightning-mnist fit|validate|test|predict|export``; fit then tests the best checkpoint and
+writes the run record. Every piece of a run (logger, callbacks, checkpoint writer, optimizer) is
+config, so ``--print_config`` shows it and a user can change or remove it; the defaults are the
+tutorial's (``configs/tutorial.yaml``)."""
 
 import logging
 import sys
@@ -49,9 +41,6 @@ EXPORT_HELP = (
     "export: write a trained checkpoint as ONNX, TorchScript or an ExportedProgram, checked "
     "against the model (lightning-mnist export --help)"
 )
-# Lightning's own MisconfigurationException is a configuration mistake too (e.g. a GPU asked
-# for on a machine without one, max_epochs below -1).
-USER_ERRORS = (MisconfigurationException,)
 
 
 class MNISTCLI(LightningCLI):
@@ -70,12 +59,11 @@ class MNISTCLI(LightningCLI):
         cfg = self.config[sub] if sub else self.config
         checks.check_settings(cfg, sub)  # before LightningCLI seeds
         resolve_special_ckpt(sub, cfg)
-        ckpt = cfg.get("ckpt_path")
-        named = ckpt and ckpt not in SPECIAL_CKPTS
-        self._ckpt = (ckpt, read_checkpoint(ckpt, resumable=sub == "fit")) if named else None
-        if self._ckpt:
+        ckpt, self._loaded = cfg.get("ckpt_path"), {}
+        if ckpt and ckpt not in SPECIAL_CKPTS:
+            self._loaded[ckpt] = read_checkpoint(ckpt, resumable=sub == "fit")
+            hparams = self._loaded[ckpt].get("hyper_parameters") or {}
             given = sys.argv[1:] if args is None else list(args)
-            hparams = self._ckpt[1].get("hyper_parameters") or {}
             checks.check_flags_against(hparams, given, cfg.model)
 
     def _cfg(self, config: Any) -> Any:
@@ -109,8 +97,7 @@ class MNISTCLI(LightningCLI):
     def _check_ckpt(self) -> None:
         ckpt = self._cfg(self.config).get("ckpt_path")
         if ckpt and ckpt not in SPECIAL_CKPTS:
-            loaded = self._ckpt[1] if self._ckpt and self._ckpt[0] == ckpt else None
-            check_compatible(ckpt, self.model, loaded)
+            check_compatible(ckpt, self.model, self._loaded.get(ckpt))
 
     def before_fit(self) -> None:
         classes = get_spec(self.datamodule.dataset).num_classes
@@ -129,11 +116,10 @@ class MNISTCLI(LightningCLI):
     after_test = after_validate
 
     def after_fit(self) -> None:
-        if not self.trainer.interrupted:
-            cfg = self._cfg(self.config)
-            test_and_record(
-                self.trainer, self.model, self.datamodule, self.run_dir, cfg, self._fit_t0
-            )
+        if self.trainer.interrupted:
+            return
+        cfg = self._cfg(self.config)
+        test_and_record(self.trainer, self.model, self.datamodule, self.run_dir, cfg, self._fit_t0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     args = with_preset_paths(sys.argv[1:] if argv is None else argv)
     if argv is None:
         sys.argv[1:] = args  # LightningCLI reads the command line itself
-    else:
-        argv = args
     logging.basicConfig(format="%(message)s")
     logging.getLogger("lightning_mnist").setLevel(logging.INFO)  # show each fetch step
 
@@ -154,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         checks.check_config_files(args)
         SaveOnInterrupt.exit_code = None
         try:
-            cli = cli_main(argv)
+            cli = cli_main(None if argv is None else args)
         except SystemExit:
             if SaveOnInterrupt.exit_code:  # Lightning's exit(1) after Ctrl-C or SIGTERM
                 return SaveOnInterrupt.exit_code
@@ -162,17 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         writer = next((c for c in cli.trainer.callbacks if hasattr(c, "failures")), None)
         return 1 if writer is not None and writer.failures else 0
 
-    return report_user_errors(run, USER_ERRORS, argument_hint(args, (*SUBCOMMANDS, "export")))
+    # Lightning's MisconfigurationException is a user's mistake too (a GPU asked for on a
+    # machine without one, max_epochs below -1).
+    user_errors = (MisconfigurationException,)
+    return report_user_errors(run, user_errors, argument_hint(args, (*SUBCOMMANDS, "export")))
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> MNISTCLI:
-    """Entry point of ``lightning-mnist``; tests call it with an argument list.
-
-    Args:
-        args: The arguments (default: ``sys.argv[1:]``).
-        run: Run the subcommand; False builds the model, data and trainer only (and then
-            ``args`` has no subcommand).
-    """
+    """Entry point of ``lightning-mnist``; tests call it with an argument list (default
+    ``sys.argv[1:]``). ``run=False`` builds the model, data and trainer from ``args`` without a
+    subcommand, and runs nothing."""
     quiet_upstream()
     with ExitStack() as locks:
         MNISTCLI.locks = locks

@@ -1,26 +1,18 @@
-"""User mistakes: one base class, shown by every command as one line with exit code 2.
-
-Every error a user can make and fix derives from ``UserError`` (bad data, a bad checkpoint,
-an operator that cannot be built, a bad export, a bad image, ...). Any other exception is a
-bug and keeps its traceback.
-"""
-
-from __future__ import annotations
+"""User mistakes: one base class, ``UserError``, that every command shows as one line with exit
+code 2. Any other exception is a bug and keeps its traceback."""
 
 import errno
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lightning_mnist.parser_errors import union_message
+from lightning_mnist.parser_errors import parser_message
 
 # A full disk, a quota, a read-only filesystem, a name too long, a file or folder this user
 # may not read or write: the user's to fix, one line.
 OS_ERRORS = {
-    errno.EACCES: "give this user access or use another path",
-    errno.EPERM: "give this user access or use another path",
-    errno.ENOSPC: "free space or write elsewhere",
-    errno.EDQUOT: "free space or write elsewhere",
+    **dict.fromkeys((errno.EACCES, errno.EPERM), "give this user access or use another path"),
+    **dict.fromkeys((errno.ENOSPC, errno.EDQUOT), "free space or write elsewhere"),
     errno.EROFS: "write elsewhere",
     errno.ENAMETOOLONG: "choose a shorter path",
 }
@@ -36,19 +28,7 @@ class ConfigError(UserError, ValueError):
 
 def one_line(e: BaseException) -> str:
     """The first line of an exception's message (its type when it has none)."""
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0]
-
-
-def parser_message(e: BaseException) -> str:
-    """The useful line of a jsonargparse error (its first line is often only a preamble)."""
-    if (union := union_message(str(e))) is not None:
-        return union
-    lines = [x.strip(" -") for x in str(e).splitlines() if x.strip(" -")]
-    keys = ("No action for key", "Not a valid", "Unrecognized")
-    useful = [x for x in lines if any(k in x for k in keys)]
-    text = useful[0] if useful else (lines[-1] if lines else type(e).__name__)
-    return text if len(lines) < 2 or text == lines[0] else f"{lines[0].rstrip(':')}: {text}"
+    return (str(e).strip() or type(e).__name__).splitlines()[0]
 
 
 def os_error_message(e: OSError) -> str | None:

@@ -1,19 +1,7 @@
-"""The tutorial's CNN as a plain ``nn.Module`` (no Lightning), layer for layer.
-
-Reference (the Keras ``Sequential`` of the tutorial, docs/tutorial.md)::
-
-    Convolution2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1))
-    MaxPooling2D(pool_size=(2, 2))
-    Flatten()
-    Dense(32, activation="relu")
-    Dropout(0.5)
-    Dense(10, activation="softmax")
-
-``forward`` returns logits: the final softmax lives in the loss (cross-entropy)
-and in ``predict`` only (docs/parity.md #6).
-"""
-
-from __future__ import annotations
+"""The tutorial's CNN, layer for layer against the Keras ``Sequential`` of docs/tutorial.md (each
+layer's comment names its Keras twin), and the improved preset's: plain ``nn.Module``s, no
+Lightning. ``forward`` returns logits: the final softmax lives in the loss (cross-entropy) and in
+``predict`` only (docs/parity.md #6)."""
 
 from collections import OrderedDict
 
@@ -22,9 +10,7 @@ from torch import nn
 
 from lightning_mnist.errors import ConfigError
 
-IMAGE_SIZE = 28
-KERNEL = 3
-POOL = 2
+IMAGE_SIZE, KERNEL, POOL = 28, 3, 2
 
 
 def _check(hidden: int, num_classes: int, dropout: float) -> None:
@@ -47,12 +33,11 @@ class TutorialCNN(nn.Module):
     """Conv(3x3, ReLU) -> MaxPool(2x2) -> Flatten -> Dense(ReLU) -> Dropout -> Dense (logits).
 
     Args:
-        filters: Convolution filters (the tutorial uses 32).
-        hidden: Units of the hidden dense layer (the tutorial uses 32).
-        dropout: Dropout rate before the last layer, in [0, 1) (the tutorial uses 0.5).
+        filters: Convolution filters.
+        hidden: Units of the hidden dense layer.
+        dropout: Dropout rate before the last layer, in [0, 1).
         num_classes: Output classes.
-        keras_init: Glorot-uniform kernels and zero biases, as Keras initialises
-            (docs/parity.md #4). False keeps PyTorch's default initialisation.
+        keras_init: Glorot-uniform kernels and zero biases, as Keras does (docs/parity.md #4).
     """
 
     def __init__(
@@ -84,15 +69,13 @@ class TutorialCNN(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Conv, ReLU, MaxPool and the NHWC flatten: (N, 1, 28, 28) -> (N, 13 * 13 * 32)."""
-        # ReLU and max-pooling commute: pooling first gives the same values with a quarter
-        # of the ReLU work.
+        # ReLU after pooling: the same values (they commute), a quarter of the ReLU work.
         x = torch.relu(self.pool(self.conv(x)))
         # NHWC flatten: free (a view) when x is channels_last, as the system keeps it.
         return x.permute(0, 2, 3, 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(torch.relu(self.fc1(self.features(x))))
-        return self.fc2(x)
+        return self.fc2(self.dropout(torch.relu(self.fc1(self.features(x)))))
 
 
 def count_params(model: nn.Module) -> int:
@@ -106,23 +89,18 @@ BN_EPS, BN_MOMENTUM = 1e-5, 0.1
 
 
 class ImprovedCNN(nn.Module):
-    """The improved preset's network: three conv blocks and a dense head, stock ops only.
-
-    Each block is ``convs[i]`` times Conv(3x3, same padding, no bias) -> BatchNorm -> ReLU,
-    then MaxPool(2x2): (N, 1, 28, 28) -> (N, 32, 14, 14) -> (N, 64, 7, 7) -> (N, 128, 3, 3).
-    A block's first layers are named ``conv1``, ``bn1``, ``relu1``; a second conv in it
-    ``conv1b``, ``bn1b``, ``relu1b``. Then Flatten (in
-    Keras's NHWC order) -> Dense(128, ReLU) -> Dropout -> Dense (logits). The Keras twin is
-    ``keras_reference.improved.build_improved_model``, with the same layer names.
+    """The improved preset's network in stock ops; its Keras twin, with the same layer names,
+    is ``keras_reference.improved.build_improved_model``. Three blocks of ``convs[i]`` x
+    (Conv(3x3, same padding, no bias) -> BatchNorm -> ReLU), named ``conv1``, ``bn1``, ``relu1``,
+    then ``conv1b``, ..., each then MaxPool(2x2): (N, 1, 28, 28) -> (N, 32, 14, 14) ->
+    (N, 64, 7, 7) -> (N, 128, 3, 3); then the NHWC flatten -> Dense(128, ReLU) -> Dropout ->
+    Dense (logits).
 
     Args:
         channels: Filters of the three conv blocks.
         convs: Conv layers in each block, 1 or 2 (the preset: 1, 2, 2).
-        hidden: Units of the hidden dense layer.
-        dropout: Dropout rate before the last layer, in [0, 1).
-        num_classes: Output classes.
-        keras_init: Glorot-uniform kernels and zero biases, as Keras initialises; batch norm
-            starts at scale 1, shift 0 on both sides.
+        hidden, dropout, num_classes, keras_init: As for TutorialCNN; batch norm starts at
+            scale 1, shift 0 on both sides.
     """
 
     def __init__(

@@ -1,12 +1,7 @@
-"""The one place a network is built from its hyper-parameters: the system, export, the parity
-tests and the benchmark all call :func:`build_network`.
+"""The one place a network is built from its hyper-parameters (for the system, export, the
+parity tests and the benchmark); the opt-in fused operator (``ops/``) is swapped in here."""
 
-``model.py`` holds the stock PyTorch networks; the opt-in fused operator (``ops/``) is swapped
-in here when asked for, never woven into them.
-"""
-
-from __future__ import annotations
-
+from functools import partial
 from typing import Literal
 
 import torch
@@ -32,8 +27,19 @@ def build_network(
     conv_pool: ConvPool = "native",
 ) -> nn.Module:
     """The network the arguments describe (see ``MNISTClassifier`` for their meaning)."""
+    if conv_pool not in ("auto", "fused", "native"):
+        raise ConfigError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
+    if arch == "improved" and conv_pool != "native":
+        raise ConfigError("model.conv_pool fused/auto is for the tutorial network only")
+    if arch != "improved" and tuple(convs) != (1, 1, 1):
+        raise ConfigError("model.convs is for the improved network (model.arch improved)")
+    common = (hidden, dropout, num_classes, keras_init)  # both networks take these, in order
+    if arch == "improved":
+        make = partial(ImprovedCNN, (filters, 2 * filters, 4 * filters), *common, tuple(convs))
+    else:
+        make = partial(_tutorial_class(conv_pool), filters, *common)
     try:
-        return _build(arch, filters, hidden, dropout, num_classes, keras_init, convs, conv_pool)
+        return make()
     except RuntimeError as e:  # sizes beyond the machine's memory: the user's to change
         if "allocate" not in str(e):
             raise
@@ -42,22 +48,8 @@ def build_network(
         ) from None
 
 
-def _build(arch, filters, hidden, dropout, num_classes, keras_init, convs, conv_pool) -> nn.Module:
-    if conv_pool not in ("auto", "fused", "native"):
-        raise ConfigError(f"conv_pool must be auto, fused or native, got {conv_pool!r}")
-    if arch == "improved":
-        if conv_pool != "native":
-            raise ConfigError("model.conv_pool fused/auto is for the tutorial network only")
-        channels = (filters, 2 * filters, 4 * filters)
-        return ImprovedCNN(channels, hidden, dropout, num_classes, keras_init, tuple(convs))
-    if tuple(convs) != (1, 1, 1):
-        raise ConfigError("model.convs is for the improved network (model.arch improved)")
-    cls = _fused_class(conv_pool)
-    return cls(filters, hidden, dropout, num_classes, keras_init)
-
-
-def _fused_class(conv_pool: ConvPool) -> type[TutorialCNN]:
-    """``FusedTutorialCNN`` when asked for and buildable; ``auto`` falls back with a warning."""
+def _tutorial_class(conv_pool: ConvPool) -> type[TutorialCNN]:
+    """``FusedTutorialCNN`` when asked for and buildable; ``auto`` falls back to TutorialCNN."""
     if conv_pool == "fused":
         try:
             convpool.load()

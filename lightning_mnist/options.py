@@ -1,10 +1,5 @@
-"""The CLI's defaults and the project's own options, beside Lightning's.
-
-The tutorial's callbacks are read from ``configs/tutorial.yaml``, where they are stated once;
-the rest are the parts of a run folder (logger, callbacks, the atomic checkpoint writer).
-"""
-
-from __future__ import annotations
+"""The CLI's defaults (the tutorial's callbacks, read from ``configs/tutorial.yaml``, and the
+parts of a run folder) and the project's own options, beside Lightning's."""
 
 from pathlib import Path
 
@@ -16,6 +11,13 @@ from lightning_mnist.presets import preset_names, preset_path
 from lightning_mnist.run.folder import DEFAULT_ROOT
 from lightning_mnist.run.plan import CALLBACK_GROUPS
 
+CALLBACKS = (
+    "run.results.HistoryRecorder",
+    "run.resume.SaveOnInterrupt",
+    "run.resume.KeepStopDecision",
+    "predict.writer.PredictionCSV",
+)
+
 
 def defaults() -> dict:
     """The parser's defaults: the tutorial's callbacks and epochs, the run folder's parts."""
@@ -26,40 +28,31 @@ def defaults() -> dict:
         "trainer.num_sanity_val_steps": 0,
         "trainer.default_root_dir": DEFAULT_ROOT,
         "trainer.logger": {"class_path": "lightning_mnist.run.logger.RunLogger"},
-        "trainer.callbacks": [
-            {"class_path": f"lightning_mnist.{name}"}
-            for name in (
-                "run.results.HistoryRecorder",
-                "run.resume.SaveOnInterrupt",
-                "run.resume.KeepStopDecision",
-                "predict.writer.PredictionCSV",
-            )
-        ],
+        "trainer.callbacks": [{"class_path": f"lightning_mnist.{name}"} for name in CALLBACKS],
         "trainer.plugins": [{"class_path": "lightning_mnist.run.checkpointing.AtomicCheckpointIO"}],
     }
 
 
-OPTIONS = {
+OPTIONS = {  # name: (type, default, help)
     "tune_malloc": (
         bool,
         True,
-        "keep freed memory in the process (glibc mallopt; changes no number, only "
-        "speed: the conv output is not returned to the OS and re-faulted every step); "
-        "results.json records whether it applied; false: glibc's defaults",
+        "keep freed memory in the process (glibc mallopt; changes no number, only speed: the "
+        "conv output is not returned to the OS and re-faulted every step); results.json "
+        "records whether it applied; false: glibc's defaults",
     ),
     "evaluate_initial_weights": (
         bool,
         False,
-        "validate/test/predict without --ckpt_path "
-        "evaluate the untrained network (refused otherwise, so random "
-        "weights are never reported by mistake)",
+        "validate/test/predict without --ckpt_path evaluate the untrained network (refused "
+        "otherwise, so random weights are never reported by mistake)",
     ),
     "init_weights": (
         str | None,
         None,
-        "fit: start from the weights of a Keras tutorial model file (.weights.h5, "
-        ".keras or .h5, read with h5py, no pickle) instead of the initialisation; "
-        "mnist-compare --paired passes Keras's initial.weights.h5",
+        "fit: start from the weights of a Keras tutorial model file (.weights.h5, .keras or "
+        ".h5, read with h5py, no pickle) instead of the initialisation; mnist-compare "
+        "--paired passes Keras's initial.weights.h5",
     ),
     "num_threads": (
         int | None,

@@ -1,12 +1,6 @@
-"""The one useful line of a jsonargparse error.
-
-jsonargparse explains an option that takes several types (a Union: ``--trainer.precision``,
-``--trainer.logger``, ``--optimizer``) as a tree: one branch per type tried, each with its own
-reason, and a class's own arguments nested inside. The line keeps the option, the value
-given and the reason: the innermost one, or the types the option would take.
-"""
-
-from __future__ import annotations
+"""The one useful line of a jsonargparse error. An option that takes several types (a Union such
+as ``--trainer.precision`` or ``--optimizer``) fails as a tree of the types tried; the line keeps
+the option, the value given and the innermost reason, or the types the option would take."""
 
 import re
 
@@ -25,32 +19,23 @@ def _expected(kind: str) -> str:
         return "one of " + kind[len("typing.Literal[") : -1]
     if kind.startswith("dot import path string"):
         return "a class name or class path"
-    named = re.fullmatch(r"<class '(?:[\w.]+\.)?(\w+)'>", kind)
-    if named is None:
-        return kind
-    return f"{'an' if named.group(1)[0] in 'aeiou' else 'a'} {named.group(1)}"
-
-
-def _innermost(text: str) -> str:
-    """The block of the last option named: a class's argument is nested in its option's."""
-    starts = [m.start() for m in KEY.finditer(text)]
-    return text[starts[-1] :] if starts else text
+    if named := re.fullmatch(r"<class '(?:[\w.]+\.)?(\w+)'>", kind):
+        return f"{'an' if named.group(1)[0] in 'aeiou' else 'a'} {named.group(1)}"
+    return kind
 
 
 def _where(text: str) -> str:
+    """``option (Class).its.argument``: the first option named, its class, the nested keys."""
     keys = KEY.findall(text)
-    classes = [c.rsplit(".", 1)[-1] for c in CLASS.findall(text)]
-    where = keys[0] if keys else ""
-    if len(keys) > 1:
-        where += f" ({classes[0]}).{'.'.join(keys[1:])}" if classes else "." + ".".join(keys[1:])
-    elif classes:
-        where += f" ({classes[0]})"
-    return where
+    classes = [f" ({c.rsplit('.', 1)[-1]})" for c in CLASS.findall(text)]
+    return "".join(keys[:1] + classes[:1]) + "".join(f".{k}" for k in keys[1:])
 
 
-def union_message(text: str) -> str | None:
-    """``OPTION: REASON`` for a Union's error tree (None when the text is not one)."""
-    inner = _innermost(text)
+def parser_message(e: BaseException) -> str:
+    """``OPTION: REASON`` from a jsonargparse error."""
+    text = str(e)
+    # The block of the last option named: a class's argument is nested in its option's.
+    inner = text[max((m.start() for m in KEY.finditer(text)), default=0) :]
     where = _where(text)
     lines = [x.strip(" -") for x in inner.splitlines()]
     direct = next((x for x in lines if any(k in x for k in DIRECT)), None)
@@ -58,10 +43,14 @@ def union_message(text: str) -> str | None:
         return f"{where}: {direct}" if where else direct
     kinds = [k for k in EXPECTED.findall(inner) if not any(t in k for t in TRIED_ON_ALL)]
     given = GIVEN.search(inner)
-    if not kinds or given is None:
-        return None
-    expected = ", or ".join(dict.fromkeys(_expected(k) for k in kinds))
-    return f"{where}: {given.group(1)[:120]!r} is not {expected}"
+    if kinds and given is not None:
+        expected = ", or ".join(dict.fromkeys(_expected(k) for k in kinds))
+        return f"{where}: {given.group(1)[:120]!r} is not {expected}"
+    # Not a Union's tree; its first line is often only a preamble.
+    lines = [x.strip(" -") for x in text.splitlines() if x.strip(" -")]
+    useful = [x for x in lines if any(k in x for k in DIRECT[:3])]
+    text = useful[0] if useful else (lines[-1] if lines else type(e).__name__)
+    return text if len(lines) < 2 or text == lines[0] else f"{lines[0].rstrip(':')}: {text}"
 
 
 def argument_hint(args: list[str], subcommands: tuple[str, ...]) -> str:

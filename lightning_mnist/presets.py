@@ -1,10 +1,5 @@
-"""The LightningCLI presets shipped inside the package (``lightning_mnist/configs/*.yaml``).
-
-In a clone, ``configs/`` at the top of the repository is a link to the same folder, so
-``--config configs/tutorial.yaml`` works there; an installed package finds them here.
-"""
-
-from __future__ import annotations
+"""The LightningCLI presets shipped in the package (``lightning_mnist/configs/*.yaml``); in a
+clone, ``configs/`` at the top of the repository links to the same folder."""
 
 from importlib.resources import files
 from pathlib import Path
@@ -19,15 +14,12 @@ def preset_names() -> list[str]:
 
 
 def preset_path(name_or_path: str | Path) -> Path:
-    """An existing YAML file: ``name_or_path`` itself, or the shipped preset of that name.
-
-    Raises:
-        FileNotFoundError: when it is neither a file nor the name of a shipped preset.
-    """
+    """An existing YAML file: ``name_or_path`` itself, or the shipped preset of that name;
+    FileNotFoundError when it is neither."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    name = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    name = path.name.removesuffix(".yaml")
     if name in preset_names():
         # A regular install unpacks package data as files, so this is a real path.
         return Path(str(files("lightning_mnist") / "configs" / f"{name}.yaml"))
@@ -38,11 +30,7 @@ def preset_path(name_or_path: str | Path) -> Path:
 
 def preset_facts(name_or_path: str | Path) -> dict[str, int]:
     """A preset's ``max_epochs``, EarlyStopping ``patience`` and ``batch_size``, read from its
-    YAML, so that the Keras reference, the comparison and the benchmark never repeat them.
-
-    Raises:
-        FileNotFoundError: when it is neither a file nor the name of a shipped preset.
-    """
+    YAML so that the Keras reference, the comparison and the benchmark never repeat them."""
     config = yaml.safe_load(preset_path(name_or_path).read_text())
     return {
         "max_epochs": config["trainer"]["max_epochs"],

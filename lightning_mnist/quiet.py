@@ -1,11 +1,6 @@
-"""Upstream notices that carry no information for this project, silenced in this one place.
-
-Each line says why it is noise here. Everything else, and every warning this project's own
-code causes, stays visible: a user who learns to ignore warnings misses the one that matters.
-``tests/test_quiet.py`` fails on any warning of a smoke-test fit that is not on its short list.
-"""
-
-from __future__ import annotations
+"""Upstream notices that carry no information here, silenced in this one place, each saying
+why. Everything else stays visible, since a user who learns to ignore warnings misses the one
+that matters; tests/test_quiet.py fails on any other warning of a smoke-test fit."""
 
 import logging
 import os
@@ -34,11 +29,9 @@ NOISE = (
 )
 
 
-class _NoTips(logging.Filter):
-    """Lightning's advertisement for a cloud logger, on every command."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
+def _no_tips(record: logging.LogRecord) -> bool:
+    """Drop Lightning's advertisement for a cloud logger, shown on every command."""
+    return "litlogger" not in record.getMessage()
 
 
 def quiet_upstream() -> None:
@@ -49,5 +42,5 @@ def quiet_upstream() -> None:
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _NoTips) for f in logger.filters):
-            logger.addFilter(_NoTips())
+        if _no_tips not in logger.filters:
+            logger.addFilter(_no_tips)

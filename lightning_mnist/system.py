@@ -1,11 +1,5 @@
-"""The LightningModule: loss, metrics with Keras's meaning, Adam, predict.
-
-The optimizer is Keras's Adam (lr 1e-3, betas (0.9, 0.999), eps 1e-7) unless the Lightning
-CLI's ``--optimizer`` / ``--lr_scheduler`` (or the preset's ``optimizer:`` section) say
-otherwise; LightningCLI then replaces :meth:`MNISTClassifier.configure_optimizers`.
-"""
-
-from __future__ import annotations
+"""The LightningModule: loss, metrics with Keras's meaning, Keras's Adam, predict. LightningCLI
+replaces that Adam when ``--optimizer`` / ``--lr_scheduler`` (or a preset's section) give one."""
 
 import math
 
@@ -18,15 +12,10 @@ from lightning_mnist.network import Arch, ConvPool, build_network
 
 
 class EpochSums:
-    """Keras's epoch metrics, kept as sums on the device: loss x n, correct predictions, n,
-    and the steps before the loss sum stopped being finite.
-
-    Keras reports a metric as the mean over every sample seen in the epoch (docs/parity.md
-    #2). Each step adds into one tensor allocated once on the step's device (no host sync, no
-    new state tensor); ``compute`` sums it over the DDP ranks, so every image counts once, and
-    divides in float32 as the means were always computed. Not a buffer: DDP would overwrite
-    every rank's sums with rank 0's before each forward pass.
-    """
+    """Keras's epoch metrics, the means over every sample seen (docs/parity.md #2), kept as sums
+    in one device tensor (no host sync per step): loss x n, correct predictions, n, and the steps
+    before the loss sum stopped being finite. Not a buffer: DDP would overwrite every rank's sums
+    with rank 0's before each forward pass."""
 
     def __init__(self) -> None:
         self._allocate("cpu")
@@ -48,24 +37,19 @@ class EpochSums:
         self._finite.add_(self._loss.isfinite())
 
     def reset(self) -> None:
-        """Zero the sums for a new epoch."""
         self.sums.zero_()
         self.n = 0
 
     def compute(self, strategy) -> dict[str, float]:
-        """The epoch's means over every rank (one host sync), and reset for the next epoch.
-        ``finite_steps`` is this rank's own count."""
+        """The epoch's means over every rank, so each image counts once (one host sync); then
+        reset. ``finite_steps`` is this rank's own count."""
         self._n.fill_(self.n)
         total = strategy.reduce(self.sums.clone(), reduce_op="sum")
         loss_sum, correct, n, _, finite_steps = torch.cat([total, self.sums[3:]]).tolist()
         self.reset()
-        n32 = torch.tensor(n)  # float32 division, as Keras's means
-        return {
-            "loss": (torch.tensor(loss_sum) / n32).item(),
-            "accuracy": (torch.tensor(correct) / n32).item(),
-            "samples": n,
-            "finite_steps": int(finite_steps),
-        }
+        # Divided in float32, as Keras's means.
+        loss, accuracy = (torch.tensor([loss_sum, correct]) / torch.tensor(n)).tolist()
+        return dict(loss=loss, accuracy=accuracy, samples=n, finite_steps=int(finite_steps))
 
 
 class MNISTClassifier(L.LightningModule):
@@ -78,11 +62,9 @@ class MNISTClassifier(L.LightningModule):
         num_classes: Output classes (10 for MNIST and Fashion-MNIST, whose labels are 0..9).
         keras_init: Keras initialisation (Glorot-uniform kernels, zero biases).
         channels_last: Run convolutions in NHWC memory layout (faster on CPU).
-        conv_pool: ``native`` (PyTorch's ops, default), ``fused`` (the opt-in CPU operator,
-            an error where it cannot be built) or ``auto`` (fused where it can be built);
-            the tutorial network only.
-        arch: ``tutorial`` (:class:`TutorialCNN`) or ``improved`` (:class:`ImprovedCNN`:
-            three conv blocks with batch norm).
+        conv_pool: ``native`` (PyTorch's ops), ``fused`` (the opt-in CPU operator, an error
+            where it cannot be built) or ``auto`` (fused where it can); tutorial network only.
+        arch: ``tutorial`` or ``improved`` (three conv blocks with batch norm).
         convs: Conv layers (1 or 2) in each of the improved network's three blocks.
     """
 
@@ -113,8 +95,7 @@ class MNISTClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Inputs in the weights' dtype: a "-true" precision converts the weights, while the
         # model summary's example and the run's own measurements pass float32 (a no-op else).
-        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
-        return self.model(x)
+        return self.model(x.to(self.dtype).contiguous(memory_format=self.memory_format))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
@@ -126,16 +107,14 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "fit")
-        # Per step, for loggers that plot training curves, only on the steps a logger writes
-        # (self.log costs more than this network's step on a CPU); the Keras-meaning epoch
-        # means below are logged separately.
+        # For loggers that plot training curves, only on the steps a logger writes: self.log
+        # costs more than this network's step on a CPU.
         if self._logger_writes_this_step():
             self.log("train_loss_step", loss.detach(), on_step=True, on_epoch=False)
         return loss
 
     def _logger_writes_this_step(self) -> bool:
-        """Whether Lightning writes this step's logged values (every ``log_every_n_steps``
-        optimizer steps, each step under fast_dev_run); never for a step run by hand."""
+        """Whether Lightning writes this step's logged values; never for a step run by hand."""
         t = self._trainer  # None outside a Trainer, where the public property raises
         if t is None or not t.loggers or not t.log_every_n_steps:
             return False
@@ -168,8 +147,8 @@ class MNISTClassifier(L.LightningModule):
                 )
 
     def _stop_on_nonfinite(self, finite_steps: int) -> None:
-        """Stop at the end of an epoch whose loss was NaN or infinite (Keras: TerminateOnNaN);
-        every rank stops, since the reduced sum is the same on all of them."""
+        """Stop every rank (the reduced sum is the same on all) after an epoch whose loss was NaN
+        or infinite, as Keras's TerminateOnNaN does."""
         steps = self.trainer.num_training_batches
         where = f" at step {finite_steps + 1}" if finite_steps < steps else " on another process"
         fix = "lower --optimizer.lr or check the data"
@@ -200,17 +179,16 @@ class MNISTClassifier(L.LightningModule):
         self._base_seed = torch.initial_seed()
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # Log the epoch's training means after its last batch, before validation, so
-        # callbacks that record the epoch in on_train_epoch_end (which Lightning runs
-        # before this module's own hook) see them.
+        # The epoch's training means, logged before validation so that callbacks recording the
+        # epoch in on_train_epoch_end (run before this module's own hook) see them.
         if batch_idx == self.trainer.num_training_batches - 1:
             self._log_epoch("fit")
 
     def on_validation_epoch_end(self) -> None:
-        if not self.trainer.sanity_checking:
-            self._log_epoch("val")
-        else:
+        if self.trainer.sanity_checking:
             self.means["val"].reset()
+        else:
+            self._log_epoch("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
