@@ -1,3 +1,1 @@
-"""What a run leaves behind: the run folder, logger and checkpoint writer (``folder``), the
-history and results.json (``results``), the measurements (``measure``) and the plots (``plots``).
-"""
+"""The run folder and what a run leaves in it: config, metrics, checkpoints, results, plots."""

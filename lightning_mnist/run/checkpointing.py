@@ -1,10 +1,5 @@
-"""Checkpoints of a run: written whole, restored as untrusted data, saved on an interrupt.
-
-- ``RunCheckpoint``: ModelCheckpoint whose restored paths are checked, never obeyed.
-- ``AtomicCheckpointIO``: temp file, fsync, rename; removes single files only.
-"""
-
-from __future__ import annotations
+"""A run's checkpoints: written whole (``AtomicCheckpointIO``), restored as untrusted data
+(``RunCheckpoint``)."""
 
 import io
 import re
@@ -19,7 +14,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning_mnist.atomic import write_atomic
 from lightning_mnist.errors import folder_removed
 
-PATH_KEYS = ("best_model_path", "last_model_path", "kth_best_model_path")
 FIELD = re.compile(r"\{([^}:]+)(?::([^}]*))?\}")
 
 
@@ -27,30 +21,22 @@ def inside(folder: Path, path: str | Path) -> Path | None:
     """``folder/<name of path>`` when that is a regular file directly inside ``folder``
     (symlinks and ``..`` resolved), else None."""
     name = Path(path).name
-    if not path or name in ("", ".", ".."):
-        return None
     candidate = folder / name
-    if candidate.is_file() and candidate.resolve().parent == folder.resolve():
-        return candidate
-    return None
+    found = name not in ("", ".", "..") and candidate.is_file()
+    return candidate if found and candidate.resolve().parent == folder.resolve() else None
 
 
 class RunCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that treats a restored state as untrusted data.
 
-    A checkpoint stores paths (its folder, the best, k-th best and last files), and Lightning
-    would later delete the files they name. Each is kept only as a file of this callback's own
-    folder (so a moved run folder still finds its best checkpoint); any other is dropped
-    with a line saying so. Best checkpoints that the state does not list (a kill between
-    writing a new best and deleting the old one) are removed, matched by this callback's own
-    file-name pattern, so a user's other files in the folder are never touched.
+    Lightning would delete the files a restored state names, so each stored path is kept only
+    as a file of this callback's own folder (a moved run folder still finds its best), any other
+    is dropped with a line saying so; best files the state does not list are removed.
 
     Args:
-        filename: The best checkpoints' names (the tutorial's run: ``best-EPOCH-VAL_LOSS``,
-            epochs counted from 1).
+        filename: The best checkpoints' names (``best-EPOCH-VAL_LOSS``, epochs from 1).
         auto_insert_metric_name: Whether Lightning puts ``name=`` before each value.
-        **kwargs: ModelCheckpoint's other arguments (the preset gives monitor, mode,
-            save_top_k and save_last).
+        **kwargs: ModelCheckpoint's other arguments (monitor, mode, save_top_k, save_last).
     """
 
     def __init__(
@@ -72,8 +58,7 @@ class RunCheckpoint(ModelCheckpoint):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        # The folder that holds the checkpoints folder (the run's): if it goes away during
-        # the run, saving stops the run instead of recreating a folder with a part of it.
+        # The run folder: if it goes away, saving stops the run instead of recreating part of it.
         above = Path(self.dirpath).parent if self.dirpath else None
         self._run_dir = above if above is not None and above.is_dir() else None
 
@@ -91,9 +76,8 @@ class RunCheckpoint(ModelCheckpoint):
         self._save_last_every_time(trainer, at_train_epoch_end=False)
 
     def _save_last_every_time(self, trainer, at_train_epoch_end: bool) -> None:
-        """``last.ckpt`` holds the latest epoch: Lightning 2.6 writes it only when a best
-        checkpoint is saved at the same step, so after an epoch that did not improve,
-        ``--ckpt_path last`` (and a resume) would take an older epoch."""
+        """``last.ckpt`` holds the latest epoch: Lightning 2.6 writes it only with a new best, so
+        after an epoch that did not improve, a resume would take an older one."""
         if not self.save_last or self._should_skip_saving_checkpoint(trainer):
             return  # off, not fitting, or already saved at this step
         if self._should_save_on_train_epoch_end(trainer) == at_train_epoch_end:
@@ -102,8 +86,16 @@ class RunCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if not self.dirpath:
             return super().load_state_dict(state_dict)
-        super().load_state_dict(self._checked(dict(state_dict), Path(self.dirpath)))
-        self._remove_unlisted(Path(self.dirpath))
+        folder = Path(self.dirpath)
+        super().load_state_dict(self._checked(dict(state_dict), folder))
+        # Own best files the state does not list (a kill between saving a new best and deleting
+        # the old); never a user's files.
+        listed = {Path(p).name for p in [*self.best_k_models, self.best_model_path] if p}
+        pattern = self._own_name()
+        for path in folder.iterdir() if folder.is_dir() else ():
+            own = pattern.fullmatch(path.name) and path.name not in listed
+            if own and path.is_file() and not path.is_symlink():
+                path.unlink()
 
     @staticmethod
     def _checked(state: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -115,7 +107,7 @@ class RunCheckpoint(ModelCheckpoint):
                 print(f"checkpoint state: ignoring {str(path)[:200]!r} (not a file of {folder})")
             return str(found) if found else ""
 
-        for key in PATH_KEYS:
+        for key in ("best_model_path", "last_model_path", "kth_best_model_path"):
             state[key] = keep(state.get(key, ""))
         best_k = state.get("best_k_models")
         best_k = best_k if isinstance(best_k, dict) else {}
@@ -125,7 +117,7 @@ class RunCheckpoint(ModelCheckpoint):
         return dict(state, dirpath=str(folder))
 
     def _own_name(self) -> re.Pattern:
-        """The file names this callback writes for its best checkpoints."""
+        """The names of this callback's best checkpoints."""
         template = self.filename or "{epoch}-{step}"
         parts, end = [], 0
         for m in FIELD.finditer(template):
@@ -137,33 +129,16 @@ class RunCheckpoint(ModelCheckpoint):
         parts.append(re.escape(template[end:]))
         return re.compile("".join(parts) + rf"(-v\d+)?{re.escape(self.FILE_EXTENSION)}")
 
-    def _remove_unlisted(self, folder: Path) -> None:
-        if not folder.is_dir():
-            return
-        listed = {Path(p).name for p in [*self.best_k_models, self.best_model_path] if p}
-        pattern = self._own_name()
-        for path in folder.iterdir():
-            own = pattern.fullmatch(path.name) and path.name not in listed
-            if own and path.is_file() and not path.is_symlink():
-                path.unlink()
-
     def _remove_checkpoint(self, trainer, filepath: str) -> None:
         # Only a file directly inside this callback's folder, whatever a restored state said.
-        path = Path(filepath)
-        if (
-            self.dirpath
-            and path.is_file()
-            and path.resolve().parent == Path(self.dirpath).resolve()
-        ):
+        folder = Path(self.dirpath).resolve() if self.dirpath else None
+        if Path(filepath).is_file() and Path(filepath).resolve().parent == folder:
             super()._remove_checkpoint(trainer, filepath)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Serialise in memory, then write a temp file, fsync and rename (``write_atomic``).
-
-    ``save_seconds`` adds up the time spent saving, the checkpoint part of a run's time.
-    Removing deletes one regular file, never a folder (Lightning's own removes recursively).
-    """
+    """Serialise in memory, then ``write_atomic`` (temp file, fsync, rename), adding up the time
+    in ``save_seconds``. Removing deletes one file, never a folder as Lightning's own would."""
 
     save_seconds = 0.0
 

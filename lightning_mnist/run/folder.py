@@ -1,34 +1,25 @@
-"""The run folder, ``<root>/version_N``: which one a command writes, and what it holds.
-
-- ``RunConfig``: ``config.yaml`` in the run folder, whatever loggers are chosen.
-- ``versions``, ``find_last``: the run folders under a root; ``--ckpt_path last``.
-- ``clean_for_resume``: a resumed run starts from what its last finished epoch left.
-"""
-
-from __future__ import annotations
+"""The run folders under a root, ``<root>/version_N``, and what a run leaves in its own."""
 
 import csv
 import io
 import re
 import shutil
+from itertools import count
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.cli import SaveConfigCallback
 
 from lightning_mnist.atomic import write_atomic
+from lightning_mnist.errors import UserError
 
 DEFAULT_ROOT = "runs"
 VERSION = re.compile(r"version_(\d+)$")
 
 
 class RunConfig(SaveConfigCallback):
-    """Save ``config.yaml`` in the run folder; a resumed run adds ``config.resumed-N.yaml``.
-
-    Args:
-        run_dir: The run folder (the CLI passes it through ``save_config_kwargs``).
-        config_as_given: The config before the CLI filled in the run's paths.
-    """
+    """Save the config as given (``config_as_given``, before the CLI filled in the run's paths)
+    as ``config.yaml`` in ``run_dir``; a resumed run adds ``config.resumed-N.yaml``."""
 
     def __init__(
         self, *args: Any, run_dir: str | None = None, config_as_given: Any = None, **kwargs: Any
@@ -39,8 +30,7 @@ class RunConfig(SaveConfigCallback):
             self.config = config_as_given
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # A run that fails before it wrote anything (bad data found in setup, ...) leaves no
-        # empty run folder behind.
+        # A run that fails before it wrote anything (bad data, ...) leaves no empty folder.
         folder = Path(self.run_dir) if self.run_dir else None
         empty = folder is not None and folder.is_dir()
         if trainer.is_global_zero and empty and not any(p.is_file() for p in folder.rglob("*")):
@@ -49,31 +39,26 @@ class RunConfig(SaveConfigCallback):
     def save_config(self, trainer, pl_module, stage: str) -> None:
         if self.run_dir is None:
             return
-        folder = Path(self.run_dir)
-        name = self.config_filename
-        if (folder / name).exists():  # a resumed run
-            n = 1
-            while (folder / f"config.resumed-{n}.yaml").exists():
-                n += 1
-            name = f"config.resumed-{n}.yaml"
+        folder, name = Path(self.run_dir), self.config_filename
+        resumed = (f"config.resumed-{n}.yaml" for n in count(1))
+        while (folder / name).exists():
+            name = next(resumed)
         folder.mkdir(parents=True, exist_ok=True)
         self.parser.save(self.config, folder / name, skip_none=False, multifile=self.multifile)
 
 
 def versions(root: str | Path) -> list[tuple[int, Path]]:
     """``(N, path)`` of every ``version_N`` folder under ``root``, oldest first."""
-    root = Path(root)
-    found = [(int(m.group(1)), p) for p in root.glob("version_*") if (m := VERSION.search(p.name))]
+    found = [(int(m[1]), p) for p in Path(root).glob("version_*") if (m := VERSION.search(p.name))]
     return sorted(found)
 
 
-def find_last(root: str | Path) -> tuple[int, Path] | None:
-    """The newest run under ``root`` that has ``checkpoints/last.ckpt``: ``(version, ckpt)``."""
+def find_last(root: Path) -> tuple[int, Path]:
+    """``(version, checkpoints/last.ckpt)`` of the newest run under ``root`` that has one."""
     for version, path in reversed(versions(root)):
-        ckpt = path / "checkpoints" / "last.ckpt"
-        if ckpt.is_file():
+        if (ckpt := path / "checkpoints" / "last.ckpt").is_file():
             return version, ckpt
-    return None
+    raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
 
 
 def clean_for_resume(run_dir: Path, epoch: int) -> None:

@@ -1,12 +1,5 @@
-"""One writer per run folder: an OS file lock beside it (``.version_N.lock``).
-
-The lock is filelock's: the operating system holds it for the process and releases it when
-the process ends however it ends, so a killed run never leaves a stale lock behind. It sits
-beside the run folder, not inside, so that a new run's folder does not exist before its
-first write.
-"""
-
-from __future__ import annotations
+"""One writer per run folder: filelock's OS lock, which a killed process never leaves stale,
+beside the folder (``.version_N.lock``), so a new run's folder is made only by its first write."""
 
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,20 +9,12 @@ from filelock import FileLock, Timeout
 from lightning_mnist.errors import UserError
 
 
-def lock_path(run_dir: Path) -> Path:
-    return run_dir.parent / f".{run_dir.name}.lock"
-
-
 def try_lock(run_dir: Path, stack: ExitStack) -> bool:
     """Take ``run_dir``'s lock for as long as ``stack`` is open; False when another holds it.
-
-    When the command ends without having written the run folder, the lock file (and a run
-    root this made, left empty) is removed again, so a refused or failed command leaves
-    nothing behind.
-    """
+    A command that ends without writing the folder removes the lock file (and a root it made)."""
     made_root = not run_dir.parent.exists()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_path(run_dir), timeout=0)
+    lock = FileLock(run_dir.parent / f".{run_dir.name}.lock", timeout=0)
     try:
         lock.acquire()
     except Timeout:

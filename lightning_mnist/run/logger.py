@@ -1,11 +1,5 @@
-"""``RunLogger``: a CSVLogger that appends to ``metrics.csv`` when a run resumes in its own
-folder (Lightning's deletes the file).
-
-This is the project's one shim on a Lightning internal (``ExperimentWriter._check_log_dir_exists``);
-``tests/test_lightning_native.py`` fails loudly if Lightning renames it.
-"""
-
-from __future__ import annotations
+"""``RunLogger``, the project's one shim on a Lightning internal
+(``ExperimentWriter._check_log_dir_exists``); tests/test_lightning_native.py fails if it goes."""
 
 import csv
 import os
@@ -18,7 +12,7 @@ from lightning_mnist.run.folder import DEFAULT_ROOT
 
 class _AppendingWriter(ExperimentWriter):
     def _check_log_dir_exists(self) -> None:
-        # Keep the rows of the epochs before a resume; later rows are appended.
+        # Keep the rows of the epochs before a resume (Lightning's deletes the file).
         if self._fs.isfile(self.metrics_file_path):
             with open(self.metrics_file_path, newline="") as f:
                 self.metrics_keys = list(next(csv.reader(f), []))
@@ -30,8 +24,7 @@ class RunLogger(CSVLogger):
     Args:
         save_dir: The run root; None is filled in by the CLI with ``trainer.default_root_dir``.
         name: Sub-folder under ``save_dir`` ("" puts ``version_N`` right under it).
-        version: The run folder's number; None is filled in by the CLI (next free, the run
-            being resumed, or the SLURM job id).
+        version: The run folder's number; None: the CLI's (next free, resumed, or SLURM job id).
         flush_logs_every_n_steps: How often rows are written to disk.
     """
 
@@ -44,8 +37,8 @@ class RunLogger(CSVLogger):
     ) -> None:
         super().__init__(
             save_dir or DEFAULT_ROOT,
-            name=name,
-            version=version,
+            name,
+            version,
             flush_logs_every_n_steps=flush_logs_every_n_steps,
         )
 

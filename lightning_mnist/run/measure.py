@@ -1,11 +1,5 @@
-"""What a finished run measures besides accuracy: the test predictions, inference latency,
-peak memory and the machine it ran on. The comparison report reads these from every run.
-
-``keras_reference.measure`` records the same fields for Keras, so the two sides can be put
-in one table (the Keras reference runs without torch, hence two small modules).
-"""
-
-from __future__ import annotations
+"""What a finished run measures besides accuracy: test predictions, inference latency, peak
+memory and the machine. ``keras_reference.measure`` records the same fields without torch."""
 
 import io
 import os
@@ -15,6 +9,7 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +22,7 @@ LATENCY_BATCHES = (1, 256)
 
 
 def write_predictions(path: str | Path, labels, predicted) -> Path:
-    """``label,predicted`` per test image, in the test files' order.
-
-    Args:
-        path: The CSV file.
-        labels: True classes.
-        predicted: Predicted classes (argmax of the logits).
-    """
+    """``label,predicted`` per test image, in the test files' order."""
     rows = np.stack([np.asarray(labels, np.int64), np.asarray(predicted, np.int64)], axis=1)
     buffer = io.BytesIO()
     np.savetxt(buffer, rows, fmt="%d", delimiter=",", header="label,predicted", comments="")
@@ -43,13 +32,7 @@ def write_predictions(path: str | Path, labels, predicted) -> Path:
 
 @torch.inference_mode()
 def predict_classes(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """Argmax class of every image, in eval mode.
-
-    Args:
-        model: Maps (N, 1, 28, 28) images to logits.
-        x: The images, on the model's device.
-        batch_size: Images per forward pass.
-    """
+    """Argmax class of every image (on the model's device), in eval mode."""
     was_training = model.training
     model.eval()
     out = [model(x[i : i + batch_size]).argmax(1).cpu() for i in range(0, len(x), batch_size)]
@@ -61,17 +44,8 @@ def predict_classes(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1
 def latency_ms(
     model: torch.nn.Module, x: torch.Tensor, batches=LATENCY_BATCHES, seconds: float = 0.5
 ) -> dict[str, float]:
-    """Median milliseconds of one forward pass (eval mode) per batch size.
-
-    Each size is warmed up with 3 passes, then timed pass by pass for about ``seconds``
-    (at least 5 passes). On a GPU each pass is synchronised before the clock stops.
-
-    Args:
-        model: Maps images to logits.
-        x: At least ``max(batches)`` images, on the model's device.
-        batches: The batch sizes.
-        seconds: Time budget per batch size.
-    """
+    """Median milliseconds of one forward pass (eval mode) per batch size, after 3 warm-up
+    passes, over about ``seconds`` (at least 5 passes), each synchronised on a GPU."""
     was_training = model.training
     model.eval()
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
@@ -94,17 +68,16 @@ def latency_ms(
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MiB (``getrusage``'s ru_maxrss)."""
+    """This process's peak resident memory so far, in MiB."""
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS
 
 
 def cpu_model() -> str:
     """The CPU's marketing name (``/proc/cpuinfo``), else ``platform.processor()``."""
-    try:
+    text = ""
+    with suppress(OSError):
         text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
     found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
     return found.group(1).strip() if found else (platform.processor() or platform.machine())
 
@@ -114,7 +87,7 @@ def environment(device: torch.device) -> dict[str, object]:
     config = torch.__config__.show()
     onednn = re.search(r"(?:oneDNN|MKL-DNN) (v[\d.]+)", config)
     blas = re.search(r"BLAS_INFO=(\w+)", config)
-    env = {
+    return {
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "threads": {
@@ -127,4 +100,3 @@ def environment(device: torch.device) -> dict[str, object]:
         "blas": blas.group(1) if blas else None,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
-    return env

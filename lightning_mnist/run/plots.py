@@ -1,7 +1,5 @@
 """The tutorial's ``plot_curve``: one metric, train vs val, per epoch, saved as PNG."""
 
-from __future__ import annotations
-
 import io
 from pathlib import Path
 
@@ -21,11 +19,10 @@ def plot_curve(train, val, string1: str, location: str, path: Path, title: str =
     size = 3 if len(train) > 1 else 6
     ax.plot(epochs, train, marker="o", markersize=size, label="train")
     ax.plot(epochs, val, marker="o", markersize=size, label="val")
-    ax.set_title(f"model {string1}" + (f" ({title})" if title else ""))
-    ax.set_ylabel(string1)
-    ax.set_xlabel("epoch")
+    heading = f"model {string1}" + (f" ({title})" if title else "")
+    ax.set(title=heading, ylabel=string1, xlabel="epoch", xlim=(0.5, len(train) + 0.5))
+    # Whole epochs, and a one-epoch run shows its point.
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax.set_xlim(0.5, len(train) + 0.5)  # whole epochs, and a one-epoch run shows its point
     ax.grid(alpha=0.3)
     ax.legend(loc=location)
     fig.tight_layout()

@@ -1,9 +1,7 @@
 """The progress bar of a run: epochs counted from 1 of max_epochs (as in results.json, the
-checkpoint names and Keras's ``Epoch 1/100``), and no logger version (``v_num``), which is
-the run folder's name and not a measurement. Where the output is not a terminal (a log file,
-nohup, CI), a bar is only drawn at the end, so one line per epoch is printed instead."""
-
-from __future__ import annotations
+checkpoint names and Keras's ``Epoch 1/100``), without the logger version (``v_num``, the run
+folder's name). Where stdout is not a terminal (a log file, nohup, CI), a bar would only be
+drawn at the end, so one line per epoch is printed instead."""
 
 import sys
 import time
@@ -29,8 +27,7 @@ class RunRichProgressBar(_RunMetrics, RichProgressBar):
 
     def _get_train_description(self, current_epoch: int) -> str:
         # RichProgressBar's only hook for the description (0-based "Epoch 0/99" upstream).
-        text = _epoch(self.trainer)
-        return f"{text:{len(self.validation_description)}}"
+        return f"{_epoch(self.trainer):{len(self.validation_description)}}"
 
 
 class RunTQDMProgressBar(_RunMetrics, TQDMProgressBar):
@@ -39,10 +36,6 @@ class RunTQDMProgressBar(_RunMetrics, TQDMProgressBar):
     def on_train_epoch_start(self, trainer, *_) -> None:
         super().on_train_epoch_start(trainer, *_)
         self.train_progress_bar.set_description(_epoch(trainer))
-
-
-def _validation_last(item: tuple[str, object]) -> bool:
-    return item[0].startswith("val_")
 
 
 class EpochLines(_RunMetrics, ProgressBar):
@@ -65,27 +58,21 @@ class EpochLines(_RunMetrics, ProgressBar):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not (self.enabled and trainer.is_global_zero):
             return
-        metrics = sorted(self.get_metrics(trainer, pl_module).items(), key=_validation_last)
+        items = self.get_metrics(trainer, pl_module).items()
+        metrics = sorted(items, key=lambda item: item[0].startswith("val_"))  # val_ last
         values = ", ".join(f"{k} {v:.4f}" for k, v in metrics if isinstance(v, float))
         seconds = time.perf_counter() - self.started
         print(f"{_epoch(trainer)}: {values} ({seconds:.1f} s)", flush=True)
 
 
-def run_progress_bar(terminal: bool | None = None) -> ProgressBar:
-    """The bar Lightning would pick by default, with the run's epoch numbers, where stdout is
-    a terminal (``terminal`` None: ask it); epoch lines elsewhere."""
-    if not (sys.stdout.isatty() if terminal is None else terminal):
-        return EpochLines()
-    return RunRichProgressBar() if find_spec("rich") else RunTQDMProgressBar()
-
-
 def with_run_bar(trainer: dict, terminal: bool | None = None) -> list | None:
-    """The Trainer's callbacks with the run's bar (:func:`run_progress_bar`) added; None where
-    the bar is off or the user brings one of their own (the callbacks stay as given)."""
+    """The Trainer's callbacks plus the run's bar (epoch lines where stdout, or ``terminal`` if
+    given, is no terminal); None where the bar is off or the user brings their own."""
     given = trainer.get("callbacks") or []
     given = given if isinstance(given, list) else [given]
-    if trainer.get("enable_progress_bar") is False or any(
-        isinstance(c, ProgressBar) for c in given
-    ):
+    own_bar = any(isinstance(c, ProgressBar) for c in given)
+    if trainer.get("enable_progress_bar") is False or own_bar:
         return None
-    return [*given, run_progress_bar(terminal)]
+    if not (sys.stdout.isatty() if terminal is None else terminal):
+        return [*given, EpochLines()]
+    return [*given, RunRichProgressBar() if find_spec("rich") else RunTQDMProgressBar()]

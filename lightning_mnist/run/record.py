@@ -1,38 +1,33 @@
 """After ``fit``: test the best checkpoint, as the tutorial does, and write the run record
 (results.json last, after the predictions and plots it points to)."""
 
-from __future__ import annotations
-
 import platform
 import time
+from copy import deepcopy
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import lightning
+import numpy
 import torch
+import torchmetrics
 
 from lightning_mnist.atomic import write_json
 from lightning_mnist.errors import folder_removed
 from lightning_mnist.model import count_params
 from lightning_mnist.network import conv_path
-from lightning_mnist.run.measure import (
-    PREDICTIONS_CSV,
-    environment,
-    latency_ms,
-    peak_rss_mb,
-    predict_classes,
-    write_predictions,
-)
+from lightning_mnist.run import measure
 from lightning_mnist.run.plots import plot_history
 from lightning_mnist.run.results import HistoryRecorder
 
 
 def test_and_record(trainer, model, datamodule, run_dir: Path | None, cfg: Any, fit_t0: float):
     """Test the best checkpoint (the last weights without one) and write the run record."""
-    recorder = next((c for c in trainer.callbacks if isinstance(c, HistoryRecorder)), None)
-    # Testing from a checkpoint restores the callbacks' states too, which would roll
-    # the history back to the best epoch: keep the fit's own record first.
-    recorder = recorder.snapshot() if recorder else None
+    recorders = (c for c in trainer.callbacks if isinstance(c, HistoryRecorder))
+    # Testing from a checkpoint restores the callbacks' states too, which would roll the
+    # history back to the best epoch: keep a copy of the fit's own record first.
+    recorder = deepcopy(next(recorders, None))
     # This process's fit (data loading included) plus the earlier ones' before a resume.
     fit_seconds = time.perf_counter() - fit_t0 + (recorder.prior_seconds if recorder else 0.0)
     ckpt = trainer.checkpoint_callback
@@ -90,7 +85,7 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
         "device": describe_device(trainer),
         "versions": versions(),
         "timing": run_timing(recorder, fit_seconds, test_seconds, datamodule, trainer),
-        **measure_best_model(model, datamodule, run_dir, tested_indices(trainer, datamodule)),
+        **measure_best_model(trainer, model, datamodule, run_dir),
     }
     plot_history(results["history"], run_dir)
     write_json(run_dir / "results.json", results)
@@ -98,12 +93,8 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
 
 
 def run_timing(recorder, fit_seconds: float, test_seconds: float, datamodule, trainer) -> dict:
-    """Where a run's time went, in seconds: data loading, training, validation, checkpoint
-    saving, the rest of ``fit`` (sanity check, callbacks, logging) and the test.
-
-    ``data_started_at`` is the wall clock when loading began; the comparison subtracts its
-    own launch time from it to get the start-up (interpreter, imports, CLI, model).
-    """
+    """Where a run's time went, in seconds, and the wall clock when data loading began (the
+    comparison subtracts its launch time from it to get the start-up)."""
     epochs, val = sum(recorder.epoch_seconds), sum(recorder.val_seconds)
     data = getattr(datamodule, "load_seconds", None)
     # AtomicCheckpointIO counts it; another CheckpointIO does not (null).
@@ -120,45 +111,29 @@ def run_timing(recorder, fit_seconds: float, test_seconds: float, datamodule, tr
     }
 
 
-def tested_indices(trainer, datamodule) -> torch.Tensor:
-    """The test images the final test scored, over every rank: all of them unless
-    ``--trainer.limit_test_batches`` cut each rank's batches short."""
+def measure_best_model(trainer, model, datamodule, run_dir: Path) -> dict:
+    """Write the tested weights' predictions of the tested images, time inference on the test
+    set's first images, and record peak memory and the environment."""
+    # The images the test scored on every rank (--trainer.limit_test_batches may cut them).
     batches, limit = datamodule.test_dataloader(), trainer.num_test_batches[0]
     parts = [replace(batches, rank=r).indices()[:limit] for r in range(batches.world_size)]
-    return torch.cat([i for part in parts for i in part])
-
-
-def measure_best_model(model, datamodule, run_dir: Path, indices: torch.Tensor) -> dict:
-    """Predict the tested images (``indices``) with the tested weights
-    (``test_predictions.csv``), time inference at batch 1 and 256 on the test set's first
-    images, and record peak memory and the environment."""
     x, y = datamodule.tensors["test"]
     x, y = x.to(model.device), y.to(model.device)
-    idx = indices.to(x.device)
+    idx = torch.cat([i for part in parts for i in part]).to(model.device)
     tested_x, tested_y = x.index_select(0, idx), y.index_select(0, idx)
-    write_predictions(
-        run_dir / PREDICTIONS_CSV, tested_y.cpu().numpy(), predict_classes(model, tested_x)
-    )
+    labels, predicted = tested_y.cpu().numpy(), measure.predict_classes(model, tested_x)
+    measure.write_predictions(run_dir / measure.PREDICTIONS_CSV, labels, predicted)
     return {
-        "test_predictions": PREDICTIONS_CSV,
-        "inference_ms": latency_ms(model, x),
-        "peak_rss_mb": peak_rss_mb(),
-        "environment": environment(model.device),
+        "test_predictions": measure.PREDICTIONS_CSV,
+        "inference_ms": measure.latency_ms(model, x),
+        "peak_rss_mb": measure.peak_rss_mb(),
+        "environment": measure.environment(model.device),
     }
 
 
 def versions() -> dict[str, str]:
-    import lightning
-    import numpy
-    import torchmetrics
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "torchmetrics": torchmetrics.__version__,
-        "numpy": numpy.__version__,
-    }
+    packages = (torch, lightning, torchmetrics, numpy)
+    return {"python": platform.python_version(), **{p.__name__: p.__version__ for p in packages}}
 
 
 def describe_device(trainer) -> str:
@@ -168,7 +143,7 @@ def describe_device(trainer) -> str:
 
 
 def say_run_folder(trainer, run_dir: Path | None) -> None:
-    """After validate or test: where this command's run folder is (fit says it in its summary)."""
+    """After validate or test: where the run folder is (fit says it in its summary)."""
     if run_dir is not None and trainer.is_global_zero:
         print(f"Run folder: {run_dir}")
 

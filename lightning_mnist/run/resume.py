@@ -1,12 +1,4 @@
-"""Resuming a run exactly: the decisions a checkpoint holds are kept, interrupts are saved.
-
-- ``KeepStopDecision``: a run that early stopping had ended stays ended when it is resumed
-  (Lightning restores EarlyStopping's counters, not its decision), so a resume after a kill
-  in the final test or the record trains no extra epoch.
-- ``SaveOnInterrupt``: Ctrl-C and SIGTERM save ``checkpoints/interrupted.ckpt``.
-"""
-
-from __future__ import annotations
+"""Resuming a run exactly: the decisions a checkpoint holds are kept, interrupts are saved."""
 
 import signal
 from pathlib import Path
@@ -16,7 +8,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class KeepStopDecision(Callback):
-    """On a resume, stop before training when a restored EarlyStopping had already decided."""
+    """A run that early stopping ended stays ended when resumed (after a kill in the final test):
+    Lightning restores EarlyStopping's counters, not its decision."""
 
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch == 0:
@@ -27,11 +20,8 @@ class KeepStopDecision(Callback):
 
 
 class SaveOnInterrupt(Callback):
-    """Save ``checkpoints/interrupted.ckpt`` when fit stops on Ctrl-C or SIGTERM.
-
-    The exact resume point stays ``last.ckpt`` (the last finished epoch): a mid-epoch
-    state cannot be replayed exactly, so this file is for inspection or a manual restart.
-    """
+    """Save ``checkpoints/interrupted.ckpt`` when fit stops on Ctrl-C or SIGTERM, to inspect: a
+    mid-epoch state cannot be replayed exactly, so a resume starts from ``last.ckpt``."""
 
     # The shell's exit status for the signal that stopped the last fit (130: Ctrl-C, 143:
     # SIGTERM), for the CLI to return: Lightning itself exits with 1 after an interrupt.
@@ -53,10 +43,7 @@ class SaveOnInterrupt(Callback):
         trainer.save_checkpoint(self.path, weights_only=False)  # the whole state
         if trainer.is_global_zero:
             last = folder / "last.ckpt"
-            hint = (
-                f"; resume from the last finished epoch with --ckpt_path {last}"
-                if last.is_file()
-                else ""
-            )
+            hint = f"; resume from the last finished epoch with --ckpt_path {last}"
+            hint = hint if last.is_file() else ""
             epoch = trainer.current_epoch + 1  # 1-based, as results.json and the plots count
             print(f"\nInterrupted in epoch {epoch}: saved {self.path}{hint}")
