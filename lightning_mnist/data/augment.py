@@ -1,10 +1,7 @@
-"""Random affine augmentation of a whole batch on its own device: rotation, zoom and shift
-drawn per image, applied in one ``affine_grid`` + ``grid_sample`` (no per-image Python).
+"""Random affine augmentation of a batch on its own device, one ``affine_grid`` + ``grid_sample``.
 The ranges mean what Keras's ``RandomRotation``, ``RandomZoom`` and ``RandomTranslation`` mean
-(docs/parity.md #13): uniform in ±``rotation`` degrees, a zoom factor in 1 ± ``zoom`` (above 1
-zooms in) and ± ``shift`` of the image size; the area uncovered is filled with 0 (black)."""
-
-from __future__ import annotations
+(docs/parity.md #13): ±``rotation`` degrees, a zoom factor in 1 ± ``zoom`` (above 1 zooms in)
+and ± ``shift`` of the image size, uniform per image; uncovered area is black."""
 
 import math
 
@@ -31,18 +28,16 @@ def affine_params(
 def random_affine(
     x: torch.Tensor, rotation: float = 0.0, zoom: float = 0.0, shift: float = 0.0, generator=None
 ) -> torch.Tensor:
-    """``x`` (N, C, H, W) with each image rotated, zoomed and shifted at random (zero ranges:
-    ``x`` itself), drawn from ``generator`` or else from torch's global generator of ``x``'s
-    device (which the training system seeds per epoch)."""
+    """``x`` (N, C, H, W) with each image rotated, zoomed and shifted at random, drawn from
+    ``generator`` or else torch's global one (which the training system seeds per epoch)."""
     if rotation == zoom == shift == 0:
         return x
     return apply_affine(x, affine_params(len(x), rotation, zoom, shift, x.device, generator))
 
 
 def apply_affine(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Each image of ``x`` rotated by ``p["angle"]`` (radians), zoomed by ``p["zoom"]`` and
-    shifted by ``p["shift_x"]``, ``p["shift_y"]`` (shares of the size), about its centre,
-    in one bilinear resampling with 0 outside."""
+    """Each image of ``x`` rotated, zoomed and shifted about its centre by ``p`` (as from
+    ``affine_params``), in one bilinear resampling with 0 outside."""
     # theta maps output coordinates to input ones (normalised to [-1, 1]): the inverse of
     # "rotate by angle, scale by zoom, then move by shift".
     cos, sin, s = torch.cos(p["angle"]), torch.sin(p["angle"]), p["zoom"]

@@ -1,9 +1,6 @@
-"""In-memory batching: a dataset held as one tensor, a batch is one ``index_select`` (a
-``DataLoader`` does ``__getitem__`` plus collate per image). Under DDP each process takes its
-own part of every global batch: the union over ranks is the whole epoch, no duplicates, no
+"""In-memory batching: a batch is one ``index_select`` (a ``DataLoader`` would collate image by
+image). Under DDP each process takes its own part of every global batch: no duplicates, no
 padding."""
-
-from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,8 +17,8 @@ def shard(indices: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffle order of an epoch, a pure function of (seed, epoch): unlike draws from a
-    running generator, a resumed run sees exactly the batches an uninterrupted run would."""
+    """The shuffle order of an epoch, a pure function of (seed, epoch), so that a resumed run
+    sees exactly the batches an uninterrupted run would."""
     # NumPy's generator, not torch's: keras_reference (which never imports torch) computes the
     # same order in keras_reference/order.py, so mnist-compare --paired feeds both frameworks
     # the same batches. `seed` is already below 2**31 here (the data module's modulo).
@@ -30,9 +27,8 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 @dataclass(eq=False)
 class TensorBatches:
-    """Iterate over ``(x[idx], y[idx])`` batches of in-memory tensors (samples first) of
-    ``batch_size`` summed over the ``world_size`` ranks: reshuffled every epoch (training,
-    the order seeded by ``seed`` and the epoch ``epoch_fn`` returns) or in file order."""
+    """``(x[idx], y[idx])`` batches of ``batch_size`` summed over the ranks: reshuffled every
+    epoch (by ``seed`` and the epoch ``epoch_fn`` returns) or in file order."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -58,9 +54,8 @@ class TensorBatches:
         return max(1, self.batch_size // self.world_size)
 
     def indices(self) -> list[torch.Tensor]:
-        """The index tensor of each of this rank's batches in the current epoch: views of one
-        tensor on the data's device, which reaches it once an epoch (a copy per step from
-        host memory would synchronise a GPU's stream at every step)."""
+        """This rank's index tensor per batch of the epoch: views of one tensor moved to the data's
+        device once (a copy per step would synchronise a GPU's stream at every step)."""
         n, device = len(self.x), self.x.device
         if self.shuffle:
             # Training: split each global batch of the epoch's order between the ranks.

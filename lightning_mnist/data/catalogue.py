@@ -1,9 +1,5 @@
-"""The dataset catalogue: which datasets there are, what their four IDX files must be, and
-where they lie. torchvision supplies the layout (``<root>/<class name>/raw/<file>``), the
-mirrors and the MD5 pins of the ``.gz`` files; this module adds the project's pins of the
-uncompressed MNIST files."""
-
-from __future__ import annotations
+"""The datasets, what their four IDX files must be, and where they lie. torchvision supplies
+the layout, the mirrors and the MD5s of the ``.gz`` files; we add MNIST's uncompressed MD5s."""
 
 import math
 import os
@@ -32,9 +28,8 @@ def default_data_dir() -> str:
 
 @dataclass(frozen=True)
 class IdxFile:
-    """One of a dataset's four files, as it must be on disk (uncompressed): a big-endian
-    header (two zero bytes, a type code, the number of dimensions, then one uint32 per
-    dimension) followed by the raw uint8 payload."""
+    """One of a dataset's four files as it must be on disk: a big-endian header (two zero
+    bytes, a type code, the number of dimensions, a uint32 per dimension), then uint8 data."""
 
     name: str  # inside the raw dir, e.g. ``train-images-idx3-ubyte``
     magic: int  # IMAGES_MAGIC or LABELS_MAGIC
@@ -55,9 +50,8 @@ class IdxFile:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A dataset in torchvision's layout, ``<data_dir>/<folder>/raw/<file>``. Tests pass a
-    tiny spec (:func:`make_spec`) to ``load_arrays``/``prepare`` instead of switching
-    verification off."""
+    """A dataset in torchvision's layout, ``<data_dir>/<folder>/raw/<file>``; tests pass tiny
+    ones (:func:`make_spec`) instead of switching verification off."""
 
     name: str  # the ``dataset`` argument users pass, e.g. ``"mnist"``
     folder: str  # torchvision's folder name, e.g. ``"MNIST"``
@@ -91,11 +85,9 @@ def make_spec(
     mirrors: tuple[str, ...] = (),
     num_classes: int = 10,
 ) -> DatasetSpec:
-    """A spec with MNIST's four file names; ``md5s`` and ``gz_md5s`` in ``FILE_NAMES``' order
-    (None: not checked, unless recorded at fetch)."""
+    """A spec with MNIST's file names; ``md5s`` and ``gz_md5s`` in their order (None: none)."""
     magics = (IMAGES_MAGIC, LABELS_MAGIC, IMAGES_MAGIC, LABELS_MAGIC)
-    counts = (n_train, n_train, n_test, n_test)
-    fields = zip(FILE_NAMES, magics, counts, md5s, gz_md5s, strict=True)
+    fields = zip(FILE_NAMES, magics, (n_train, n_train, n_test, n_test), md5s, gz_md5s, strict=True)
     files = [IdxFile(*args) for args in fields]
     return DatasetSpec(name, folder, *files, num_classes=num_classes, mirrors=mirrors)
 
@@ -103,9 +95,7 @@ def make_spec(
 def from_torchvision(
     name: str, dataset: type[TorchvisionMNIST], md5s: tuple[str | None, ...] = _NONE4
 ) -> DatasetSpec:
-    """The spec of ``torchvision.datasets.MNIST`` or a subclass laid out like it: its folder
-    (the class name), its mirrors and the MD5s it pins for the ``.gz`` files, plus ``md5s`` of
-    the four uncompressed files, where known."""
+    """The spec of a torchvision MNIST-like class: its folder, mirrors and ``.gz`` MD5s."""
     gz = {file.removesuffix(".gz"): md5 for file, md5 in dataset.resources}
     gz_md5s, mirrors = tuple(gz[file] for file in FILE_NAMES), tuple(dataset.mirrors)
     return make_spec(name, dataset.__name__, md5s=md5s, gz_md5s=gz_md5s, mirrors=mirrors)
@@ -115,16 +105,9 @@ def from_torchvision(
 MNIST_MD5S = ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624")
 MNIST_MD5S += ("2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637")
 MNIST = from_torchvision("mnist", TorchvisionMNIST, md5s=MNIST_MD5S)
-
-# Zalando publishes MD5s of the .gz files only (the ones torchvision pins), and we found no
-# published MD5 of the uncompressed files. So:
-# - at download, each .gz is checked against its official MD5 before it is unpacked;
-# - on load, the uncompressed files get size, magic, header dims and label range checks, plus
-#   the MD5 that `prepare` recorded in <raw>/MD5SUMS right after it checked the .gz (this
-#   catches later truncation or bit flips). Files copied in by hand have no recorded MD5 until
-#   `lightning-mnist-data fetch` finds torchvision's .gz next to them and records one.
+# Zalando publishes MD5s of the .gz files only. So each .gz is checked at download, and the MD5
+# of what it unpacks to is recorded in <raw>/MD5SUMS and checked on every load after that.
 FASHION_MNIST = from_torchvision("fashion_mnist", TorchvisionFashionMNIST)
-
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
 
 

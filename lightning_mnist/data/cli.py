@@ -1,9 +1,6 @@
 """``lightning-mnist-data fetch|verify``: get a dataset's files into a data dir, or check them.
-Each prints one row per file (size, MD5 check, source) and one ``error:`` line per bad file,
-and exits 0 when all four are good, 1 when one is not, 2 for a user error (one line).
-"""
-
-from __future__ import annotations
+Each prints a row per file and an ``error:`` line per bad file; it exits 0 when all four are
+good, 1 when one is not, 2 for a user error."""
 
 import logging
 import sys
@@ -18,6 +15,7 @@ from lightning_mnist.data.verify import FileCheck, check_files
 from lightning_mnist.errors import report_user_errors
 
 HELP_HINT = " (see `lightning-mnist-data --help`)"
+PARSER = {"prog": "lightning-mnist-data", "exit_on_error": False, "allow_abbrev": False}
 
 
 @dataclass
@@ -56,6 +54,7 @@ def verify(data: DataOptions) -> int:
 
 
 def _report(checks: list[FileCheck], sources: dict[str, str]) -> int:
+    """Print the table and the errors; the exit code."""
     words = {"official": "ok", "recorded": "ok (recorded)", "none": "n/a"}
     rows = [("file", "size", "md5", "source")]
     for c in checks:
@@ -71,18 +70,11 @@ def _report(checks: list[FileCheck], sources: dict[str, str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The console script (``argv`` default: ``sys.argv[1:]``); see the module docstring."""
+    """The console script (``argv`` default: ``sys.argv[1:]``)."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     description = "Fetch or verify MNIST-style IDX files."
-    run = partial(
-        auto_cli,
-        [fetch, verify],
-        argv,
-        exit_on_error=False,
-        allow_abbrev=False,
-        description=description,
-    )
-    return report_user_errors(lambda: run(prog="lightning-mnist-data"), (), HELP_HINT)
+    run = partial(auto_cli, [fetch, verify], argv, description=description, **PARSER)
+    return report_user_errors(run, (), HELP_HINT)
 
 
 if __name__ == "__main__":

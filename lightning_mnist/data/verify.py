@@ -1,11 +1,6 @@
-"""Verify a dataset's four IDX files on every load (exact size, magic number, header dims,
-label range, MD5; torchvision's reader decodes them) and load them as NumPy arrays.
-
-The MD5 of the four MNIST files (55 MB) costs 0.11 s on an idle 2-core VM, so it is not
-cached: a cache keyed on size and mtime would miss exactly the failure it is for (bit rot and
-in-place edits keep the mtime) and need a writable place next to often read-only data."""
-
-from __future__ import annotations
+"""Verify a dataset's four IDX files on every load (size, magic, dims, labels, MD5) and load
+them as NumPy arrays. The MD5 of MNIST's 55 MB costs 0.11 s, so it is not cached: a cache keyed
+on size and mtime would miss bit rot and in-place edits, the very failures it is for."""
 
 import hashlib
 from dataclasses import dataclass
@@ -28,11 +23,9 @@ class FileCheck:
     path: Path
     size: int | None  # bytes on disk; None when it cannot be stat'ed
     md5: str | None  # None when the file was not read that far
-    # The MD5 it was held to: "official", "recorded" (in MD5SUMS when it was fetched) or
-    # "none" (no MD5 known: only size/magic/dims/labels).
-    md5_source: str
+    md5_source: str  # the MD5 it was held to: "official", "recorded" (in MD5SUMS) or "none"
     error: str | None  # one line saying what is wrong and what to do; None when it is good
-    missing: bool = False  # the file does not exist (``prepare`` fetches only missing files)
+    missing: bool = False  # ``prepare`` fetches only missing files
 
     @property
     def ok(self) -> bool:
@@ -40,7 +33,7 @@ class FileCheck:
 
 
 def md5_hex(data: bytes | bytearray | memoryview) -> str:
-    """MD5 of ``data`` as hex (an integrity check, not security, hence usedforsecurity=False)."""
+    """MD5 of ``data`` as hex (an integrity check, not security)."""
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
@@ -70,10 +63,9 @@ def record_md5s(raw_dir: Path, md5s: dict[str, str]) -> None:
 def read_idx(
     path: Path, f: IdxFile, num_classes: int, md5: str | None = None, note: str = ""
 ) -> tuple[np.ndarray, str]:
-    """Check one file on disk against ``f`` (labels below ``num_classes``, and ``md5`` unless
-    None) and return its array and MD5, torchvision reading it once. ValueError ``"<what>:
-    expected <x>, found <y>"`` (``note`` after an expected MD5, saying where it came from) on
-    the first problem; OSError when it cannot be read."""
+    """Check one file against ``f`` (labels below ``num_classes``, ``md5`` unless None) and
+    return its array and MD5; ValueError ``"<what>: expected <x>{note}, found <y>"`` on the first
+    problem, OSError when it cannot be read."""
     size = path.stat().st_size
     if size != f.size:  # before reading, so a wrong huge file costs nothing
         raise ValueError(f"size: expected {f.size} bytes, found {size}")
@@ -127,8 +119,7 @@ def _check_one(
 
 
 def check_files(data_dir: str | Path, dataset: str | DatasetSpec = "mnist") -> list[FileCheck]:
-    """Check all four files of ``dataset`` (a name or a ``DatasetSpec``) in ``data_dir``;
-    never raises for a bad file."""
+    """Check all four files of ``dataset`` in ``data_dir``; never raises for a bad file."""
     spec = get_spec(dataset)
     recorded = read_recorded_md5s(spec.raw_dir(data_dir))
     return [_check_one(data_dir, spec, f, recorded)[1] for f in spec.files]
@@ -137,9 +128,8 @@ def check_files(data_dir: str | Path, dataset: str | DatasetSpec = "mnist") -> l
 def load_arrays(
     data_dir: str | Path, dataset: str | DatasetSpec = "mnist"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_test, y_test)`` of ``dataset`` (a name, or a ``DatasetSpec``:
-    tests use tiny ones) in ``data_dir``: uint8 arrays of shape (N, 28, 28) and (N,), each
-    file verified first; a bad or missing one raises ``DataError`` naming it and the fix."""
+    """``(x_train, y_train, x_test, y_test)`` of ``dataset`` in ``data_dir`` as uint8 arrays,
+    each file verified first; a bad or missing one raises ``DataError`` naming it and the fix."""
     spec = get_spec(dataset)
     recorded = read_recorded_md5s(spec.raw_dir(data_dir))
     arrays = []
