@@ -1,9 +1,6 @@
-"""``lightning-mnist export``: a checkpoint as ONNX, TorchScript or an ExportedProgram, on
-PyTorch's stock ops whatever conv path it was trained with (the weights are the same), so any
-runtime loads it. The file is run as a user would (onnxruntime, ``torch.jit.load``,
-``torch.export.load``) on the test images; one whose classes or softmax differ is not kept."""
-
-from __future__ import annotations
+"""``lightning-mnist export``: a checkpoint as ONNX, TorchScript or an ExportedProgram on stock
+PyTorch ops, whatever conv path trained it. The file is run by its own runtime on the test
+images and kept only when its classes and softmax match the model's."""
 
 import json
 import sys
@@ -17,7 +14,6 @@ from typing import Literal
 
 import torch
 from jsonargparse import auto_cli
-from torch import nn
 
 from lightning_mnist.atomic import staged
 from lightning_mnist.checkpoints import load_classifier
@@ -35,20 +31,10 @@ SOFTMAX_ATOL = 1e-5  # the bar for an export: the same as for weights moved betw
 
 
 class ExportError(UserError):
-    """The export cannot be made or does not match the model; one line for the user."""
+    """The export cannot be made or does not match the model."""
 
 
-def stock_model(ckpt_path: str | Path) -> nn.Module:
-    """The checkpoint's network on PyTorch's own ops, in eval mode and NCHW layout."""
-    system = load_classifier(ckpt_path)
-    h = system.hparams
-    args = (h.arch, h.filters, h.hidden, h.dropout, h.num_classes, False, h.convs, "native")
-    model = build_network(*args)
-    model.load_state_dict(system.model.state_dict())
-    return model.eval()
-
-
-def export(model: nn.Module, fmt: Format, out: Path) -> None:
+def export(model: torch.nn.Module, fmt: Format, out: Path) -> None:
     """Write ``model`` to ``out`` in ``fmt``, with a dynamic batch dimension."""
     example, dynamic = torch.zeros(2, 1, 28, 28), {"x": {0: torch.export.Dim("batch")}}
     if fmt == "onnx":
@@ -58,10 +44,9 @@ def export(model: nn.Module, fmt: Format, out: Path) -> None:
             raise ExportError(
                 "ONNX export needs the [export] extra: pip install '.[export]'"
             ) from None
-        program = torch.onnx.export(
+        torch.onnx.export(
             model, (example,), dynamo=True, dynamic_shapes=dynamic, verbose=False
-        )
-        program.save(str(out))
+        ).save(str(out))
     elif fmt == "torchscript":
         print(
             "note: PyTorch deprecates TorchScript; --format exported-program is its successor",
@@ -104,16 +89,17 @@ def run_exported(fmt: Format, path: Path, x: torch.Tensor, batch: int = 1000) ->
         return torch.cat([run(part) for part in x.split(batch)])
 
 
-def export_checked(
-    ckpt_path: str | Path, fmt: Format, out: Path, x: torch.Tensor
-) -> dict[str, float]:
-    """Export, compare with the model on ``x`` (equal classes, max |Δ softmax|) and move into
-    ``out`` only when they agree."""
+def export_checked(ckpt_path: str | Path, fmt: Format, out: Path, x: torch.Tensor) -> dict:
+    """Export, compare with the model on ``x`` and move into ``out`` only when they agree."""
     if out.exists():
         raise ExportError(f"{out} already exists; choose a new --out")
     if not out.parent.is_dir():
         raise ExportError(f"folder {out.parent} does not exist")
-    model = stock_model(ckpt_path)
+    system = load_classifier(ckpt_path)  # its network, rebuilt on PyTorch's own ops (NCHW)
+    h = system.hparams
+    model = build_network(h.arch, h.filters, h.hidden, h.dropout, h.num_classes, False, h.convs)
+    model.load_state_dict(system.model.state_dict())
+    model.eval()
     with staged({out: b""}) as temps:  # renamed into place only when the block ends normally
         export(model, fmt, temps[out])
         with torch.no_grad():
@@ -137,9 +123,6 @@ def export_command(
 ) -> int:
     """Export a trained checkpoint on stock PyTorch ops, checked against the model.
 
-    The exported file is run on the test images (or, with ``--check_images 0``, on seeded
-    random images, for a machine without the dataset); a file that disagrees is not kept.
-
     Args:
         ckpt_path: A checkpoint written by fit.
         data: Where the test images are (their files are checked as on every load).
@@ -149,16 +132,16 @@ def export_command(
     """
     if check_images < 0:
         raise ExportError("--check_images must be 0 (random images) or more")
-    format = format or _format_of(out)
-    if out and Path(out).suffix in SUFFIX.values() and Path(out).suffix != SUFFIX[format]:
+    suffix = Path(out).suffix if out else ""
+    format = format or next((f for f, s in SUFFIX.items() if s == suffix), "onnx")
+    if suffix in SUFFIX.values() and suffix != SUFFIX[format]:
         raise ExportError(f"--out {out} has the suffix of another format than --format {format}")
     path = Path(out) if out else Path(ckpt_path).with_suffix(SUFFIX[format])
     x = check_inputs(data, check_images)
     start = time.perf_counter()
     report = export_checked(ckpt_path, format, path, x)
-    inputs = "test images" if check_images else "random images"
-    report.update(inputs=inputs, format=format, file=str(path))
-    report["seconds"] = round(time.perf_counter() - start, 2)
+    report.update(inputs="test images" if check_images else "random images", format=format)
+    report.update(file=str(path), seconds=round(time.perf_counter() - start, 2))
     print(json.dumps(report))
     return 0
 
@@ -172,12 +155,6 @@ def check_inputs(data: DataOptions, check_images: int) -> torch.Tensor:
     except DataError as e:
         raise ExportError(f"{one_line(e)} (--check_images 0 checks on random images)") from e
     return x_test[:check_images]
-
-
-def _format_of(out: str | None) -> Format:
-    """The format a file name's suffix asks for; onnx for any other."""
-    suffix = Path(out).suffix if out else ""
-    return next((f for f, s in SUFFIX.items() if s == suffix), "onnx")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,25 +1,12 @@
 """Move weights between the Keras models and ``TutorialCNN`` / ``ImprovedCNN``, with h5py only.
 
-Keras files read (the layouts Keras 3.15 writes, checked with h5py):
-
-- ``.weights.h5`` (``model.save_weights``): ``layers/<auto name>/vars/0`` (kernel) and ``/1``
-  (bias), the names from the layer classes in model order, numbered per class: ``conv2d``,
-  ``max_pooling2d``, ``flatten``, ``dense``, ``dropout``, ``dense_1``.
-- ``.keras`` (``model.save``): a zip holding the same ``model.weights.h5``.
-- legacy ``.h5`` (``model.save("best_model.h5")`` as the tutorial does, Keras 2 or 3):
-  ``model_weights/`` (a Keras 2 weights-only file: the root), its ``layer_names`` attribute
-  the layers in model order, each layer's ``weight_names`` kernel then bias.
-
-Layout (docs/parity.md #5): Keras is channels-last. A Conv2D kernel is HWIO and becomes torch's
-OIHW by ``transpose(3, 2, 0, 1)``. A Dense kernel is (in, out) and ``nn.Linear.weight`` is
-(out, in), so it is transposed. Keras's Flatten reads (H, W, C) and so does ``TutorialCNN``
-(it flattens ``x.permute(0, 2, 3, 1)``), so the rows of fc1's kernel need no permutation.
+Reads what Keras 3.15 writes: ``.weights.h5`` (``layers/<name>/vars/0`` kernel, ``/1`` bias),
+``.keras`` (a zip holding that file) and the legacy ``.h5`` (``layer_names``, ``weight_names``).
+Keras is channels-last (docs/parity.md #5): a Conv2D kernel is HWIO, torch's OIHW; a Dense kernel
+is (in, out). Keras's Flatten reads (H, W, C), as ``TutorialCNN`` does: fc1 needs no permutation.
 """
 
-from __future__ import annotations
-
 import io
-import re
 import zipfile
 from pathlib import Path
 
@@ -29,15 +16,12 @@ import torch
 from torch import nn
 
 from lightning_mnist.atomic import write_atomic
-from lightning_mnist.errors import UserError
 from lightning_mnist.model import TutorialCNN
 
 # Weighted layers of the tutorial model, in model order: (torch module name, Keras group).
 WEIGHTED_LAYERS = (("conv", "conv2d"), ("fc1", "dense"), ("fc2", "dense_1"))
 # Weightless Keras layers, written only so the file mirrors what Keras itself saves.
 WEIGHTLESS_LAYERS = (("pool", "max_pooling2d"), ("flatten", "flatten"), ("dropout", "dropout"))
-
-KerasArrays = dict[str, tuple[np.ndarray, ...]]
 
 
 def to_keras_layout(tensor: torch.Tensor) -> np.ndarray:
@@ -56,10 +40,7 @@ def from_keras_layout(array: np.ndarray) -> torch.Tensor:
 
 
 def _layer_tensors(model: nn.Module) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Each weighted layer's tensors in its Keras ``get_weights()`` order, by layer name, in
-    model order. Conv2D and Dense: ``[kernel, bias]`` (no bias where the conv has none).
-    BatchNorm: ``[gamma, beta, moving_mean, moving_variance]`` = torch's ``[weight, bias,
-    running_mean, running_var]``."""
+    """Each weighted layer's tensors by name, in model order and Keras ``get_weights()`` order."""
     layers = {}
     for path, m in model.named_modules():
         name = path.rsplit(".", 1)[-1]  # ImprovedCNN's features.conv1 is Keras's conv1
@@ -70,17 +51,14 @@ def _layer_tensors(model: nn.Module) -> dict[str, tuple[torch.Tensor, ...]]:
     return layers
 
 
-def keras_layout_state(model: nn.Module) -> KerasArrays:
-    """The model's weights in Keras layout, by layer name: ``{"conv": (HWIO kernel, bias),
-    "fc1": ..., "fc2": ...}`` for ``TutorialCNN``; for ``ImprovedCNN`` the names are the Keras
-    layers', for ``keras_model.get_layer(name).set_weights(...)``."""
+def keras_layout_state(model: nn.Module) -> dict[str, tuple[np.ndarray, ...]]:
+    """The model's weights in Keras layout by layer name, for Keras's ``set_weights``."""
     return {name: tuple(map(to_keras_layout, t)) for name, t in _layer_tensors(model).items()}
 
 
 def load_keras_state(model: nn.Module, arrays: dict, source: str = "weights") -> None:
-    """Copy Keras-layout arrays (as :func:`keras_layout_state` returns, or each Keras layer's
-    ``get_weights()``) into the model, in place, keeping its device and dtype. ``ValueError``
-    when a layer is missing or a shape differs; all are checked first, so nothing changes."""
+    """Copy Keras-layout arrays by layer name into the model, in place; ``ValueError`` (and
+    nothing changed) when a layer is missing or a shape differs."""
     layers = _layer_tensors(model)
     for name, want in keras_layout_state(model).items():
         got = [np.shape(a) for a in arrays[name]] if name in arrays else None
@@ -101,29 +79,19 @@ improved_keras_arrays = keras_layout_state
 load_improved_keras_arrays = load_keras_state
 
 
-def _natural_key(name: str) -> tuple[str, int]:
-    # Keras numbers repeated classes "dense", "dense_1", ..., "dense_10": sort by number.
-    match = re.fullmatch(r"(.*?)(?:_(\d+))?", name)
-    assert match is not None
-    return match.group(1), int(match.group(2) or 0)
-
-
 def _weighted_layers_v3(layers: h5py.Group) -> list[list[np.ndarray]]:
     # Keras 3 stores no cross-class order; in a Sequential CNN the conv layers (4-D kernels)
-    # come before the dense layers, and each class is numbered in model order.
+    # come before the dense layers, and each class is numbered in model order ("dense",
+    # "dense_1", ..., "dense_10": sorted by number, not as text).
     found = []
     for group_name in layers:
         vars_group = layers[group_name].get("vars")
         if vars_group is not None and len(vars_group):
             arrays = [vars_group[str(i)][()] for i in range(len(vars_group))]
-            found.append((-arrays[0].ndim, _natural_key(group_name), arrays))
+            base, _, number = group_name.rpartition("_")
+            order = (base, int(number)) if number.isdecimal() else (group_name, 0)
+            found.append((-arrays[0].ndim, order, arrays))
     return [arrays for *_, arrays in sorted(found, key=lambda item: item[:2])]
-
-
-def _weighted_layers_legacy(root: h5py.Group) -> list[list[np.ndarray]]:
-    groups = [root[_str(name)] for name in root.attrs["layer_names"]]
-    named = [(g, [_str(n) for n in g.attrs.get("weight_names", [])]) for g in groups]
-    return [[g[n][()] for n in names] for g, names in named if names]  # weighted layers only
 
 
 def _str(value: bytes | str) -> str:
@@ -131,19 +99,20 @@ def _str(value: bytes | str) -> str:
 
 
 def _read_h5(f: h5py.File) -> list[list[np.ndarray]]:
+    """Each weighted layer's arrays, kernel first, in model order."""
     if "layers" in f:
         return _weighted_layers_v3(f["layers"])
-    if "model_weights" in f:
-        return _weighted_layers_legacy(f["model_weights"])
-    if "layer_names" in f.attrs:
-        return _weighted_layers_legacy(f)
-    raise ValueError("no 'layers' or 'model_weights' group")
+    if "model_weights" not in f and "layer_names" not in f.attrs:
+        raise ValueError("no 'layers' or 'model_weights' group")
+    root = f.get("model_weights", f)  # a Keras 2 weights-only file: the root
+    groups = [root[_str(name)] for name in root.attrs["layer_names"]]
+    named = [(g, [_str(n) for n in g.attrs.get("weight_names", [])]) for g in groups]
+    return [[g[n][()] for n in names] for g, names in named if names]  # weighted layers only
 
 
-def read_keras_weights(path: str | Path) -> KerasArrays:
-    """The tutorial model's weights, ``{"conv": (HWIO kernel, bias), "fc1": ..., "fc2": ...}``,
-    from a ``.keras``, ``.h5`` or ``.weights.h5`` file (recognised by content, not name);
-    ``ValueError`` when it is not one, or not three layers Conv2D, Dense, Dense."""
+def read_keras_weights(path: str | Path) -> dict[str, tuple[np.ndarray, ...]]:
+    """The tutorial model's weights by layer name from a ``.keras``, ``.h5`` or ``.weights.h5``
+    file (known by content, not name); ``ValueError`` for another file or architecture."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such Keras file")
@@ -169,28 +138,13 @@ def read_keras_weights(path: str | Path) -> KerasArrays:
 
 
 def load_keras_weights(model: TutorialCNN, path: str | Path) -> None:
-    """Load a Keras tutorial model's file (``.keras``, ``.weights.h5``, or legacy ``.h5`` such
-    as the tutorial's ``best_model.h5``) into a ``TutorialCNN`` of its sizes, in place."""
+    """Load a Keras tutorial model's file into a ``TutorialCNN`` of its sizes, in place."""
     load_keras_state(model, read_keras_weights(path), source=str(path))
 
 
-def start_from_keras_file(network: nn.Module, path: str | Path) -> None:
-    """``lightning-mnist fit --init_weights PATH``: replace the network's initialisation with
-    a Keras tutorial model file's weights (read with h5py: no pickle, no code). A missing or
-    unreadable file, or a network other than the tutorial's, is a one-line UserError."""
-    if not isinstance(network, TutorialCNN):
-        name = type(network).__name__
-        raise UserError(f"--init_weights {path}: for the tutorial network only, not {name}")
-    try:
-        load_keras_weights(network, path)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"--init_weights: {e}") from None
-
-
 def export_keras_weights(model: TutorialCNN, path: str | Path) -> Path:
-    """Write the model's weights to ``path`` (named ``*.weights.h5``) as Keras 3 does, for
-    ``keras_reference.model.build_model().load_weights(path)``. It holds no optimizer state:
-    a compiled Keras model warns "Skipping variable loading for optimizer" and keeps its own."""
+    """Write the weights to ``path`` as Keras 3 does, for ``build_model().load_weights(path)``.
+    With no optimizer state in it, a compiled Keras model warns and keeps its own."""
     path = Path(path)
     if not path.name.endswith(".weights.h5"):
         raise ValueError(f"{path}: Keras loads weights only from a name ending in .weights.h5")

@@ -1,17 +1,7 @@
-"""Build and load ``convpool.cpp`` as a PyTorch operator library, safely and once.
-
-The library is compiled with the system C++ compiler against the installed torch (its headers,
-``libc10`` and ``libtorch_cpu``) into a private cache, ``$LIGHTNING_MNIST_CACHE`` or
-``~/.cache/lightning_mnist``. Its file name carries a key over everything that changes the
-binary: the source, the flags, the compiler and its version, the torch version and C++ ABI,
-the Python version, and the CPU's architecture and feature flags (``-march=native`` code runs
-only where those match). A changed key is a new file, so a stale build is never loaded.
-
-Before loading, the cache folder and the file must belong to the current user and be writable
-by no one else; anything else is refused, since loading a library runs its code.
-"""
-
-from __future__ import annotations
+"""Build ``convpool.cpp`` with the system C++ compiler against the installed torch into a private
+cache, ``$LIGHTNING_MNIST_CACHE`` or ``~/.cache/lightning_mnist``, under a name keyed by all
+that changes the binary, so a stale build is never loaded. Loading a library runs its code, so
+the cache folder and the file must be the user's own and writable by no one else."""
 
 import hashlib
 import os
@@ -21,7 +11,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -33,49 +22,23 @@ CACHE_ENV = "LIGHTNING_MNIST_CACHE"
 
 
 class OpUnavailable(UserError):
-    """The fused operator cannot be built or loaded here; the message is one line."""
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightning_mnist")
-
-
-def compiler() -> str:
-    """The C++ compiler: ``$CXX``, else ``c++`` or ``g++`` on the PATH."""
-    found = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if not found:
-        raise OpUnavailable("no C++ compiler (c++/g++) found; install one or use conv_pool native")
-    return found
+    """The fused operator cannot be built or loaded here."""
 
 
 def flags() -> list[str]:
     """Compile and link flags for this torch."""
     from torch.utils import cpp_extension
 
+    major, minor = map(int, torch.__version__.split(".")[:2])
     # GNU mode, as a C build would be: it contracts a*b+c into FMA instructions.
-    std = "-std=gnu++20" if torch_version() >= (2, 10) else "-std=gnu++17"
-    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    # at::parallel_for is inline code: in a torch built with OpenMP it is an `omp parallel`
-    # region, which needs -fopenmp to run in torch's pool at all (it links the libgomp.so.1
-    # that torch has already loaded); elsewhere it calls torch's own native pool.
+    std = "-std=gnu++20" if (major, minor) >= (2, 10) else "-std=gnu++17"
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+    # at::parallel_for is inline: in a torch built with OpenMP an `omp parallel` region, which
+    # needs -fopenmp (the libgomp torch has loaded) to run in torch's pool; else its own pool.
     parallel = ["-fopenmp"] if torch._C.has_openmp else []
-    return [
-        *parallel,
-        "-O3",
-        "-march=native",
-        "-shared",
-        "-fPIC",
-        std,
-        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-        *(f"-I{p}" for p in cpp_extension.include_paths()),
-        *(f"-L{p}" for p in cpp_extension.library_paths()),
-    ]
-
-
-def torch_version() -> tuple[int, int]:
-    major, minor = torch.__version__.split(".")[:2]
-    return int(major), int(minor)
+    paths = [f"-I{p}" for p in cpp_extension.include_paths()]
+    paths += [f"-L{p}" for p in cpp_extension.library_paths()]
+    return [*parallel, "-O3", "-march=native", "-shared", "-fPIC", std, abi, *paths]
 
 
 def cpu_features() -> str:
@@ -89,21 +52,13 @@ def cpu_features() -> str:
     return platform.processor()
 
 
-def build_key(cxx: str, cflags: Sequence[str], source: bytes) -> str:
-    """A digest of everything that changes the built binary."""
+def build_key(cxx: str, cflags: list[str], source: bytes) -> str:
+    """A digest of all that changes the binary (``-march=native`` code needs the same CPU)."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
-    parts = [
-        source,
-        " ".join(cflags).encode(),
-        cxx.encode(),
-        version.stdout.encode(),
-        torch.__version__.encode(),
-        sys.version.encode(),
-        platform.machine().encode(),
-        cpu_features().encode(),
-    ]
+    texts = [" ".join(cflags), cxx, version.stdout, torch.__version__, sys.version]
+    texts += [platform.machine(), cpu_features()]
     digest = hashlib.sha256()
-    for part in parts:
+    for part in [source, *map(str.encode, texts)]:
         digest.update(len(part).to_bytes(8, "little") + part)
     return digest.hexdigest()[:24]
 
@@ -118,16 +73,13 @@ def check_private(path: Path) -> None:
 
 
 def build(cache: Path | None = None, cxx: str | None = None) -> Path:
-    """The path of the built library, compiling it first when its key is new.
-
-    Raises:
-        OpUnavailable: no compiler, a failed build, or a cache another user could write to.
-    """
-    cache = cache or cache_dir()
-    cxx = cxx or compiler()
+    """The built library's path, compiled first when its key is new, else ``OpUnavailable``."""
+    cache = cache or Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightning_mnist")
+    cxx = cxx or os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not cxx:
+        raise OpUnavailable("no C++ compiler (c++/g++) found; install one or use conv_pool native")
     cflags = flags()
-    source = SOURCE.read_bytes()
-    out = cache / f"convpool-{build_key(cxx, cflags, source)}.so"
+    out = cache / f"convpool-{build_key(cxx, cflags, SOURCE.read_bytes())}.so"
     try:
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:

@@ -1,18 +1,9 @@
 """The fused Conv2D(1 -> C, 3x3) + MaxPool(2x2) + ReLU as a registered PyTorch operator.
 
-On the CPU the tutorial's network is memory-bound on one tensor: the convolution's output
-(256 x 32 x 26 x 26 floats, 22 MB a batch), which the convolution writes, pooling reads,
-pooling's backward zero-fills and scatters into, and the convolution's backward reads again.
-``convpool.cpp`` never stores it: the forward keeps the pooled value and which of the 4 window
-positions held the max (the first on ties, as TensorFlow's pooling gradient); the backward
-sends each pooled gradient to that position and sums the weight and bias gradients directly.
-
-The C++ library defines ``lightning_mnist::convpool_relu_fwd`` and ``_bwd``; this module
-registers their fake kernels (shapes only, for torch.compile and torch.export) and the
-autograd formula. Use :func:`load` once, before training, then :func:`conv_pool_relu`.
+On the CPU the tutorial's network is memory-bound on the 22 MB conv output of each batch, which
+``convpool.cpp`` never stores: it keeps each pooled max and its window position (the first on
+ties, as TensorFlow's pooling gradient), where the backward sends the gradient.
 """
-
-from __future__ import annotations
 
 import logging
 from functools import cache
@@ -28,30 +19,12 @@ MAX_CHANNELS = 512  # MAXC in convpool.cpp
 
 @cache
 def load() -> None:
-    """Build (once per key) and load the library, and register its fake and autograd kernels.
-
-    Raises:
-        OpUnavailable: when it cannot be built or loaded here (one line).
-    """
+    """Build (once per key) and load the library and register its kernels, else OpUnavailable."""
     path = build()
     try:
         torch.ops.load_library(str(path))
     except (OSError, RuntimeError) as e:
         raise OpUnavailable(f"cannot load {path}: {str(e).splitlines()[0]}") from None
-    _register()
-
-
-def available() -> bool:
-    """Whether the fused operator is loaded or can be (a warning says why not)."""
-    try:
-        load()
-    except OpUnavailable as e:
-        log.warning("fused conv+pool op unavailable (%s); using PyTorch's conv and pool", e)
-        return False
-    return True
-
-
-def _register() -> None:
     fwd = "lightning_mnist::convpool_relu_fwd"
 
     @torch.library.register_fake(fwd)
@@ -66,9 +39,7 @@ def _register() -> None:
         return grad.new_empty((c, 1, 3, 3)), grad.new_empty((c,))
 
     def setup_context(ctx, inputs, output):
-        x, _, _ = inputs
-        _, idx = output
-        ctx.save_for_backward(x, idx)
+        ctx.save_for_backward(inputs[0], output[1])  # the image and the max positions
 
     def backward(ctx, grad_out, _grad_idx):
         if ctx.needs_input_grad[0]:
@@ -80,31 +51,31 @@ def _register() -> None:
     torch.library.register_autograd(fwd, backward, setup_context=setup_context)
 
 
+def available() -> bool:
+    """Whether the fused operator is loaded or can be (a warning says why not)."""
+    try:
+        load()
+    except OpUnavailable as e:
+        log.warning("fused conv+pool op unavailable (%s); using PyTorch's conv and pool", e)
+        return False
+    return True
+
+
 def supports(x: torch.Tensor, conv: torch.nn.Conv2d) -> bool:
     """Whether ``conv`` on ``x`` (then a 2x2 max-pool) can run on the fused operator."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not x.requires_grad
-        and conv.in_channels == 1
-        and conv.kernel_size == (3, 3)
-        and conv.stride == (1, 1)
-        and conv.padding == (0, 0)
-        and conv.dilation == (1, 1)
-        and conv.out_channels <= MAX_CHANNELS
-    )
+    geometry = (conv.in_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation)
+    fits = geometry == (1, (3, 3), (1, 1), (0, 0), (1, 1)) and conv.out_channels <= MAX_CHANNELS
+    return fits and x.device.type == "cpu" and x.dtype == torch.float32 and not x.requires_grad
 
 
 def conv_pool_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``relu(max_pool2d(conv2d(x, weight, bias), 2))`` in channels-last layout (N, PH, PW, C)."""
-    out, _ = torch.ops.lightning_mnist.convpool_relu_fwd(x, weight, bias)
-    return out
+    return torch.ops.lightning_mnist.convpool_relu_fwd(x, weight, bias)[0]
 
 
 class FusedTutorialCNN(TutorialCNN):
-    """``TutorialCNN`` whose Conv + MaxPool + ReLU run as the fused operator where it covers
-    the input (CPU, float32, no gradient wanted for the image); the same parameters, names
-    and maths, so its checkpoints and weights are the stock network's."""
+    """``TutorialCNN`` with Conv + MaxPool + ReLU on the fused operator where it covers the
+    input; the same parameters, names and maths, so its checkpoints are the stock network's."""
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if not supports(x, self.conv):

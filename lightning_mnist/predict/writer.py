@@ -1,20 +1,13 @@
-"""Write ``predict`` output into the run folder, whole or not at all, never over a file.
-
-- On the test set: ``predictions.csv``, one row per image: its label, the predicted class,
-  its probability and all class probabilities.
-- On your own images (``--data.images``): ``image_predictions.csv`` (or ``.json``), one record
-  per input file with ``FIELDS``, ``top3`` reading ``"7:0.9812 1:0.0101 2:0.0003"`` (in JSON
-  ``[[class, p], ...]``). A file that could not be read has empty (``null``) prediction
-  fields and its error, which is also reported on stderr.
-"""
-
-from __future__ import annotations
+"""Write ``predict`` output into the run folder, whole or not at all, never over a file: on the
+test set ``predictions.csv``; on your own images (``--data.images``) ``image_predictions.csv``
+(or ``.json``), one record of ``FIELDS`` per input, where a file that could not be read has
+empty prediction fields and its error."""
 
 import csv
 import io
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -34,8 +27,7 @@ class PredictError(UserError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One classified image: its file (as found from the inputs), the most probable class, its
-    softmax probability and the three most probable ``(class, probability)`` pairs."""
+    """One classified image: its file, most probable class and its probability, and top 3."""
 
     file: str
     predicted: int
@@ -43,14 +35,7 @@ class Prediction:
     top3: list[tuple[int, float]]
 
     def top3_text(self) -> str:
-        return " ".join(f"{c}:{p:.4f}" for c, p in self.top3)
-
-
-def top_prediction(file: str, probs: torch.Tensor) -> Prediction:
-    """The prediction for one image from its class probabilities."""
-    p, c = torch.topk(probs, min(TOP_K, probs.numel()))
-    top = [(int(ci), float(pi)) for ci, pi in zip(c, p, strict=True)]
-    return Prediction(file, top[0][0], top[0][1], top)
+        return " ".join(f"{c}:{p:.4f}" for c, p in self.top3)  # "7:0.9812 1:0.0101 2:0.0003"
 
 
 def csv_text(header: list[str], rows: list[list]) -> str:
@@ -61,14 +46,9 @@ def csv_text(header: list[str], rows: list[list]) -> str:
 
 
 def render(rows: list[Prediction], failures: list[tuple[str, str]], suffix: str) -> str:
-    """The image predictions file's text, predictions then ``(input, message)`` failures:
-    JSON for ``suffix == ".json"``, else CSV (see the module docstring)."""
+    """The image predictions file's text: predictions, then ``(input, message)`` failures."""
     if suffix == ".json":
-        records = [
-            {"file": r.file, "predicted": r.predicted, "probability": r.probability}
-            | {"top3": [list(t) for t in r.top3], "error": None}
-            for r in rows
-        ]
+        records = [asdict(r) | {"error": None} for r in rows]
         records += [dict.fromkeys(FIELDS) | {"file": f, "error": m} for f, m in failures]
         return json.dumps(records, indent=2) + "\n"
     lines = [[r.file, r.predicted, f"{r.probability:.6f}", r.top3_text(), ""] for r in rows]
@@ -94,8 +74,7 @@ def write_new(path: Path, text: str) -> None:
 
 
 def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor) -> None:
-    """Write ``predictions.csv`` for (N,) labels and their (N, classes) probabilities, and
-    print a summary line."""
+    """Write ``predictions.csv`` for (N,) labels and (N, classes) probabilities; print a summary."""
     preds = probs.argmax(1)
     header = ["index", "label", "predicted", "probability"]
     header += [f"p{i}" for i in range(probs.shape[1])]
@@ -112,10 +91,10 @@ def write_test_predictions(path: Path, labels: torch.Tensor, probs: torch.Tensor
 def write_image_predictions(
     path: Path, files: list[str], probs: torch.Tensor, failures: list[tuple[str, str]]
 ) -> None:
-    """Write the predictions for ``files`` (the rows of ``probs``) and the ``(input,
-    message)`` failures, CSV or JSON by ``path``'s suffix; print them as a table, each failure
-    as one ``error:`` line on stderr, and a summary."""
-    rows = [top_prediction(f, p) for f, p in zip(files, probs, strict=True)]
+    """Write and print the predictions for ``files`` (the rows of ``probs``) and the failures."""
+    p, c = probs.topk(min(TOP_K, probs.shape[1]))
+    tops = [list(zip(ci, pi, strict=True)) for ci, pi in zip(c.tolist(), p.tolist(), strict=True)]
+    rows = [Prediction(f, *top[0], top) for f, top in zip(files, tops, strict=True)]
     write_new(path, render(rows, failures, path.suffix))
     if rows:
         print(format_table(rows))
