@@ -1,20 +1,7 @@
-"""``mnist-bench``: Keras vs Lightning vs a plain PyTorch loop, per tutorial epoch.
-
-Every row is a child process with every core, under the same process settings (the glibc
-allocator setting, ``--tune_malloc``, on or off for all): the Keras tutorial, as it runs and
-with XLA; ``lightning-mnist fit`` with the tutorial preset and with the fast-cpu preset (the
-opt-in fused operator); and a plain PyTorch loop with the same model and batches, with stock
-ops and with the fused operator. Early stopping is off (patience = epochs), so each runs exactly
-``--trainer.max_epochs`` epochs. The rows run in turns, ``--repeats`` times (A B C ... A B C ...),
-so that drift in the machine's speed shows as spread between repeats, not as a ratio.
-
-An epoch is the tutorial's training steps over 48,000 images plus validation over 12,000; all
-rows time exactly that, and the epochs after the first (warm-up and tracing). The compute-bound
-floor counts the training FLOPs only at the fp32 matmul rate this machine reaches. The per-step
-probe (``step_probe``) shows what the project's own bookkeeping costs a step.
-"""
-
-from __future__ import annotations
+"""``mnist-bench``: seconds per tutorial epoch of Keras (as is, with XLA), ``lightning-mnist fit``
+(tutorial, fast-cpu presets) and a plain PyTorch loop (stock ops, fused op). Each row is a child
+process with every core and the same ``--tune_malloc``; the rows run in turns (A B C ... A B C
+...), so that drift in the machine's speed shows as spread between turns, not as a ratio."""
 
 import os
 import platform
@@ -56,8 +43,7 @@ class Data:
     """The images every row trains on.
 
     Args:
-        data_dir: Holds MNIST/raw (IDX files), fetched and verified when missing; null:
-            $MNIST_DATA_DIR, else data.
+        data_dir: Holds MNIST/raw, fetched (verified) if missing; null: $MNIST_DATA_DIR, else data.
     """
 
     data_dir: str | None = None
@@ -135,8 +121,7 @@ class Run:
 def bench(
     run: Run, rows: list[str], repeats: int, probe_seconds: float, probe_steps: int = 0
 ) -> dict[str, Any]:
-    """Probe the machine, run the rows in ``repeats`` turns and the per-step probe; return the
-    bench.json dict without the command."""
+    """Probe the machine, run ``repeats`` turns of the rows and the step probe; bench.json."""
     size = 8192 if run.device.type == "cuda" else 2048  # big enough to reach the peak
     flops = plain_loop.probe_flops(run.device, size, probe_seconds)
     floor_s = TRAIN_SAMPLES * plain_loop.train_flops_per_sample() / flops
@@ -148,9 +133,12 @@ def bench(
             epochs[fw].append(run_row(fw, run, turn)["epoch_seconds"])
             print(f"{NAMES[fw]} (turn {turn + 1}/{repeats}): {epochs[fw][-1]}", flush=True)
     results = {fw: row_result(e, floor_s) for fw, e in epochs.items()}
-    probe = step_probe.probe(probe_steps, repeats) if probe_steps else None
     return {
-        **_work(),
+        "train_samples": TRAIN_SAMPLES,
+        "val_samples": VAL_SAMPLES,
+        "train_flops_per_sample": plain_loop.train_flops_per_sample(),
+        "val_flops_per_sample": plain_loop.forward_flops_per_sample(),
+        "epoch_train_gflop": TRAIN_SAMPLES * plain_loop.train_flops_per_sample() / 1e9,
         "epochs": run.epochs,
         "repeats": repeats,
         "tune_malloc": run.tune_malloc,
@@ -158,14 +146,19 @@ def bench(
         "epoch_floor_s": floor_s,
         "frameworks": results,
         "ratios": _ratios(results),
-        "step_probe": probe,
-        "machine": _machine(load_before),
+        "step_probe": step_probe.probe(probe_steps, repeats) if probe_steps else None,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
     }
 
 
 def row_result(runs: list[list[float]], floor_s: float) -> dict[str, Any]:
-    """A row's figures: the median s/epoch of each turn (epochs after the first), their
-    median, and the spread (min, max) between turns."""
+    """The median s/epoch of each turn (epochs after the first), their median, min and max."""
     per_turn = [epoch_stats(e)["median"] for e in runs]
     median = statistics.median(per_turn)
     return {
@@ -185,28 +178,16 @@ def run_row(fw: str, run: Run, turn: int) -> dict[str, Any]:
     # Patience = epochs: early stopping can never fire, every row runs all epochs.
     common = (run.data_dir, run.seed, run.epochs, run.epochs, run.quiet)
     malloc = ("--tune_malloc", str(run.tune_malloc).lower())
-    accelerator = "gpu" if run.device.type == "cuda" else "cpu"
+    accel = "gpu" if run.device.type == "cuda" else "cpu"
     if fw.startswith("keras"):
         xla = ("--jit_compile", "true") if fw == "keras_xla" else ()
-        return runners.run_keras(where, *common, extra=(*malloc, *xla), accelerator=accelerator)
+        return runners.run_keras(where, *common, extra=(*malloc, *xla), accelerator=accel)
     if fw.startswith("lightning"):
         fast_cpu = ("--config", str(preset_path("fast-cpu"))) if fw.endswith("fused") else ()
-        extra = (*fast_cpu, *malloc)
-        return runners.run_lightning(where, *common, extra=extra, accelerator=accelerator)
+        return runners.run_lightning(where, *common, extra=(*fast_cpu, *malloc), accelerator=accel)
     conv_pool = "fused" if fw.endswith("fused") else "native"
-    args = (run.data_dir, run.epochs, run.seed, conv_pool, run.tune_malloc, accelerator)
+    args = (run.data_dir, run.epochs, run.seed, conv_pool, run.tune_malloc, accel)
     return plain_loop.run_child(where, *args)
-
-
-def _work() -> dict[str, Any]:
-    flop = TRAIN_SAMPLES * plain_loop.train_flops_per_sample()
-    return {
-        "train_samples": TRAIN_SAMPLES,
-        "val_samples": VAL_SAMPLES,
-        "train_flops_per_sample": plain_loop.train_flops_per_sample(),
-        "val_flops_per_sample": plain_loop.forward_flops_per_sample(),
-        "epoch_train_gflop": flop / 1e9,
-    }
 
 
 def _ratios(results: dict[str, Any]) -> dict[str, float | None]:
@@ -221,16 +202,6 @@ def _ratios(results: dict[str, Any]) -> dict[str, float | None]:
     return {
         k: results[a]["median"] / results[b]["median"] if {a, b} <= results.keys() else None
         for k, (a, b) in pairs.items()
-    }
-
-
-def _machine(load_before: tuple[float, ...]) -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
     }
 
 

@@ -1,7 +1,5 @@
 """The benchmark's Markdown (bench.md and the README's speed table), from a bench.json dict."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from lightning_mnist.compare.md_table import md_table
@@ -85,5 +83,5 @@ def _probe_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def _fmt(value: float | None, spec: str = "{:.2f}") -> str:
-    return "–" if value is None else spec.format(value)
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"

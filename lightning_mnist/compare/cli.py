@@ -1,24 +1,10 @@
 """``mnist-compare``: the tutorial in Keras and in Lightning, seed by seed, then a report.
-Keras runs first and then Lightning for every seed, each in a child process (``runners``),
-never two at once.
 
-The report folder (``--out``) gets ``runs/keras-seed<S>/`` (Keras's run folder),
-``runs/lightning-seed<S>/version_0/`` (Lightning's), a ``run.log`` of each child's output and
-a ``process.json`` (its launch time and wall seconds), ``settings.json`` and the report:
-``report.json``, ``report.md`` and the ``compare_*.png`` pictures (``report`` builds it from
-the saved runs, ``markdown`` and ``plots`` write it).
-
-``--paired true`` pairs each seed's two runs: Keras writes its initial weights
-(``--save_initial_weights``), Lightning starts from them (``--init_weights``), and both train
-in the seeded batch order (Keras ``--shuffle seeded``; Lightning always does); dropout stays
-independent. The report then adds the paired statistics (``sections.paired_section``).
-
-Folder policy: an existing, non-empty ``--out`` is refused with one line, so a finished
-comparison is never overwritten. ``--resume true`` continues an interrupted one (same
-settings, finished runs are kept) and ``--report_only true`` rewrites only the report files.
+Each run is a child process (``runners``), Keras first, one at a time, into
+``--out/runs/<framework>-seed<S>/`` with its ``run.log`` and ``process.json``; beside ``runs/`` go
+``settings.json``, ``report.json``, ``report.md`` and ``compare_*.png``. A non-empty ``--out`` is
+refused (nothing finished is overwritten) unless ``--resume`` or ``--report_only`` is asked for.
 """
-
-from __future__ import annotations
 
 import importlib.util
 import os
@@ -46,8 +32,6 @@ RESUME_KEYS = ("preset", "seeds", "epochs", "patience", "frameworks", "dataset")
 RESUME_KEYS += ("lightning_args", "accelerator", "paired")
 RESUME_DEFAULTS = {"paired": False}  # settings.json written before the key existed
 TRAINER, EARLY_STOPPING, DATA = Trainer(), EarlyStopping(), Data()  # the defaults
-# --paired: Keras trains in the seeded order and saves the start Lightning loads.
-PAIRED_KERAS = ("--shuffle", "seeded", "--save_initial_weights", "true")
 INITIAL_WEIGHTS = "initial.weights.h5"  # keras_reference.tutorial.INITIAL_WEIGHTS_NAME
 
 
@@ -71,39 +55,60 @@ def mnist_compare(
     command: str = "mnist-compare",
 ) -> dict[str, Any]:
     """Train the tutorial's CNN (or the improved preset's) with Keras and with Lightning over
-    several seeds, one process at a time, and write a side-by-side report: accuracy with its
-    95% interval, agreement of the two models, per class, time, environment. The speed
-    benchmark is ``mnist-bench``.
+    several seeds, one process at a time, and write a side-by-side report: accuracy with its 95%
+    interval, agreement, per class, time, environment. The speed benchmark is ``mnist-bench``.
 
     Args:
         seeds: Seeds 0..N-1.
         seeds_list: Explicit seeds, e.g. [0,3,7]; overrides --seeds.
-        preset: The recipe both frameworks run: the tutorial, or the improved network
-            (configs/improved.yaml, keras_reference --preset improved).
+        preset: The recipe both frameworks run (improved: configs/improved.yaml).
         trainer: The Trainer options of both frameworks.
         early_stopping: EarlyStopping on val_loss in both frameworks.
         data: The images both frameworks train on.
         out: The new report folder.
         frameworks: Which to run, Keras first, e.g. [lightning].
-        target_accuracy: The validation accuracy whose time-to-reach is reported; null: 0.98
-            for mnist, 0.90 for fashion_mnist.
+        target_accuracy: Val accuracy whose time-to-reach is reported; null: 0.98 (fashion 0.90).
         config: Lightning preset: a YAML file or a shipped preset's name; null: --preset's.
         lightning_args: More options for every Lightning run, e.g. "--model.conv_pool fused".
         resume: Continue an interrupted --out.
         report_only: Rebuild the report of --out; trains nothing.
         quiet: One line per run (the logs keep the rest).
-        paired: Pair each seed's runs: Lightning starts from Keras's initial weights and both
-            see the same batch order (NumPy's, from the seed and epoch); dropout stays
-            independent. The report adds paired differences, McNemar and TOST. Tutorial
-            preset, both frameworks.
-        margin_pp: The equivalence margin: the report tests Lightning − Keras test accuracy
-            for equivalence within ±margin_pp percentage points and gives the seeds needed.
+        paired: Lightning starts from Keras's initial weights, in its batch order; paired tests.
+        margin_pp: The equivalence margin of Lightning − Keras test accuracy, in pp.
         command: The command line, recorded in settings.json.
     """
+    plan = _plan(**locals())  # every option above, by name
+    report = compare(plan)
+    print(summary_line(report), f"Report: {plan.out / reports.REPORT_MD}", sep="\n")
+    return report
+
+
+def _plan(
+    *,
+    seeds,
+    seeds_list,
+    preset,
+    trainer,
+    early_stopping,
+    data,
+    out,
+    frameworks,
+    target_accuracy,
+    config,
+    **passed,
+) -> Plan:
+    """``mnist_compare``'s options, checked, with the preset's facts filled in; ``passed``:
+    those that go to the plan as they are."""
     if target_accuracy is not None and not 0.0 < target_accuracy <= 1.0:
         raise CompareError("--target_accuracy is a share in (0, 1], e.g. 0.98")
+    if passed["paired"] and (preset != "tutorial" or set(frameworks) != set(FRAMEWORKS)):
+        # The tutorial network's initial weights move from Keras to Lightning.
+        raise CompareError(
+            "--paired needs both frameworks and the tutorial preset (its weights move from "
+            "Keras to Lightning); drop --frameworks / --preset improved"
+        )
     facts = preset_facts(preset)
-    plan = Plan(
+    return Plan(
         out=Path(out),
         seeds=sorted(set(seeds_list)) if seeds_list else list(range(seeds)),
         frameworks=[f for f in FRAMEWORKS if f in frameworks],  # Keras first
@@ -114,27 +119,8 @@ def mnist_compare(
         accelerator=trainer.accelerator,
         target_accuracy=target_accuracy or reports.DEFAULT_TARGET[data.dataset],
         config=config or preset,
-        lightning_args=lightning_args,
-        resume=resume,
-        report_only=report_only,
-        quiet=quiet,
-        paired=paired,
-        margin_pp=margin_pp,
-        command=command,
+        **passed,  # lightning_args, resume, report_only, quiet, paired, margin_pp, command
     )
-    _check_paired(plan)
-    report = compare(plan)
-    print(summary_line(report), f"Report: {plan.out / reports.REPORT_MD}", sep="\n")
-    return report
-
-
-def _check_paired(plan: Plan) -> None:
-    """--paired moves the tutorial network's weights from Keras to Lightning: it needs both."""
-    if plan.paired and (plan.preset != "tutorial" or plan.frameworks != list(FRAMEWORKS)):
-        raise CompareError(
-            "--paired needs both frameworks and the tutorial preset (its weights move from "
-            "Keras to Lightning); drop --frameworks / --preset improved"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,12 +139,12 @@ def compare(plan: Plan) -> dict[str, Any]:
     if plan.resume:
         settings = _resumed_settings(out, settings)
     else:
-        runners.refuse_existing(out, "or pass --resume true / --report_only true")
+        runners.refuse_existing(out, ", or pass --resume true / --report_only true")
     runs = [(s, fw, out / "runs" / f"{fw}-seed{s}") for s in plan.seeds for fw in plan.frameworks]
     pending = [(s, fw) for s, fw, run in runs if not runners.finished_results(run)]
     _check_before_runs(plan, {fw for _, fw in pending})
     if not plan.resume:
-        _write_settings(out, settings)
+        write_json(out / reports.SETTINGS_JSON, settings)
     for seed, fw, run in runs:
         if (seed, fw) in pending:
             print(run_line(run_one(plan, fw, seed, run)))
@@ -166,13 +152,12 @@ def compare(plan: Plan) -> dict[str, Any]:
             print(f"[{fw} s{seed}] already finished in {run}; kept")
     if pending:
         settings["loadavg_end"] = os.getloadavg()[0]
-        _write_settings(out, settings)
+        write_json(out / reports.SETTINGS_JSON, settings)
     return _write_report(out, settings, plan.margin_pp)
 
 
 def _check_before_runs(plan: Plan, frameworks: set[str]) -> None:
-    """Before anything is written: Keras installed, the data good, the GPU there, so that a
-    comparison that cannot run leaves no folder."""
+    """Keras installed, the data good, the GPU there: checked before anything is written."""
     if "keras" in frameworks and importlib.util.find_spec("keras") is None:
         raise CompareError(
             "the Keras runs need TensorFlow and Keras: pip install 'lightning-mnist[keras]', "
@@ -188,9 +173,9 @@ def run_one(plan: Plan, fw: str, seed: int, run: Path) -> dict[str, Any]:
     """Train one framework with one seed into ``run``; its results."""
     common = (run, plan.data_dir, seed, plan.epochs, plan.patience, plan.quiet)
     where = {"dataset": plan.data.dataset, "accelerator": plan.accelerator}
-    if fw == "keras":
-        extra = ("--preset", plan.preset, *(PAIRED_KERAS if plan.paired else ()))
-        return runners.run_keras(*common, extra=extra, **where)
+    if fw == "keras":  # --paired: the seeded batch order, and the start Lightning loads
+        paired = ("--shuffle", "seeded", "--save_initial_weights", "true") if plan.paired else ()
+        return runners.run_keras(*common, extra=("--preset", plan.preset, *paired), **where)
     extra = tuple(shlex.split(plan.lightning_args))
     if plan.paired:  # Keras ran first for this seed and left its initial weights
         start = plan.out / "runs" / f"keras-seed{seed}" / INITIAL_WEIGHTS
@@ -199,17 +184,12 @@ def run_one(plan: Plan, fw: str, seed: int, run: Path) -> dict[str, Any]:
 
 
 def _write_report(out: Path, settings: dict[str, Any] | None, margin: float) -> dict[str, Any]:
-    """Build the report from the saved runs and write report.json, report.md and pictures;
-    ``margin``: the equivalence margin in percentage points."""
+    """Build the report from the saved runs; write report.json, report.md and the pictures."""
     report = reports.build_report(out, settings, margin)
     write_plots(report, out)
     write_atomic(out / reports.REPORT_JSON, reports.report_json(report).encode())
     write_atomic(out / reports.REPORT_MD, render_markdown(report).encode())
     return report
-
-
-def _write_settings(out: Path, settings: dict[str, Any]) -> None:
-    write_json(out / reports.SETTINGS_JSON, settings)
 
 
 def _settings(plan: Plan) -> dict[str, Any]:
@@ -236,8 +216,7 @@ def _settings(plan: Plan) -> dict[str, Any]:
 
 
 def _resumed_settings(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings an interrupted comparison in ``out`` started with, if ``settings`` match;
-    a CompareError when ``out`` holds no earlier comparison, or one with other settings."""
+    """The settings the interrupted comparison in ``out`` started with, if ``settings`` match."""
     saved_path = out / reports.SETTINGS_JSON
     if not saved_path.exists():
         raise CompareError(f"{saved_path} not found; --resume continues an earlier --out")

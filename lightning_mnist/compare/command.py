@@ -1,8 +1,6 @@
 """A typed, documented function as a console command: jsonargparse builds the options from its
 signature and ``Args:`` docstring; a user error ends as one line with exit status 2."""
 
-from __future__ import annotations
-
 import inspect
 import shlex
 import sys
@@ -15,12 +13,8 @@ from lightning_mnist.errors import report_user_errors
 
 
 def run_command(command: Callable[..., Any], prog: str, argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (None: ``sys.argv``) into ``command``'s parameters, call it, and return
-    the exit status. Its docstring's text before ``Args:`` is the ``--help`` text.
-
-    ``command`` also gets ``command=`` the command line, to record; it is no option. An
-    interrupt ends with status 130 and, for a command with ``resume``, says how to continue.
-    """
+    """Parse ``argv`` (None: ``sys.argv``), call ``command`` with it and ``command=`` the command
+    line; return the exit status (an interrupt: 130, with how to ``--resume`` where it can)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     about = (inspect.getdoc(command) or "").split("\n\nArgs:")[0]
     parser = ArgumentParser(prog=prog, description=about, exit_on_error=False, allow_abbrev=False)

@@ -1,7 +1,5 @@
-"""The per-epoch line of a Lightning child run, given as ``--trainer.callbacks+=`` by
-``runners.run_lightning``: its output goes to a pipe, where a progress bar would flood."""
-
-from __future__ import annotations
+"""The per-epoch line of a Lightning child run (``runners.run_lightning``), whose output goes to a
+pipe, where a progress bar would flood."""
 
 import time
 
@@ -17,9 +15,8 @@ class EpochLine(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # Runs after the epoch's validation; the system keeps its epoch means as floats.
         m = getattr(pl_module, "epoch_metrics", {})
-        parts = [
-            f"{k} {m[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in m
-        ]
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        parts = [f"{k} {m[k]:.4f}" for k in keys if k in m]
         secs = time.perf_counter() - self._t0
         epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
         print(f"{epoch} - {secs:.1f}s - " + " - ".join(parts), flush=True)

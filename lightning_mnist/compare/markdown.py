@@ -1,8 +1,5 @@
-"""report.md: the comparison's answers in order: accuracy (with its interval), agreement,
-per class, time, environment. One function per section; each reads the report dict only.
-``md_table`` builds every table of report.md and bench.md."""
-
-from __future__ import annotations
+"""report.md: the comparison's answers in order (accuracy with its interval, agreement, per
+class, time, environment), one function per section, each reading the report dict only."""
 
 import itertools
 import math
@@ -18,19 +15,22 @@ from lightning_mnist.presets import preset_facts
 
 COLUMNS = ("epochs run", "best epoch", "val acc", "val loss", "test acc", "test loss")
 COLUMNS += ("s/epoch (median)", "fit s")  # one per ROW_KEYS
+# Decimals per ROW_KEYS column; accuracies have 2, in percent.
+DIGITS = {"epochs_run": 1, "best_epoch": 1, "val_loss": 4, "test_loss": 4, "s_per_epoch": 2}
+DIGITS["fit_seconds"] = 1
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The whole report.md, from :func:`lightning_mnist.compare.report.build_report`."""
     parts = (_intro, _accuracy, paired_section, _agreement, _per_class, _time, _environment)
     text = "\n".join(p for p in (part(report) for part in parts) if p).rstrip() + "\n"
-    return _numbered(text)
-
-
-def _numbered(text: str) -> str:
-    """Number the sections present (a one-framework report has no agreement section)."""
-    count = itertools.count(1)
+    count = itertools.count(1)  # number the sections present (one framework: no agreement)
     return re.sub(r"^## ", lambda _: f"## {next(count)}. ", text, flags=re.M)
+
+
+def _blocks(*blocks: str) -> str:
+    """Markdown blocks (paragraphs, tables), blank lines between, empty ones left out."""
+    return "\n\n".join(b.rstrip("\n") for b in blocks if b) + "\n"
 
 
 def _name(fw: str) -> str:
@@ -41,22 +41,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _cell(key: str, value: float) -> str:
-    if key.endswith("accuracy"):
-        return _pct(value)
-    digits = {"val_loss": ".4f", "test_loss": ".4f", "s_per_epoch": ".2f", "fit_seconds": ".1f"}
-    return format(value, digits.get(key, "g"))
-
-
-def _mean_cell(key: str, ms: dict[str, float | None]) -> str:
-    mean, std = ms["mean"], ms["std"]
-    if key.endswith("accuracy"):  # in percent
-        return f"{100 * mean:.2f} ± {100 * std:.2f}%" if std is not None else _pct(mean)
-    if key in ("epochs_run", "best_epoch"):
-        return f"{mean:.1f} ± {std:.1f}" if std is not None else f"{mean:.1f}"
-    text = _cell(key, mean)
-    digits = len(text.split(".")[1]) if "." in text else 0
-    return f"{text} ± {std:.{digits}f}" if std is not None else text
+def _cell(key: str, mean: float, std: float | None = None) -> str:
+    """A run's value in ROW_KEYS column ``key``, or a mean over seeds and its std."""
+    if isinstance(mean, int) and key in ("epochs_run", "best_epoch"):  # a run's: whole
+        return str(mean)
+    scale, unit, digits = (100, "%", 2) if key.endswith("accuracy") else (1, "", DIGITS[key])
+    spread = f" ± {scale * std:.{digits}f}" if std is not None else ""
+    return f"{scale * mean:.{digits}f}{spread}{unit}"
 
 
 def _intro(report: dict[str, Any]) -> str:
@@ -64,23 +55,19 @@ def _intro(report: dict[str, Any]) -> str:
     dataset = {"fashion_mnist": "Fashion-MNIST"}.get(s.get("dataset"), "MNIST")
     recipe = "the improved preset" if s.get("preset") == "improved" else "the tutorial"
     frameworks = dict.fromkeys(r["framework"] for r in report["runs"])
-    names = " vs ".join(NAMES.get(fw, fw) for fw in frameworks) or "Keras vs Lightning"
-    side = " side by side" if len(frameworks) > 1 else ""
-    lines = [f"# {names}: {recipe}{side} ({dataset})", ""]
-    if s:
-        preset = s.get("config", "tutorial")
-        extra = f", Lightning options `{s['lightning_args']}`" if s.get("lightning_args") else ""
-        batch = preset_facts(s.get("preset", "tutorial"))["batch_size"]
-        lines += [
-            f"Settings: preset {preset}{extra}, at most {s.get('epochs')} epochs, "
-            f"EarlyStopping(patience={s.get('patience')}) on val_loss, batch {batch}, "
-            f"seeds {', '.join(map(str, s.get('seeds', [])))}, on {s.get('accelerator', 'cpu')}. "
-            "Each framework ran in its own process, one after the other, with every core.",
-            "",
-        ]
-        if s.get("command"):
-            lines += [f"Command: `{s['command']}`", ""]
-    return "\n".join(lines)
+    names = " vs ".join(map(_name, frameworks)) or "Keras vs Lightning"
+    title = f"# {names}: {recipe}{' side by side' * (len(frameworks) > 1)} ({dataset})"
+    if not s:
+        return _blocks(title)
+    extra = f", Lightning options `{s['lightning_args']}`" if s.get("lightning_args") else ""
+    batch = preset_facts(s.get("preset", "tutorial"))["batch_size"]
+    settings = (
+        f"Settings: preset {s.get('config', 'tutorial')}{extra}, at most {s.get('epochs')} "
+        f"epochs, EarlyStopping(patience={s.get('patience')}) on val_loss, batch {batch}, "
+        f"seeds {', '.join(map(str, s.get('seeds', [])))}, on {s.get('accelerator', 'cpu')}. "
+        "Each framework ran in its own process, one after the other, with every core."
+    )
+    return _blocks(title, settings, s.get("command") and f"Command: `{s['command']}`")
 
 
 def _accuracy(report: dict[str, Any]) -> str:
@@ -92,100 +79,89 @@ def _accuracy(report: dict[str, Any]) -> str:
     mean_table = md_table(
         ("framework", "runs", *COLUMNS),
         (
-            [_name(fw), per["runs"], *(_mean_cell(k, per[k]) for k in ROW_KEYS)]
+            [_name(fw), per["runs"], *(_cell(k, **per[k]) for k in ROW_KEYS)]
             for fw, per in summary["frameworks"].items()
         ),
     )
-    lines = ["## Accuracy", "", table, "Mean ± std over seeds:", "", mean_table]
     interval, diff = report.get("accuracy_interval"), summary["test_accuracy_diff_pp"]
-    if interval:
-        lines += [f"**{interval['text']}**", "", interval["seeds_needed_text"], ""]
-    elif diff is not None:
-        lines += [
+    verdict = [f"**{interval['text']}**", interval["seeds_needed_text"]] if interval else []
+    if not interval and diff is not None:
+        verdict.append(
             f"**Mean test accuracy, Lightning − Keras: {diff:+.2f} percentage points** (an "
-            "interval needs at least 2 seeds per framework).",
-            "",
-        ]
-    lines += [
+            "interval needs at least 2 seeds per framework)."
+        )
+    return _blocks(
+        "## Accuracy",
+        table,
+        "Mean ± std over seeds:",
+        mean_table,
+        *verdict,
         "val acc and val loss are those of the best epoch (lowest val_loss), whose checkpoint "
         "was tested on the test images. s/epoch is the median over the epochs after the first. "
         "± is the sample standard deviation over seeds (n − 1); the interval is Welch's "
         "(unequal variances), for the difference of the mean test accuracies.",
-        "",
-        f"![accuracy]({PLOTS['accuracy']})",
-        f"![loss]({PLOTS['loss']})",
-        "",
+        f"![accuracy]({PLOTS['accuracy']})\n![loss]({PLOTS['loss']})",
         "Left: validation; right: training (running mean over the epoch, with dropout on, as "
         "Keras reports it). Line: mean over the seeds still running at that epoch, drawn while at "
         "least half of them run; band: ± one standard deviation; thin lines: single seeds; dots: "
         "each seed's best epoch. The y axis is zoomed to where the curves differ, so the first "
         "epochs may start below it.",
-        "",
-    ]
-    return "\n".join(lines)
+    )
 
 
 def _agreement(report: dict[str, Any]) -> str:
-    rows = report.get("agreement") or []
-    if not rows:
+    if not report.get("agreement"):
         return ""
     head = ("seed", "same prediction", "share", "both wrong (same wrong class)")
     head += ("only Keras wrong", "only Lightning wrong")
-    lines = [
-        "## Agreement of the two frameworks' models",
-        "",
-        "Each seed's best Keras model and best Lightning model on the same test images:",
-        "",
-        md_table(head, map(_agreement_cells, rows), "r" * 6).rstrip("\n"),
-    ]
-    within = report.get("agreement_within") or {}
-    if within:
+    table = md_table(head, map(_agreement_cells, report["agreement"]), "r" * 6)
+    yardstick = ""
+    if within := report.get("agreement_within"):
         yard = "; ".join(
             f"{_name(fw)} {_pct(w['share_mean'])} ({w['pairs']} seed pair{'s' * (w['pairs'] > 1)})"
             for fw, w in within.items()
         )
-        lines += [
-            "",
+        yardstick = (
             f"Yardstick: one framework with itself across consecutive seeds agrees on {yard}. "
             "Cross-framework agreement near that level means the frameworks differ no more "
-            "than reseeding does.",
-        ]
-    return "\n".join(lines) + "\n"
+            "than reseeding does."
+        )
+    return _blocks(
+        "## Agreement of the two frameworks' models",
+        "Each seed's best Keras model and best Lightning model on the same test images:",
+        table,
+        yardstick,
+    )
 
 
-def _agreement_cells(r: dict[str, Any]) -> list[object]:
-    same = f"{r['same_prediction']:,} / {r['images']:,}"
-    both_wrong = f"{r['both_wrong']} ({r['both_wrong_same_class']})"
-    return [r["seed"], same, _pct(r["share"]), both_wrong, *(r[f"{fw}_only_wrong"] for fw in NAMES)]
+def _agreement_cells(a: dict[str, Any]) -> list[object]:
+    same = f"{a['same_prediction']:,} / {a['images']:,}"
+    both_wrong = f"{a['both_wrong']} ({a['both_wrong_same_class']})"
+    return [a["seed"], same, _pct(a["share"]), both_wrong, *(a[f"{fw}_only_wrong"] for fw in NAMES)]
 
 
 def _per_class(report: dict[str, Any]) -> str:
-    per = report.get("per_class") or {}
-    if not per:
+    if not (per := report.get("per_class")):
         return ""
     fws = list(per)
     head = [f"{_name(fw)} (n={per[fw]['seeds']})" for fw in fws]
     head += ["Lightning − Keras"] if len(fws) == 2 else []
     classes = range(len(per[fws[0]]["class_accuracy_mean"]))
-    lines = [
+    return _blocks(
         "## Per class",
-        "",
         f"![confusion matrices]({PLOTS['confusion']})",
-        "",
         "Confusion matrices summed over the seeds (rows: true class, columns: predicted). "
         "Off-diagonal cells are the errors, coloured by count; the diagonal is grey.",
-        "",
         md_table(("class", *head), ([c, *_class_cells(per, fws, c)] for c in classes), "r" * 4),
         "Per-class accuracy: mean ± std over seeds of the share of each class right.",
-    ]
-    return "\n".join(lines) + "\n"
+    )
 
 
 def _class_cells(per: dict[str, Any], fws: list[str], c: int) -> list[str]:
     """One class's accuracy per framework, and their difference when there are two."""
     means = [per[fw]["class_accuracy_mean"][c] for fw in fws]
     stds = [per[fw]["class_accuracy_std"][c] for fw in fws]
-    cells = [f"{100 * m:.2f} ± {100 * s:.2f}%" for m, s in zip(means, stds, strict=True)]
+    cells = [_cell("accuracy", m, s) for m, s in zip(means, stds, strict=True)]
     return cells + ([f"{100 * (means[1] - means[0]):+.2f} pp"] if len(fws) == 2 else [])
 
 
@@ -200,19 +176,18 @@ def _time(report: dict[str, Any]) -> str:
     target = f"{100 * next(iter(time.values()))['target']:.0f}%"
     head = ("framework", "s/epoch (median)", f"to {target} val acc (s, mean)", "reached")
     head += ("whole fit (s)", "inference, batch 1 (ms)", "inference, batch 256 (ms)")
-    lines = [
+    head += ("peak memory (MiB)",)
+    return _blocks(
         "## Time",
-        "",
-        md_table((*head, "peak memory (MiB)"), (_time_cells(fw, time[fw], per[fw]) for fw in time)),
+        md_table(head, (_time_cells(fw, t, per[fw]) for fw, t in time.items())),
         f"Time to {target}: the training seconds (epoch times, training plus validation) until "
         "the first epoch whose validation accuracy reached it, over the seeds that reached it. "
         "Whole fit: the mean over seeds, which also depends on when early stopping ended each "
         "run. Inference: median milliseconds of one forward pass of the best model in eval mode "
         "(Keras: `predict_on_batch`; torch: the module's call under `inference_mode`), median "
         "over seeds. Peak memory: the largest resident set of a run's process.",
-        "",
-    ]
-    return "\n".join(lines + _breakdown(time, list(time)))
+        *_breakdown(time),
+    )
 
 
 def _time_cells(fw: str, t: dict[str, Any], p: dict[str, Any]) -> list[str]:
@@ -229,11 +204,11 @@ def _time_cells(fw: str, t: dict[str, Any], p: dict[str, Any]) -> list[str]:
     ]
 
 
-def _breakdown(time: dict[str, Any], fws: list[str]) -> list[str]:
-    parts = [time[fw]["breakdown"] or {} for fw in fws]
+def _breakdown(time: dict[str, Any]) -> list[str]:
+    parts = [t["breakdown"] or {} for t in time.values()]
     if not any(parts):
         return []
-    seeds = ", ".join(f"{_name(fw)} seed {time[fw]['breakdown_seed']}" for fw in fws)
+    seeds = ", ".join(f"{_name(fw)} seed {t['breakdown_seed']}" for fw, t in time.items())
     rows = [
         [PHASES[phase], *(_secs(p.get(phase)) for p in parts)]
         for phase in PHASES
@@ -241,18 +216,13 @@ def _breakdown(time: dict[str, Any], fws: list[str]) -> list[str]:
     ]
     totals = [sum(v for v in p.values() if math.isfinite(v)) for p in parts]
     rows.append(["**whole process**", *(f"**{t:.1f}**" for t in totals)])
-    return [
-        f"Where one run's time went ({seeds}), in seconds:",
-        "",
-        md_table(("phase", *(_name(fw) for fw in fws)), rows),
-        f"![time]({PLOTS['time']})",
-        "",
-    ]
+    table = md_table(("phase", *map(_name, time)), rows)
+    return [f"Where one run's time went ({seeds}), in seconds:", table, f"![time]({PLOTS['time']})"]
 
 
 def _environment(report: dict[str, Any]) -> str:
     env = report.get("environment") or {}
-    lines = ["## Environment", ""]
+    lines = []
     for fw, e in env.get("frameworks", {}).items():
         vers = ", ".join(f"{k} {v}" for k, v in e.get("versions", {}).items())
         threads = ", ".join(
@@ -265,15 +235,15 @@ def _environment(report: dict[str, Any]) -> str:
         found |= {"BLAS": e.get("blas"), "GPU": e.get("gpu")}
         bits = [f"device {e.get('device', '?')}", *(f"{k} {v}" for k, v in found.items() if v)]
         lines.append(f"- {_name(fw)}: " + "; ".join(bits) + f"; {vers}{_speedups(report, fw)}")
-    start, end = env.get("loadavg_start"), env.get("loadavg_end")
-    if start is not None:
+    if (start := env.get("loadavg_start")) is not None:
+        end = env.get("loadavg_end")
         after = f", {end:.1f} at the end" if end is not None else ""
         lines.append(
             f"- Machine: {env.get('cpu_count')} cores; 1-minute load average {start:.1f} at "
             f"the start{after} (the comparison itself keeps about one core's worth busy; much "
             "more means other work shared the cores and the timings are noisy)"
         )
-    return "\n".join(lines) + "\n"
+    return _blocks("## Environment", "\n".join(lines))
 
 
 def _speedups(report: dict[str, Any], fw: str) -> str:

@@ -1,8 +1,6 @@
 """``mnist-compare``'s nested options (``--trainer.max_epochs``, ``--early_stopping.patience``,
 ``--data.data_dir`` ...: the names ``lightning-mnist fit`` gives them) and the resolved plan."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,8 +16,7 @@ class Trainer:
 
     Args:
         max_epochs: Max epochs; null: the preset's.
-        accelerator: Where both frameworks train; gpu needs one that TensorFlow and torch both
-            see.
+        accelerator: Where both frameworks train; gpu needs one both TensorFlow and torch see.
     """
 
     max_epochs: PositiveInt | None = None
@@ -42,9 +39,8 @@ class Data:
     """The images both frameworks train on.
 
     Args:
-        data_dir: Holds MNIST/raw (IDX files), fetched and verified when missing; null:
-            $MNIST_DATA_DIR, else data.
-        dataset: MNIST or Fashion-MNIST, fetched and verified like MNIST.
+        data_dir: Holds MNIST/raw, fetched (verified) if missing; null: $MNIST_DATA_DIR, else data.
+        dataset: MNIST or Fashion-MNIST.
     """
 
     data_dir: str | None = None

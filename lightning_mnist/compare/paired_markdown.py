@@ -1,8 +1,6 @@
 """The paired section of report.md (``mnist-compare --paired``): per seed, McNemar, the paired
 interval and the equivalence test."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from lightning_mnist.compare.md_table import md_table
@@ -24,9 +22,7 @@ MCNEMAR_ABOUT = (
 
 
 def paired_section(report: dict[str, Any]) -> str:
-    """The paired statistics (mnist-compare --paired): per seed, the interval, TOST."""
-    paired = report.get("paired")
-    if not paired:
+    if not (paired := report.get("paired")):
         return ""
     w, eq = paired["interval"], paired["tost"]
     mcnemar = {m["seed"]: m for m in paired["mcnemar"]}
@@ -51,8 +47,7 @@ def paired_section(report: dict[str, Any]) -> str:
 
 
 def _paired_cells(r: dict[str, Any], m: dict[str, Any] | None) -> list[object]:
-    cells: list[object] = [r["seed"], f"{r['keras']:.2f}%", f"{r['lightning']:.2f}%"]
-    cells.append(f"{r['diff']:+.2f} pp")
+    cells = [r["seed"], f"{r['keras']:.2f}%", f"{r['lightning']:.2f}%", f"{r['diff']:+.2f} pp"]
     if m is None:
         return [*cells, "–", "–", "–", "–"]
     return [

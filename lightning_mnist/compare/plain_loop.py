@@ -1,9 +1,5 @@
-"""The benchmark's own measures: a plain PyTorch loop over the tutorial with the port's kernels
-(the floor Lightning's overhead is read against; a child process per run, as every row is),
-the tutorial's training FLOPs and the fp32 matmul rate this machine reaches (the compute-bound
-floor)."""
-
-from __future__ import annotations
+"""The benchmark's own measures: the plain PyTorch loop Lightning's overhead is read against (a
+child process per run, as every row), the tutorial's FLOPs and this machine's fp32 matmul rate."""
 
 import json
 import sys
@@ -27,31 +23,26 @@ def forward_flops_per_sample() -> int:
 
 
 def train_flops_per_sample() -> int:
-    """FLOPs of one training sample: about 1.82 MFLOP, 87 GFLOP per 48,000-image epoch.
-
-    Backward: the conv needs only its weight gradient (its input is the image), the dense
-    layers weight and input gradients, so 1x and 2x their forward. Pooling, ReLU, dropout and
-    Adam are memory-bound and left out.
-    """
+    """FLOPs of one training sample: about 1.82 MFLOP, 87 GFLOP per 48,000-image epoch."""
+    # Backward: the conv needs only its weight gradient (its input is the image), the dense
+    # layers weight and input gradients. Pooling, ReLU, dropout and Adam are memory-bound.
     return CONV_FLOPS + DENSE_FLOPS + CONV_FLOPS + 2 * DENSE_FLOPS
 
 
 def probe_flops(device: torch.device, size: int = 2048, seconds: float = 1.0) -> float:
-    """The fp32 FLOP/s of a ``size`` x ``size`` matmul on ``device`` (2048: 17 GFLOP a
-    product), repeated for about ``seconds`` after one warm-up product."""
+    """The fp32 FLOP/s of a ``size``² matmul on ``device``, repeated for about ``seconds``."""
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     a @ b
     sync()
-    reps, t0 = 0, time.perf_counter()
-    while True:
+    reps, t0, elapsed = 0, time.perf_counter(), 0.0
+    while reps == 0 or elapsed < seconds:
         a @ b
         reps += 1
         sync()
         elapsed = time.perf_counter() - t0
-        if elapsed >= seconds:
-            return 2 * size**3 * reps / elapsed
+    return 2 * size**3 * reps / elapsed
 
 
 def plain_torch_epochs(
@@ -62,15 +53,9 @@ def plain_torch_epochs(
     conv_pool: str = "native",
     malloc: bool = False,
 ) -> dict[str, list[float]]:
-    """Train the tutorial with a bare PyTorch loop and the port's kernels; per-epoch results.
-
-    The same model (TutorialCNN, Keras init, pool before ReLU, channels_last), in-memory
-    batches (TensorBatches), Adam(eps=1e-7), the tutorial's batch size and validation under
-    inference_mode, with the epoch's loss and accuracy summed on the device as the system does.
-    ``seed`` seeds torch and the shuffle; ``device`` None picks CUDA when present, as
-    Lightning's "auto" does; ``conv_pool`` is ``--model.conv_pool``; ``malloc`` applies the
-    allocator setting (``--tune_malloc``).
-    """
+    """Train the tutorial in a bare PyTorch loop with the port's model, batches and Adam; each
+    epoch's seconds and validation accuracy. ``device`` None: CUDA when present (as Lightning's
+    "auto"); ``conv_pool``: ``--model.conv_pool``; ``malloc``: ``--tune_malloc``."""
     from lightning_mnist.data.batches import TensorBatches
     from lightning_mnist.data.module import keras_split, to_tensor
     from lightning_mnist.data.verify import load_arrays
@@ -89,15 +74,13 @@ def plain_torch_epochs(
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
     now = {"epoch": 0}  # the shuffle order is a function of (seed, epoch), as in the port
     batch = preset_facts("tutorial")["batch_size"]
-    train_batches = TensorBatches(
-        x, y, batch, shuffle=True, seed=seed, epoch_fn=lambda: now["epoch"]
-    )
+    batches = TensorBatches(x, y, batch, shuffle=True, seed=seed, epoch_fn=lambda: now["epoch"])
     val_batches = TensorBatches(xv, yv, batch)
     out: dict[str, list[float]] = {"epoch_seconds": [], "val_accuracy": []}
     for epoch in range(epochs):
         now["epoch"] = epoch
         t0 = time.perf_counter()
-        _train_epoch(model, opt, train_batches, device)
+        _train_epoch(model, opt, batches, device)
         val_correct = _count_correct(model, val_batches, device)
         out["val_accuracy"].append(val_correct.item() / len(yv))  # .item() syncs a GPU
         out["epoch_seconds"].append(time.perf_counter() - t0)
@@ -105,7 +88,7 @@ def plain_torch_epochs(
 
 
 def _train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, batches, device) -> None:
-    """One epoch of steps, with the loss and accuracy summed on the device as the system does."""
+    """One epoch of steps; the loss and accuracy are summed on the device, as the system does."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -133,9 +116,8 @@ def _count_correct(model: torch.nn.Module, batches, device) -> torch.Tensor:
 def run_child(
     run: Path, data_dir: str, epochs: int, seed: int, conv_pool: str, malloc: bool, accel: str
 ) -> dict[str, list[float]]:
-    """``plain_torch_epochs`` in a child process (``python -m lightning_mnist.compare.plain_loop``)
-    on ``accel`` (``cpu`` hides the GPUs), its output in ``run/run.log``; its per-epoch results
-    (``run/results.json``)."""
+    """``plain_torch_epochs`` in a child process on ``accel`` (``cpu`` hides the GPUs), its output
+    in ``run/run.log``; its per-epoch results (``run/results.json``)."""
     from lightning_mnist.compare.runners import PYTHON, stream
 
     cmd = [*PYTHON, "-m", "lightning_mnist.compare.plain_loop", str(run), data_dir]

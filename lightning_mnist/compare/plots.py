@@ -1,8 +1,5 @@
-"""The report's pictures: learning curves (mean ± std band per framework, zoomed), the
-confusion matrices side by side, where one run's time went, and for paired runs the per-seed
-differences with their intervals and the equivalence margin."""
-
-from __future__ import annotations
+"""The report's pictures: learning curves, confusion matrices, where one run's time went, and
+for paired runs the per-seed differences with their intervals and the equivalence margin."""
 
 import io
 from pathlib import Path
@@ -18,14 +15,9 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from lightning_mnist.atomic import write_atomic  # noqa: E402
 from lightning_mnist.compare.report import NAMES  # noqa: E402
-from lightning_mnist.compare.sections import PHASES  # noqa: E402
+from lightning_mnist.compare.sections import PHASES, by_framework  # noqa: E402
 
-PLOTS = {
-    "accuracy": "compare_accuracy.png",
-    "loss": "compare_loss.png",
-    "confusion": "compare_confusion.png",
-    "time": "compare_time.png",
-}
+PLOTS = {name: f"compare_{name}.png" for name in ("accuracy", "loss", "confusion", "time")}
 PAIRED_PLOT = "compare_paired.png"  # paired comparisons only
 COLOURS = {"keras": "#d00000", "lightning": "#792ee5"}  # the two projects' brand colours
 PALETTE = ("#bbbbbb", "#8c564b", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#7f7f7f")
@@ -37,27 +29,20 @@ def write_plots(report: dict[str, Any], out_dir: Path) -> list[Path]:
     paths = [plot_curves(report["runs"], m, out_dir / PLOTS[m]) for m in ("accuracy", "loss")]
     if report.get("per_class"):
         paths.append(plot_confusion(report["per_class"], out_dir / PLOTS["confusion"]))
-    time = report.get("time") or {}
-    if any(t["breakdown"] for t in time.values()):
-        paths.append(plot_time(time, out_dir / PLOTS["time"]))
+    if any(t["breakdown"] for t in (report.get("time") or {}).values()):
+        paths.append(plot_time(report["time"], out_dir / PLOTS["time"]))
     if report.get("paired"):
         paths.append(plot_paired(report, out_dir / PAIRED_PLOT))
     return paths
 
 
 def mean_std(curves: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per epoch, the mean and sample std over the curves that reach that epoch (std 0 where
-    only one does), up to the last epoch that at least half of them reach (a mean of the one
-    or two seeds that ran longest would jump about and mislead)."""
-    quorum = max(1, -(-len(curves) // 2))  # ceil(n / 2)
-    length = max(e for e in range(1, max(len(c) for c in curves) + 1)
-                 if sum(len(c) >= e for c in curves) >= quorum)  # fmt: skip
-    mean, std = np.empty(length), np.zeros(length)
-    for e in range(length):
-        values = [c[e] for c in curves if len(c) > e]
-        mean[e] = np.mean(values)
-        std[e] = np.std(values, ddof=1) if len(values) > 1 else 0.0
-    return mean, std
+    """Per epoch, the mean and sample std (0 for one value) of the curves that reach it, up to the
+    last epoch half of them reach (a mean of the seeds that ran longest would jump about)."""
+    length = sorted(map(len, curves), reverse=True)[(len(curves) - 1) // 2]
+    values = [[c[e] for c in curves if len(c) > e] for e in range(length)]
+    mean = np.array([np.mean(v) for v in values])
+    return mean, np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values])
 
 
 def zoom(curves: list[list[float]], accuracy: bool) -> tuple[float, float]:
@@ -73,25 +58,25 @@ def zoom(curves: list[list[float]], accuracy: bool) -> tuple[float, float]:
 def plot_curves(runs: list[dict[str, Any]], metric: str, path: Path) -> Path:
     """Validation (left) and training (right) ``metric`` per epoch, one colour per framework."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), dpi=120)
-    frameworks = list(dict.fromkeys(r["framework"] for r in runs))
-    accuracy = metric == "accuracy"
+    per, accuracy = by_framework(runs), metric == "accuracy"
     for ax, key, title in ((axes[0], f"val_{metric}", "validation"), (axes[1], metric, "training")):
-        all_curves = []
-        for fw in frameworks:
-            all_curves += _draw_framework(ax, [r for r in runs if r["framework"] == fw], key)
-        ax.set_ylim(*zoom(all_curves, accuracy))
-        ax.set_title(f"{title} {metric}")
-        ax.set_xlabel("epoch")
-        longest = max(len(c) for c in all_curves)
+        curves = [c for mine in per.values() for c in _draw_framework(ax, mine, key)]
+        ax.set_ylim(*zoom(curves, accuracy))
+        ax.set(title=f"{title} {metric}", xlabel="epoch")
+        longest = max(len(c) for c in curves)
         ax.set_xlim(*((0.5, 1.5) if longest == 1 else (1, longest)))  # one epoch: its point
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if accuracy:
             ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
         ax.grid(alpha=0.3)
+    legend = [
+        Line2D([], [], color=COLOURS.get(fw), lw=2, label=f"{_name(fw)} mean ± std") for fw in per
+    ]
+    legend.append(Line2D([], [], color="grey", lw=0.7, alpha=0.5, label="single seeds"))
+    legend.append(Line2D([], [], color="grey", ls="", marker="o", label="best epoch (tested)"))
+    axes[0].legend(handles=legend, loc="lower right" if accuracy else "upper right", fontsize=8)
     seeds = len({int(r["seed"]) for r in runs})
-    where = "lower right" if accuracy else "upper right"
-    axes[0].legend(handles=_curve_legend(frameworks), loc=where, fontsize=8)
-    names = " vs ".join(NAMES.get(fw, fw) for fw in frameworks)
+    names = " vs ".join(map(_name, per))
     fig.suptitle(f"model {metric}: {names} ({seeds} seed{'s' * (seeds > 1)})")
     fig.tight_layout()
     return _save(fig, path)
@@ -114,27 +99,15 @@ def _draw_framework(ax: Any, mine: list[dict[str, Any]], key: str) -> list[list[
     return curves
 
 
-def _curve_legend(frameworks: list[str]) -> list[Line2D]:
-    handles = [
-        Line2D([], [], color=COLOURS.get(fw), lw=2, label=f"{NAMES.get(fw, fw)} mean ± std")
-        for fw in frameworks
-    ]
-    return handles + [
-        Line2D([], [], color="grey", lw=0.7, alpha=0.5, label="single seeds"),
-        Line2D([], [], color="grey", ls="", marker="o", label="best epoch (tested)"),
-    ]
-
-
 def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
-    """The frameworks' confusion matrices side by side: errors coloured by count (one shared
-    scale), the diagonal grey, every non-zero count written in its cell."""
-    fws = list(per_class)
-    mats = [np.asarray(per_class[fw]["confusion"]) for fw in fws]
+    """The confusion matrices side by side: errors coloured by count (one scale), the diagonal
+    grey, every non-zero count written in its cell."""
+    mats = [np.asarray(p["confusion"]) for p in per_class.values()]
     off = [np.where(np.eye(len(m), dtype=bool), 0, m) for m in mats]
     vmax = max(int(o.max()) for o in off) or 1
-    figsize = (5.2 * len(fws) + 0.8, 5.2)
-    fig, axes = plt.subplots(1, len(fws), figsize=figsize, dpi=120, squeeze=False)
-    for ax, fw, m, o in zip(axes[0], fws, mats, off, strict=True):
+    size = (5.2 * len(mats) + 0.8, 5.2)
+    fig, axes = plt.subplots(1, len(mats), figsize=size, dpi=120, squeeze=False)
+    for ax, fw, m, o in zip(axes[0], per_class, mats, off, strict=True):
         image = ax.imshow(np.ma.masked_equal(o, 0), cmap="Reds", vmin=0, vmax=vmax)
         for i in range(len(m)):
             ax.add_patch(plt.Rectangle((i - 0.5, i - 0.5), 1, 1, color="#dddddd"))
@@ -144,11 +117,9 @@ def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
                 ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=font, color=colour)
         ax.set_xticks(range(len(m)))
         ax.set_yticks(range(len(m)))
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
+        ax.set(xlabel="predicted class", ylabel="true class")
         seeds = per_class[fw]["seeds"]
-        title = f"{int(o.sum())} errors over {seeds} seed{'s' * (seeds > 1)}"
-        ax.set_title(f"{NAMES.get(fw, fw)}: {title}")
+        ax.set_title(f"{_name(fw)}: {int(o.sum())} errors over {seeds} seed{'s' * (seeds > 1)}")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="errors (count)")
     return _save(fig, path, bbox_inches="tight")
 
@@ -159,16 +130,13 @@ def plot_time(time: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.8 * len(fws)), dpi=120)
     for row, fw in enumerate(fws):
         left = 0.0
-        for phase in PHASES:
-            value = time[fw]["breakdown"].get(phase)
-            if value is None or not np.isfinite(value) or value <= 0:
-                continue
-            label = phase if row == 0 else None
-            colour = PHASE_COLOURS[phase]
-            ax.barh(row, value, left=left, color=colour, edgecolor="white", label=label)
-            left += value
+        for phase, value in time[fw]["breakdown"].items():
+            if value is not None and np.isfinite(value) and value > 0:
+                colour, label = PHASE_COLOURS[phase], phase if row == 0 else None
+                ax.barh(row, value, left=left, color=colour, edgecolor="white", label=label)
+                left += value
         ax.text(left, row, f" {left:.0f} s", va="center", fontsize=9)
-    labels = [f"{NAMES.get(fw, fw)} (seed {time[fw]['breakdown_seed']})" for fw in fws]
+    labels = [f"{_name(fw)} (seed {time[fw]['breakdown_seed']})" for fw in fws]
     ax.set_yticks(range(len(fws)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("seconds")
@@ -208,6 +176,10 @@ def plot_paired(report: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"paired runs, Lightning − Keras (green: margin ±{margin:g} pp)", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, bbox_inches="tight")
+
+
+def _name(fw: str) -> str:
+    return NAMES.get(fw, fw)
 
 
 def _save(fig: Any, path: Path, **savefig: Any) -> Path:

@@ -1,13 +1,6 @@
-"""The comparison report: the runs' saved files -> the report dict -> report.json, report.md
-and the pictures (``markdown.py``, ``plots.py``).
-
-Everything here reads saved files and never trains, so a report can be rebuilt at any time
-(``mnist-compare --report_only``). A report folder holds ``runs/<framework>-seed<S>/...`` with
-one results.json per run (the schema shared by lightning_mnist and keras_reference), its
-``test_predictions.csv`` and the ``process.json`` that mnist-compare writes beside each run.
-"""
-
-from __future__ import annotations
+"""The comparison report from saved files, never training (``mnist-compare --report_only``
+rebuilds it): each ``runs/<framework>-seed<S>/`` holds a run's results.json (the schema both
+frameworks share), its test_predictions.csv and the process.json mnist-compare writes."""
 
 import json
 import math
@@ -26,7 +19,6 @@ from lightning_mnist.errors import UserError
 
 REPORT_JSON, REPORT_MD, SETTINGS_JSON = "report.json", "report.md", "settings.json"
 PROCESS_JSON = "process.json"  # written by mnist-compare beside each run: launch and exit
-FRAMEWORK_ORDER = ("keras", "lightning")
 NAMES = {"keras": "Keras", "lightning": "Lightning"}
 DEFAULT_TARGET = {"mnist": 0.98, "fashion_mnist": 0.90}  # validation accuracy to time
 ROW_KEYS = ("epochs_run", "best_epoch", "val_accuracy", "val_loss", "test_accuracy")
@@ -40,15 +32,9 @@ class ReportError(UserError):
 def epoch_stats(epoch_seconds: list[float]) -> dict[str, float]:
     """Median, min and max seconds per epoch (training plus validation) over the epochs after
     the first, which also pays one-off costs (TF graph tracing, allocator warm-up)."""
-    secs = list(epoch_seconds[1:] if len(epoch_seconds) > 1 else epoch_seconds)
-    if not secs:
-        return {"median": math.nan, "min": math.nan, "max": math.nan, "epochs_timed": 0}
-    return {
-        "median": statistics.median(secs),
-        "min": min(secs),
-        "max": max(secs),
-        "epochs_timed": len(secs),
-    }
+    secs = list(epoch_seconds[1:] or epoch_seconds)
+    median, low, high = (statistics.median(secs), min(secs), max(secs)) if secs else [math.nan] * 3
+    return {"median": median, "min": low, "max": high, "epochs_timed": len(secs)}
 
 
 def load_runs(out_dir: Path) -> list[dict[str, Any]]:
@@ -64,22 +50,24 @@ def load_runs(out_dir: Path) -> list[dict[str, Any]]:
         if results.get("data_dir") and results["data_dir"] == os.environ.get(DATA_DIR_ENV):
             results["data_dir"] = f"${DATA_DIR_ENV}"  # as settings.json names it: no machine path
         results["predictions"] = _predictions(path.parent, results)
-        results["process"] = _process(path.parent)
+        # process.json: in the run's folder (Keras) or the one above (Lightning)
+        process = [d / PROCESS_JSON for d in (path.parent, path.parent.parent)]
+        results["process"] = next((read_json(p) for p in process if p.is_file()), None)
         mtime = path.stat().st_mtime
         # An interrupted-then-resumed run can leave an older finished copy; the newest wins.
         if key not in newest or mtime > newest[key][0]:
             newest[key] = (mtime, results)
     if not newest:
         raise ReportError(f"no runs/**/results.json under {out_dir}; run mnist-compare first")
-    return sorted((r for _, r in newest.values()), key=lambda r: (int(r["seed"]), _rank(r)))
+    # By seed, then Keras before Lightning (the frameworks' names sort so).
+    return sorted((r for _, r in newest.values()), key=lambda r: (int(r["seed"]), r["framework"]))
 
 
 def _predictions(folder: Path, results: dict[str, Any]) -> tuple | None:
     """(labels, predicted) from the run's test_predictions.csv, or None for a run without."""
-    name = results.get("test_predictions")
-    if not name:
+    if not results.get("test_predictions"):
         return None
-    path = folder / name
+    path = folder / results["test_predictions"]
     try:
         rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     except (OSError, ValueError) as e:
@@ -102,19 +90,6 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _process(folder: Path) -> dict[str, Any] | None:
-    """The process.json of a run: in its folder (Keras) or the one above (Lightning)."""
-    for path in (folder / PROCESS_JSON, folder.parent / PROCESS_JSON):
-        if path.is_file():
-            return read_json(path)
-    return None
-
-
-def _rank(results: dict[str, Any]) -> int:
-    fw = results["framework"]
-    return FRAMEWORK_ORDER.index(fw) if fw in FRAMEWORK_ORDER else len(FRAMEWORK_ORDER)
-
-
 def run_row(results: dict[str, Any]) -> dict[str, Any]:
     """One table row: val metrics at the best epoch (the tested checkpoint), test metrics."""
     best, hist = int(results["best_epoch"]), results["history"]
@@ -133,23 +108,17 @@ def run_row(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _mean_std(values: list[float]) -> dict[str, float | None]:
-    # Sample standard deviation (n - 1), as seed-to-seed spread is usually reported.
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": statistics.fmean(values), "std": std}
-
-
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ± std per framework, and Lightning - Keras differences of the means."""
+    """Mean ± std per framework (the sample std, n - 1, as seed-to-seed spread is usually
+    reported), and Lightning - Keras differences of the means."""
     per = {}
-    for fw in dict.fromkeys(r["framework"] for r in sorted(rows, key=_rank)):
-        mine = [r for r in rows if r["framework"] == fw]
-        per[fw] = {"runs": len(mine), **{k: _mean_std([r[k] for r in mine]) for k in ROW_KEYS}}
-    summary: dict[str, Any] = {
-        "frameworks": per,
-        "test_accuracy_diff_pp": None,
-        "speed_ratio": None,
-    }
+    for fw, mine in sections.by_framework(sorted(rows, key=lambda r: r["framework"])).items():
+        per[fw] = {"runs": len(mine)}
+        for k in ROW_KEYS:
+            values = [r[k] for r in mine]
+            std = statistics.stdev(values) if len(values) > 1 else None
+            per[fw][k] = {"mean": statistics.fmean(values), "std": std}
+    summary = {"frameworks": per, "test_accuracy_diff_pp": None, "speed_ratio": None}
     if {"keras", "lightning"} <= per.keys():
         k, lt = per["keras"], per["lightning"]
         diff = lt["test_accuracy"]["mean"] - k["test_accuracy"]["mean"]
@@ -161,17 +130,14 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def build_report(
     out_dir: Path, settings: dict[str, Any] | None = None, margin: float = DEFAULT_MARGIN_PP
 ) -> dict[str, Any]:
-    """Read the runs under ``out_dir`` and return the report.json dict; ``settings`` (what the
-    comparison ran with) None reads the settings.json mnist-compare writes before its first run.
-    ``margin``: the equivalence margin in percentage points; ``paired`` is filled when the
-    settings say the runs were paired (``mnist-compare --paired``).
-    """
+    """The report.json dict of the runs under ``out_dir``; ``settings`` None reads the
+    settings.json mnist-compare writes first. ``margin``: the equivalence margin in pp."""
     if settings is None and (out_dir / SETTINGS_JSON).exists():
         settings = read_json(out_dir / SETTINGS_JSON)
     settings = settings or {}
     runs = load_runs(out_dir)
-    labels = [r["predictions"][0] for r in runs if r["predictions"] is not None]
-    if any(not np.array_equal(labels[0], other) for other in labels[1:]):
+    tested = [r for r in runs if r["predictions"] is not None]
+    if any(not np.array_equal(tested[0]["predictions"][0], r["predictions"][0]) for r in tested):
         raise ReportError(f"the runs under {out_dir} were tested on different images")
     rows = [run_row(r) for r in runs]
     target = settings.get("target_accuracy") or DEFAULT_TARGET.get(runs[0].get("dataset"), 0.98)
@@ -180,10 +146,10 @@ def build_report(
         "rows": rows,
         "summary": summarise(rows),
         "accuracy_interval": sections.accuracy_interval(rows, margin=margin),
-        "paired": sections.paired_section(rows, runs, margin) if settings.get("paired") else None,
-        "agreement": sections.agreement_rows(runs),
-        "agreement_within": sections.seed_baseline(runs),
-        "per_class": sections.per_class(runs),
+        "paired": sections.paired_section(rows, tested, margin) if settings.get("paired") else None,
+        "agreement": sections.agreement_rows(tested),
+        "agreement_within": sections.seed_baseline(tested),
+        "per_class": sections.per_class(tested),
         "time": sections.time_section(runs, target),
         "environment": sections.environment_section(runs, settings),
         "runs": runs,
@@ -191,8 +157,7 @@ def build_report(
 
 
 def report_json(report: dict[str, Any]) -> str:
-    """report.json's text, strict JSON (a NaN or infinite number is written as null): the
-    report without the per-image predictions (each run's CSV keeps them; the report keeps the
-    numbers drawn from them)."""
+    """report.json's text, strict JSON (NaN and infinities as null), without the per-image
+    predictions (each run's CSV keeps them)."""
     runs = [{k: v for k, v in r.items() if k != "predictions"} for r in report["runs"]]
     return json_text({**report, "runs": runs})

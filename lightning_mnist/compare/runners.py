@@ -1,11 +1,5 @@
-"""Running one framework's training as a child process, and the checks before any run.
-
-Each run is a child process (``python -m keras_reference`` or ``python -m lightning_mnist.cli
-fit``), so each framework has every core and lightning_mnist never imports Keras or
-TensorFlow (docs/parity.md #12). A finished run is found through the results.json it writes.
-"""
-
-from __future__ import annotations
+"""Each framework's training as a child process, and the checks before any run. A child has
+every core, and lightning_mnist never imports Keras or TensorFlow (docs/parity.md #12)."""
 
 import json
 import os
@@ -33,18 +27,15 @@ class CompareError(UserError):
 
 
 def refuse_existing(out: Path, hint: str = "") -> None:
-    """Refuse an ``out`` that exists and is not empty (nothing is overwritten); ``hint`` names
-    other options that accept one."""
+    """Refuse an ``out`` that exists and is not empty; ``hint`` ends the message."""
     if out.exists() and any(out.iterdir()):
-        more = f", {hint}" if hint else ""
         raise CompareError(
-            f"{out} already exists; choose a new --out (e.g. {next_free(out)}){more}"
+            f"{out} already exists; choose a new --out (e.g. {next_free(out)}){hint}"
         )
 
 
 def check_data(data_dir: str, dataset: str = "mnist", create: bool = False) -> None:
-    """Make sure ``data_dir`` holds good IDX files, fetching missing ones (verified), before
-    any child starts; ``create`` makes the folder (the default data dir only)."""
+    """Fetch and verify ``data_dir``'s IDX files; ``create`` makes the folder (default dir only)."""
     from lightning_mnist.data.catalogue import DataError
     from lightning_mnist.data.fetch import prepare
 
@@ -85,8 +76,7 @@ def finished_results(run: Path) -> Path | None:
 
 
 def child_env(accelerator: str = "gpu") -> dict[str, str]:
-    """The children's environment: unbuffered output, TF's info logs hidden, and on the
-    ``cpu`` accelerator no GPU visible (TensorFlow would otherwise take one by itself)."""
+    """Unbuffered, TF's info logs hidden; on ``cpu`` no GPU visible (TF would take one itself)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if accelerator == "cpu":
@@ -97,12 +87,9 @@ def child_env(accelerator: str = "gpu") -> dict[str, str]:
 def stream(
     cmd: list[str], prefix: str, log: Path, quiet: bool = False, accelerator: str = "cpu"
 ) -> list[str]:
-    """Run ``cmd``, echo each output line after ``prefix`` (unless ``quiet``), keep the whole
-    output in ``log`` and return its lines; a non-zero exit is a CompareError.
-
-    Beside ``log`` goes ``process.json``: the launch time (wall clock) and the process's wall
-    seconds, from which the report gets the child's start-up time.
-    """
+    """Run ``cmd``, echo each output line after ``prefix`` (unless ``quiet``), keep the output in
+    ``log`` and return its lines; a non-zero exit is a CompareError. Beside ``log`` goes
+    ``process.json``: the launch time and wall seconds (the report's start-up time)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     with log.open("w") as f:
@@ -126,8 +113,7 @@ def stream(
         tail = " | ".join(x for x in lines[-3:] if x.strip())
         command = shlex.join(cmd[: len(PYTHON) + 2])
         raise CompareError(f"{command}... exited {rc}: {tail} (full output: {log})")
-    process = {"launched_at": launched_at, "process_seconds": seconds}
-    write_json(log.parent / PROCESS_JSON, process)
+    write_json(log.parent / PROCESS_JSON, {"launched_at": launched_at, "process_seconds": seconds})
     return lines
 
 
@@ -142,9 +128,8 @@ def run_keras(
     dataset: str = "mnist",
     accelerator: str = "cpu",
 ) -> dict[str, Any]:
-    """Run ``python -m keras_reference`` into the new run folder ``run``; its results.json.
-    ``extra``: more ``keras_reference`` options, e.g. ``("--jit_compile", "true")``."""
-    # The same option names as the Lightning run's below.
+    """``python -m keras_reference`` into the new run folder ``run``; its results.json.
+    ``extra``: more options, e.g. ``("--jit_compile", "true")``. Options carry Lightning's names."""
     cmd = [*PYTHON, "-m", "keras_reference", "--data.data_dir", str(data_dir), *extra]
     cmd += ["--data.dataset", dataset, "--seed_everything", str(seed)]
     cmd += ["--trainer.max_epochs", str(epochs), "--early_stopping.patience", str(patience)]
@@ -165,9 +150,8 @@ def run_lightning(
     dataset: str = "mnist",
     accelerator: str = "cpu",
 ) -> dict[str, Any]:
-    """Run ``lightning-mnist fit`` on one device with ``run`` as default_root_dir (the run
-    folder is a new ``version_K`` in it); its results.json. ``config``: a shipped preset's
-    name or a YAML path; ``extra``: more options, e.g. ``("--model.conv_pool", "fused")``."""
+    """``lightning-mnist fit`` on one device into a new ``version_K`` under ``run``; its
+    results.json. ``config``: a preset's name or a YAML path; ``extra``: more options."""
     try:
         config = preset_path(config)
     except FileNotFoundError as e:

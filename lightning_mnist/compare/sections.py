@@ -1,13 +1,8 @@
-"""The report's analyses of saved runs: the accuracy interval (and, for paired runs, the paired
-statistics), the agreement of the two frameworks' models, the per-class view, where the time
-went, and the environment.
+"""The report's analyses of saved runs, one function per section: each takes the runs
+(results.json dicts, with ``predictions`` and ``process`` added by the loader; ``tested``: those
+with predictions) and returns plain JSON-ready values."""
 
-Each function takes the runs (results.json dicts, with ``predictions`` and ``process`` added
-by the loader) and returns plain JSON-ready values; ``report.build_report`` calls them.
-"""
-
-from __future__ import annotations
-
+import itertools
 import math
 import statistics
 from typing import Any
@@ -16,6 +11,7 @@ import numpy as np
 
 from lightning_mnist.compare import stats
 
+DEFAULT_MARGIN_PP = 0.2  # the equivalence margin, in percentage points of test accuracy
 # The phases of a run's process, in order, and what each covers.
 PHASES = {
     "startup": "start-up (interpreter, imports, model)",
@@ -29,7 +25,7 @@ PHASES = {
 }
 
 
-def _by_framework(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def by_framework(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Each framework's runs, the frameworks in the order they first appear."""
     found: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
@@ -37,11 +33,13 @@ def _by_framework(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return found
 
 
-def _with_predictions(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in runs if r.get("predictions") is not None]
-
-
-DEFAULT_MARGIN_PP = 0.2  # the equivalence margin, in percentage points of test accuracy
+def _pairs(tested: list[dict[str, Any]]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(seed, labels, Keras's predictions, Lightning's) for each seed that has both."""
+    seeds: dict[int, dict[str, Any]] = {}
+    for r in tested:
+        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r["predictions"]
+    both = [(s, p) for s, p in sorted(seeds.items()) if {"keras", "lightning"} <= p.keys()]
+    return [(s, p["keras"][0], p["keras"][1], p["lightning"][1]) for s, p in both]
 
 
 def _test_accuracy_pp(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
@@ -55,9 +53,8 @@ def _test_accuracy_pp(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]
 def accuracy_interval(
     rows: list[dict[str, Any]], level: float = 0.95, margin: float = DEFAULT_MARGIN_PP
 ) -> dict[str, Any] | None:
-    """Lightning − Keras mean test accuracy in percentage points, with Welch's interval, the
-    sentence it supports, and the seeds per framework an equivalence test at ``±margin`` pp
-    would need at the observed spread; None unless both frameworks have at least 2 seeds."""
+    """Lightning − Keras mean test accuracy in pp with Welch's interval, its sentence, and the
+    seeds an equivalence test at ``±margin`` pp would need; None below 2 seeds a framework."""
     acc = {fw: list(by_seed.values()) for fw, by_seed in _test_accuracy_pp(rows).items()}
     if min(len(v) for v in acc.values()) < 2:
         return None
@@ -69,11 +66,10 @@ def accuracy_interval(
         f"{w['diff']:+.2f} pp, {100 * level:.0f}% CI [{w['low']:+.2f}, {w['high']:+.2f}] pp ({n})"
     )
     if w["low"] <= 0.0 <= w["high"]:
-        bound = max(abs(w["low"]), abs(w["high"]))
         text = (
             f"No detectable difference: Lightning − Keras = {span}. The interval includes 0, so "
             f"these seeds cannot tell the frameworks apart; a true difference larger than "
-            f"{bound:.2f} pp either way is unlikely."
+            f"{max(abs(w['low']), abs(w['high'])):.2f} pp either way is unlikely."
         )
     else:
         side = "higher" if w["diff"] > 0 else "lower"
@@ -84,7 +80,6 @@ def accuracy_interval(
 
 
 def _needed_text(needed: int | None, margin: float, unit: str) -> str:
-    """The seeds-needed sentence of the report."""
     if needed is None:
         return f"No practical number of seeds shows equivalence within ±{margin:g} pp."
     return (
@@ -94,11 +89,11 @@ def _needed_text(needed: int | None, margin: float, unit: str) -> str:
 
 
 def paired_section(
-    rows: list[dict[str, Any]], runs: list[dict[str, Any]], margin: float = DEFAULT_MARGIN_PP,
+    rows: list[dict[str, Any]], tested: list[dict[str, Any]], margin: float = DEFAULT_MARGIN_PP,
     level: float = 0.95,
 ) -> dict[str, Any] | None:  # fmt: skip
-    """For paired runs (same start, same batches): per seed the two test accuracies and their
-    difference, the paired t interval, McNemar per seed, the equivalence test (TOST) at
+    """For paired runs (same start, same batches): per seed the test accuracies and their
+    difference, the paired t interval, McNemar's test, the equivalence test (TOST) at
     ``±margin`` pp and the seeds it needs; None with fewer than 2 paired seeds."""
     acc = _test_accuracy_pp(rows)
     seeds = sorted(acc["keras"].keys() & acc["lightning"].keys())
@@ -106,65 +101,56 @@ def paired_section(
         return None
     keras, lightning = [acc["keras"][s] for s in seeds], [acc["lightning"][s] for s in seeds]
     w = stats.paired_interval(keras, lightning, level)
-    equivalence = stats.tost(w["diff"], w["se"], w["df"], margin)
     needed = stats.seeds_needed(w["sd"] ** 2, margin, paired=True)
-    per_seed = [
-        {"seed": s, "keras": k, "lightning": lt, "diff": lt - k}
-        for s, k, lt in zip(seeds, keras, lightning, strict=True)
-    ]
     return {
-        "seeds": per_seed,
+        "seeds": [
+            {"seed": s, "keras": k, "lightning": lt, "diff": lt - k}
+            for s, k, lt in zip(seeds, keras, lightning, strict=True)
+        ],
         "interval": {**w, "level": level},
-        "mcnemar": mcnemar_rows(runs),
-        "tost": equivalence,
+        "mcnemar": [{"seed": s, **stats.mcnemar(y, k, lt)} for s, y, k, lt in _pairs(tested)],
+        "tost": stats.tost(w["diff"], w["se"], w["df"], margin),
         "seeds_needed": needed,
         "seeds_needed_text": _needed_text(needed, margin, "seed pairs"),
     }
 
 
-def mcnemar_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per seed with both frameworks' predictions: McNemar's test of their best models on the
-    test images (``only_a_right``: Keras right, Lightning wrong)."""
-    seeds: dict[int, dict[str, Any]] = {}
-    for r in _with_predictions(runs):
-        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r["predictions"]
-    return [
-        {"seed": seed, **stats.mcnemar(pair["keras"][0], pair["keras"][1], pair["lightning"][1])}
-        for seed, pair in sorted(seeds.items())
-        if {"keras", "lightning"} <= pair.keys()
-    ]
-
-
-def agreement_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def agreement_rows(tested: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per seed with both frameworks' predictions: how often their best models agree."""
-    seeds: dict[int, dict[str, Any]] = {}
-    for r in _with_predictions(runs):
-        seeds.setdefault(int(r["seed"]), {})[r["framework"]] = r["predictions"]
     rows = []
-    for seed, pair in sorted(seeds.items()):
-        if {"keras", "lightning"} <= pair.keys():
-            (labels, keras), (_, lightning) = pair["keras"], pair["lightning"]
-            a = stats.agreement(labels, keras, lightning)
-            rows.append(
-                {
-                    "seed": seed,
-                    "images": a["images"],
-                    "same_prediction": a["same_prediction"],
-                    "share": a["same_prediction"] / a["images"],
-                    "both_wrong": a["both_wrong"],
-                    "both_wrong_same_class": a["both_wrong_same_class"],
-                    "keras_only_wrong": a["only_a_wrong"],
-                    "lightning_only_wrong": a["only_b_wrong"],
-                }
-            )
+    for seed, labels, keras, lightning in _pairs(tested):
+        a = stats.agreement(labels, keras, lightning)
+        rows.append(
+            {
+                "seed": seed,
+                "images": a["images"],
+                "same_prediction": a["same_prediction"],
+                "share": a["same_prediction"] / a["images"],
+                "both_wrong": a["both_wrong"],
+                "both_wrong_same_class": a["both_wrong_same_class"],
+                "keras_only_wrong": a["only_a_wrong"],
+                "lightning_only_wrong": a["only_b_wrong"],
+            }
+        )
     return rows
 
 
-def per_class(runs: list[dict[str, Any]], classes: int = 10) -> dict[str, Any]:
-    """Per framework: the confusion matrix summed over seeds and each class's accuracy
-    (mean ± std over seeds)."""
+def seed_baseline(tested: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each framework's agreement with itself across consecutive seeds: the yardstick for the
+    cross-framework agreement, since reseeding alone changes predictions."""
     found: dict[str, Any] = {}
-    for fw, mine in _by_framework(_with_predictions(runs)).items():
+    for fw, mine in by_framework(tested).items():
+        pairs = itertools.pairwise(r["predictions"] for r in mine)
+        shares = [stats.agreement(y, a, b)["same_prediction"] / y.size for (y, a), (_, b) in pairs]
+        if shares:
+            found[fw] = {"pairs": len(shares), "share_mean": statistics.fmean(shares)}
+    return found
+
+
+def per_class(tested: list[dict[str, Any]], classes: int = 10) -> dict[str, Any]:
+    """Per framework: the confusion matrix summed over seeds and each class's accuracy."""
+    found: dict[str, Any] = {}
+    for fw, mine in by_framework(tested).items():
         mats = [stats.confusion_matrix(*r["predictions"], classes) for r in mine]
         accs = np.stack([stats.per_class_accuracy(m) for m in mats])
         std = accs.std(axis=0, ddof=1) if len(mats) > 1 else accs[0] * 0
@@ -179,10 +165,7 @@ def per_class(runs: list[dict[str, Any]], classes: int = 10) -> dict[str, Any]:
 
 def breakdown(run: dict[str, Any]) -> dict[str, float] | None:
     """Where one run's process time went, in seconds (:data:`PHASES`); None without timing.
-
-    ``startup`` runs from the child's launch to the start of data loading, ``after`` from
-    the end of the test to the process's exit (plots, predictions, latency, results).
-    """
+    ``startup`` runs from the launch to the data loading, ``after`` from the test to the exit."""
     timing, process = run.get("timing"), run.get("process")
     if not timing:
         return None
@@ -198,7 +181,7 @@ def time_section(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
     """Per framework: time to ``target`` validation accuracy per seed, the first seed's
     breakdown, inference latency (median over seeds) and peak memory (max over seeds)."""
     found: dict[str, Any] = {}
-    for fw, mine in _by_framework(runs).items():
+    for fw, mine in by_framework(runs).items():
         reach = [
             stats.time_to_target(r["history"]["val_accuracy"], r["epoch_seconds"], target)
             for r in mine
@@ -225,29 +208,9 @@ def time_section(runs: list[dict[str, Any]], target: float) -> dict[str, Any]:
 
 def environment_section(runs: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
     """Each framework's recorded environment (its first run) and the load averages."""
-    found: dict[str, Any] = {"frameworks": {}}
-    for fw, (run, *_) in _by_framework(runs).items():
-        found["frameworks"][fw] = {
-            "device": run.get("device"),
-            "versions": run.get("versions", {}),
-            **run.get("environment", {}),
-        }
-    for key in ("cpu_count", "loadavg_start", "loadavg_end", "accelerator"):
-        if key in settings:
-            found[key] = settings[key]
-    return found
-
-
-def seed_baseline(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The agreement of one framework with itself across seeds (consecutive seed pairs): the
-    yardstick for the cross-framework agreement, since reseeding alone changes predictions."""
-    found: dict[str, Any] = {}
-    for fw, mine in _by_framework(_with_predictions(runs)).items():
-        shares = []
-        for a, b in zip(mine[:-1], mine[1:], strict=True):
-            labels, predicted = a["predictions"]
-            same = stats.agreement(labels, predicted, b["predictions"][1])["same_prediction"]
-            shares.append(same / labels.size)
-        if shares:
-            found[fw] = {"pairs": len(shares), "share_mean": statistics.fmean(shares)}
+    keys = ("cpu_count", "loadavg_start", "loadavg_end", "accelerator")
+    found: dict[str, Any] = {"frameworks": {}} | {k: settings[k] for k in keys if k in settings}
+    for fw, (run, *_) in by_framework(runs).items():
+        env = {"device": run.get("device"), "versions": run.get("versions", {})}
+        found["frameworks"][fw] = env | run.get("environment", {})
     return found

@@ -1,15 +1,12 @@
-"""The per-step probe of ``mnist-bench``: what the project's bookkeeping costs per training step.
+"""The per-step probe of ``mnist-bench``: what the project's bookkeeping costs a training step.
 
-A network too small to matter (one Linear layer, batch 64, one thread) trained three ways on
-the same in-memory batches: a plain PyTorch loop, a minimal LightningModule (the loss only) and
-the project's ``MNISTClassifier`` (its epoch sums, logging and hooks) with the same Linear layer
-swapped in. The difference between the last two is the project's own per-step cost. The three
-run in turns (ABC ABC ...) so that drift shows as spread; each figure is the median of the
-per-step times of the steps after a warm-up.
+A network too small to matter (one Linear layer, batch 64, one thread) trains on the same batches
+in a plain PyTorch loop, a minimal LightningModule (the loss only) and the project's
+``MNISTClassifier`` with that layer swapped in; the last two differ by the project's own cost.
+They run in turns (ABC ABC ...); each figure is the median step time after a warm-up.
 """
 
-from __future__ import annotations
-
+import itertools
 import logging
 import statistics
 import tempfile
@@ -99,21 +96,17 @@ def lightning_loop(module: L.LightningModule, data: TensorBatches) -> list[float
     return clock.stamps
 
 
-def project_system() -> MNISTClassifier:
-    system = MNISTClassifier(channels_last=False)
-    system.model = tiny_network()
-    return system
-
-
 def run_variant(name: str, data: TensorBatches) -> float:
     """Median milliseconds per step of one variant, after the warm-up steps."""
     if name == "plain_loop":
         stamps = plain_loop(data)
+    elif name == "minimal_module":
+        stamps = lightning_loop(MinimalModule(), data)
     else:
-        stamps = lightning_loop(
-            MinimalModule() if name == "minimal_module" else project_system(), data
-        )
-    steps = [b - a for a, b in zip(stamps[WARMUP:], stamps[WARMUP + 1 :], strict=False)]
+        system = MNISTClassifier(channels_last=False)
+        system.model = tiny_network()  # its epoch sums, logging and hooks around the same layer
+        stamps = lightning_loop(system, data)
+    steps = [b - a for a, b in itertools.pairwise(stamps[WARMUP:])]
     return 1000 * statistics.median(steps)
 
 
