@@ -73,8 +73,10 @@ def mnist_compare(
         resume: Continue an interrupted --out.
         report_only: Rebuild the report of --out; trains nothing.
         quiet: One line per run (the logs keep the rest).
-        paired: Lightning starts from Keras's initial weights, in its batch order; paired tests.
-        margin_pp: The equivalence margin of Lightning − Keras test accuracy, in pp.
+        paired: Lightning starts from Keras's initial weights and sees its batch order (dropout
+            stays independent); the report adds paired tests. Tutorial preset, both frameworks.
+        margin_pp: The equivalence margin (± pp) that the report tests Lightning − Keras test
+            accuracy against, with the seeds it would need.
         command: The command line, recorded in settings.json.
     """
     plan = _plan(**locals())  # every option above, by name
