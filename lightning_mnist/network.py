@@ -33,11 +33,12 @@ def build_network(
         raise ConfigError("model.conv_pool fused/auto is for the tutorial network only")
     if arch != "improved" and tuple(convs) != (1, 1, 1):
         raise ConfigError("model.convs is for the improved network (model.arch improved)")
-    common = (hidden, dropout, num_classes, keras_init)  # both networks take these, in order
+    common = dict(hidden=hidden, dropout=dropout, num_classes=num_classes, keras_init=keras_init)
     if arch == "improved":
-        make = partial(ImprovedCNN, (filters, 2 * filters, 4 * filters), *common, tuple(convs))
+        channels = (filters, 2 * filters, 4 * filters)
+        make = partial(ImprovedCNN, channels=channels, convs=tuple(convs), **common)
     else:
-        make = partial(_tutorial_class(conv_pool), filters, *common)
+        make = partial(_tutorial_class(conv_pool), filters=filters, **common)
     try:
         return make()
     except RuntimeError as e:  # sizes beyond the machine's memory: the user's to change

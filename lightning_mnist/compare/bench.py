@@ -124,7 +124,8 @@ def bench(
     """Probe the machine, run ``repeats`` turns of the rows and the step probe; bench.json."""
     size = 8192 if run.device.type == "cuda" else 2048  # big enough to reach the peak
     flops = plain_loop.probe_flops(run.device, size, probe_seconds)
-    floor_s = TRAIN_SAMPLES * plain_loop.train_flops_per_sample() / flops
+    train_flops = plain_loop.train_flops_per_sample()
+    floor_s = TRAIN_SAMPLES * train_flops / flops
     print(f"matmul probe: {flops / 1e9:.1f} GFLOP/s ({size}^2 fp32); floor {floor_s:.3f} s/epoch")
     load_before = os.getloadavg()
     epochs: dict[str, list[list[float]]] = {fw: [] for fw in rows}
@@ -133,12 +134,13 @@ def bench(
             epochs[fw].append(run_row(fw, run, turn)["epoch_seconds"])
             print(f"{NAMES[fw]} (turn {turn + 1}/{repeats}): {epochs[fw][-1]}", flush=True)
     results = {fw: row_result(e, floor_s) for fw, e in epochs.items()}
+    probe = step_probe.probe(probe_steps, repeats) if probe_steps else None
     return {
         "train_samples": TRAIN_SAMPLES,
         "val_samples": VAL_SAMPLES,
-        "train_flops_per_sample": plain_loop.train_flops_per_sample(),
+        "train_flops_per_sample": train_flops,
         "val_flops_per_sample": plain_loop.forward_flops_per_sample(),
-        "epoch_train_gflop": TRAIN_SAMPLES * plain_loop.train_flops_per_sample() / 1e9,
+        "epoch_train_gflop": TRAIN_SAMPLES * train_flops / 1e9,
         "epochs": run.epochs,
         "repeats": repeats,
         "tune_malloc": run.tune_malloc,
@@ -146,7 +148,7 @@ def bench(
         "epoch_floor_s": floor_s,
         "frameworks": results,
         "ratios": _ratios(results),
-        "step_probe": step_probe.probe(probe_steps, repeats) if probe_steps else None,
+        "step_probe": probe,
         "machine": {
             "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
