@@ -74,11 +74,6 @@ def load_keras_state(model: nn.Module, arrays: dict, source: str = "weights") ->
                 tensor.copy_(from_keras_layout(array))
 
 
-# The improved network's names for the same two functions (docs/comparing.md).
-improved_keras_arrays = keras_layout_state
-load_improved_keras_arrays = load_keras_state
-
-
 def _weighted_layers_v3(layers: h5py.Group) -> list[list[np.ndarray]]:
     # Keras 3 stores no cross-class order; in a Sequential CNN the conv layers (4-D kernels)
     # come before the dense layers, and each class is numbered in model order ("dense",

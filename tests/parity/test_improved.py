@@ -12,7 +12,7 @@ import torch
 
 from keras_reference.improved import RandomAffine, affine, build_improved_model
 from lightning_mnist.data.augment import affine_params, apply_affine
-from lightning_mnist.interop.keras_weights import improved_keras_arrays, load_improved_keras_arrays
+from lightning_mnist.interop.keras_weights import keras_layout_state, load_keras_state
 from lightning_mnist.model import ImprovedCNN, count_params
 
 pytestmark = pytest.mark.keras
@@ -66,7 +66,7 @@ def test_same_layers_and_parameter_count():
 def test_torch_to_keras_transfer(mnist):
     source = random_torch_model()
     keras_model = build_improved_model()
-    for name, arrays in improved_keras_arrays(source).items():
+    for name, arrays in keras_layout_state(source).items():
         keras_model.get_layer(name).set_weights(arrays)
     assert_same_outputs(keras_model, source, mnist.x_test)
 
@@ -88,17 +88,17 @@ def test_keras_to_torch_transfer(mnist):
         )
     target = ImprovedCNN(convs=PRESET_CONVS).eval()
     arrays = {name: keras_model.get_layer(name).get_weights() for name in WEIGHTED}
-    load_improved_keras_arrays(target, arrays)
+    load_keras_state(target, arrays)
     assert_same_outputs(keras_model, target, mnist.x_test)
 
 
 def test_transfer_refuses_another_size():
-    arrays = improved_keras_arrays(ImprovedCNN(channels=(16, 32, 64)))
+    arrays = keras_layout_state(ImprovedCNN(channels=(16, 32, 64)))
     with pytest.raises(ValueError, match="layer conv1"):
-        load_improved_keras_arrays(ImprovedCNN(), arrays)
-    single = improved_keras_arrays(ImprovedCNN())  # no conv2b: another architecture
+        load_keras_state(ImprovedCNN(), arrays)
+    single = keras_layout_state(ImprovedCNN())  # no conv2b: another architecture
     with pytest.raises(ValueError, match="layer conv2b"):
-        load_improved_keras_arrays(ImprovedCNN(convs=PRESET_CONVS), single)
+        load_keras_state(ImprovedCNN(convs=PRESET_CONVS), single)
 
 
 def test_augmentation_is_the_same_map_in_both_frameworks(mnist):
