@@ -28,6 +28,16 @@ def test_the_cli_prints_epoch_lines_elsewhere(tmp_path, monkeypatch):
     assert isinstance(built(tmp_path).trainer.progress_bar_callback, EpochLines)
 
 
+def test_an_epoch_line_shows_only_what_its_epoch_measured(tiny_idx_dir, tmp_path, capsys):
+    # Validation every second epoch: the bar still holds epoch 2's val_ values during epoch 3.
+    args = cli_args(tiny_idx_dir, tmp_path, "--data.batch_size", "8", "--trainer.max_epochs", "3")
+    args[args.index("--trainer.enable_progress_bar") + 1] = "true"
+    cli_main(["fit", *args, "--trainer.check_val_every_n_epoch", "2"])
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Epoch ")]
+    assert ["val_loss" in x for x in lines] == [False, True, False], lines
+    assert all("loss" in x.split(":")[1] for x in lines), lines
+
+
 def test_a_log_file_gets_one_line_per_epoch(tiny_idx_dir, tmp_path, capsys):
     args = cli_args(tiny_idx_dir, tmp_path, "--data.batch_size", "8", "--trainer.max_epochs", "2")
     args[args.index("--trainer.enable_progress_bar") + 1] = "true"  # on, as a user has it

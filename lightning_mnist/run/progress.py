@@ -9,6 +9,8 @@ from importlib.util import find_spec
 
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
 
+from lightning_mnist.run.results import HISTORY_KEYS
+
 
 def _epoch(trainer) -> str:
     epochs = trainer.max_epochs
@@ -58,7 +60,14 @@ class EpochLines(_RunMetrics, ProgressBar):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not (self.enabled and trainer.is_global_zero):
             return
-        items = self.get_metrics(trainer, pl_module).items()
+        # The bar's values persist from epoch to epoch: the run's epoch means show only when this
+        # epoch measured them (none for training cut by max_time, no val_ without validation).
+        measured = getattr(pl_module, "epoch_metrics", None)
+        items = [
+            (k, v)
+            for k, v in self.get_metrics(trainer, pl_module).items()
+            if measured is None or k not in HISTORY_KEYS or k in measured
+        ]
         metrics = sorted(items, key=lambda item: item[0].startswith("val_"))  # val_ last
         values = ", ".join(f"{k} {v:.4f}" for k, v in metrics if isinstance(v, float))
         seconds = time.perf_counter() - self.started
