@@ -140,3 +140,14 @@ def test_ckpt_path_best_tests_the_newest_runs_best_checkpoint(world, capsys):
     args += ["--trainer.limit_test_batches", "2", "--ckpt_path", "best"]
     assert main(args) == 0
     assert best.split("/")[-1] in capsys.readouterr().out  # Lightning names what it restored
+
+
+@pytest.mark.parametrize("ckpt", ["last", "best"])
+def test_no_run_under_the_root_names_the_folders_below_that_hold_runs(ckpt, tmp_path, capsys):
+    # A preset's config trains into runs/<preset>; a command without it looks in runs/.
+    (tmp_path / "runs" / "tutorial" / "version_0" / "checkpoints").mkdir(parents=True)
+    args = ["test", "--trainer.default_root_dir", str(tmp_path / "runs"), "--ckpt_path", ckpt]
+    assert main([*args, "--trainer.accelerator", "cpu"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"runs are under {tmp_path / 'runs' / 'tutorial'}" in line, line
+    assert f"--trainer.default_root_dir {tmp_path / 'runs' / 'tutorial'}" in line, line

@@ -58,7 +58,20 @@ def find_last(root: Path) -> tuple[int, Path]:
     for version, path in reversed(versions(root)):
         if (ckpt := path / "checkpoints" / "last.ckpt").is_file():
             return version, ckpt
-    raise UserError(f"--ckpt_path last: no run with checkpoints/last.ckpt under {root}")
+    raise no_run(root, "last", "no run with checkpoints/last.ckpt")
+
+
+def no_run(root: Path, ckpt: str, missing: str) -> UserError:
+    """``--ckpt_path last/best`` found nothing under ``root``: the one line, naming the folders
+    below it that hold runs (each preset's config trains into its own, e.g. runs/tutorial)."""
+    below = sorted(
+        {str(p.parent) for p in Path(root).glob("*/version_*") if VERSION.search(p.name)}
+    )
+    hint = below and (
+        f"; runs are under {', '.join(below)}: pass the --config that trained them or "
+        f"--trainer.default_root_dir {below[0]}"
+    )
+    return UserError(f"--ckpt_path {ckpt}: {missing} under {root}{hint or ''}")
 
 
 def clean_for_resume(run_dir: Path, epoch: int) -> None:

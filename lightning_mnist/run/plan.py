@@ -17,7 +17,7 @@ from lightning_mnist.checkpoints import read_checkpoint
 from lightning_mnist.errors import UserError
 from lightning_mnist.predict.writer import PredictionCSV
 from lightning_mnist.run.checkpointing import inside
-from lightning_mnist.run.folder import DEFAULT_ROOT, clean_for_resume, find_last, versions
+from lightning_mnist.run.folder import DEFAULT_ROOT, clean_for_resume, find_last, no_run, versions
 from lightning_mnist.run.lock import lock_or_refuse, try_lock
 from lightning_mnist.run.logger import RunLogger
 
@@ -124,7 +124,7 @@ def _best(root: Path) -> Path:
         name = _recorded(folder, "best_model")
         if isinstance(name, str) and name and (found := inside(folder / "checkpoints", name)):
             return found
-    raise UserError(f"--ckpt_path best: no finished run with a best checkpoint under {root}")
+    raise no_run(root, "best", "no finished run with a best checkpoint")
 
 
 def repair_for_trainer(cfg: Any) -> None:
