@@ -85,6 +85,33 @@ def test_epochs_without_validation_have_null_validation_values(tiny_idx_dir, tmp
     assert [v is None for v in h["val_loss"]] == [True, False, True]
     assert [v is None for v in h["val_accuracy"]] == [True, False, True]
     assert None not in h["loss"]
+    assert res["best_epoch"] == 2  # the one validated epoch, not the unvalidated first
+
+
+def test_validation_turned_off_runs_without_a_val_monitor_and_invents_no_best(
+    tiny_idx_dir, tmp_path, capsys
+):
+    # EarlyStopping and the best checkpoint watch val_loss; limit_val_batches 0 removes it.
+    args = cli_args(tiny_idx_dir, tmp_path, "--data.batch_size", "8", "--trainer.max_epochs", "2")
+    cli = cli_main(["fit", *args, "--trainer.limit_val_batches", "0"])
+    assert "validation off" in capsys.readouterr().out
+    res = _strict(cli.run_dir / "results.json")
+    assert res["best_epoch"] is None and res["best_model"] == "" and res["epochs_run"] == 2
+    assert res["history"]["val_loss"] == [None, None] and None not in res["history"]["loss"]
+    assert sorted(p.name for p in (cli.run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+
+
+def test_a_plot_draws_no_val_line_without_validation(tmp_path, monkeypatch):
+    from lightning_mnist.run import plots
+
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)
+    plots.plot_curve([0.5, 0.4], [float("nan")] * 2, "loss", "upper right", tmp_path / "l.png")
+    plots.plot_curve([0.5, 0.4], [None, 0.3], "loss", "upper right", tmp_path / "m.png")
+    assert [[line.get_label() for line in f.axes[0].lines] for f in figures] == [
+        ["train"],
+        ["train", "val"],
+    ]
 
 
 def test_limits_keep_the_record_and_the_predictions_on_the_same_images(tiny_idx_dir, tmp_path):

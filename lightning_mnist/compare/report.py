@@ -46,6 +46,8 @@ def load_runs(out_dir: Path) -> list[dict[str, Any]]:
             key = (results["framework"], int(results["seed"]))
         except (ValueError, KeyError, TypeError) as e:
             raise ReportError(f"{path} is not a readable results.json ({e!r}); move it away") from e
+        if results.get("best_epoch") is None:  # the run's validation was off
+            raise ReportError(f"{path} has no validated epoch; the report compares best epochs")
         results["path"] = str(path.relative_to(out_dir))
         if results.get("data_dir") and results["data_dir"] == os.environ.get(DATA_DIR_ENV):
             results["data_dir"] = f"${DATA_DIR_ENV}"  # as settings.json names it: no machine path

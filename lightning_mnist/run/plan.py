@@ -144,9 +144,27 @@ def repair_for_trainer(cfg: Any) -> None:
         # Without this Lightning would add a default ModelCheckpoint of its own.
         trainer.enable_checkpointing = False
         say("checkpoint removed: no checkpoints; the final test uses the last weights")
+    if trainer.get("limit_val_batches") == 0:  # Lightning's switch for no validation
+        _no_validation(cfg)
     if trainer.get("fast_dev_run") and cfg.get("checkpoint"):
         # A smoke test writes nothing; ModelCheckpoint.on_train_end would save last.ckpt.
         cfg.checkpoint.init_args.save_last = False
+
+
+def _no_validation(cfg: Any) -> None:
+    """Without validation a ``val_`` monitor has nothing to watch: as Keras skips it, so does
+    the run (EarlyStopping would end it in an error), saying so; last.ckpt is still saved."""
+    watched = [k for k in CALLBACK_GROUPS if cfg.get(k)]
+    watched = [k for k in watched if str(cfg[k].init_args.get("monitor")).startswith("val_")]
+    if "early_stopping" in watched:
+        cfg.early_stopping = None
+    if "checkpoint" in watched:
+        cfg.checkpoint.init_args.monitor, cfg.checkpoint.init_args.save_top_k = None, 0
+    if watched:
+        say(
+            "validation off (limit_val_batches 0): no early stopping or best checkpoint on "
+            "val_loss; the final test uses the last weights"
+        )
 
 
 def choose_version(

@@ -4,6 +4,7 @@ import io
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only; works without a display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -17,14 +18,16 @@ def plot_curve(train, val, string1: str, location: str, path: Path, title: str =
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     epochs = range(1, len(train) + 1)
     size = 3 if len(train) > 1 else 6
-    ax.plot(epochs, train, marker="o", markersize=size, label="train")
-    ax.plot(epochs, val, marker="o", markersize=size, label="val")
+    for values, label in ((train, "train"), (val, "val")):
+        if np.isfinite(np.asarray(values, dtype=float)).any():  # none without validation
+            ax.plot(epochs, values, marker="o", markersize=size, label=label)
     heading = f"model {string1}" + (f" ({title})" if title else "")
     ax.set(title=heading, ylabel=string1, xlabel="epoch", xlim=(0.5, len(train) + 0.5))
     # Whole epochs, and a one-epoch run shows its point.
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
-    ax.legend(loc=location)
+    if ax.lines:
+        ax.legend(loc=location)
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png")

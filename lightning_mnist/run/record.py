@@ -1,6 +1,7 @@
 """After ``fit``: test the best checkpoint, as the tutorial does, and write the run record
 (results.json last, after the predictions and plots it points to)."""
 
+import math
 import platform
 import time
 from copy import deepcopy
@@ -62,14 +63,15 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
     fit_seconds, test_seconds = seconds
     val_loss = recorder.history["val_loss"]
     best_epoch = model.loaded_epoch + 1 if best else None
-    if best_epoch is None and val_loss:  # no checkpoint: the epoch of the lowest val_loss
-        best_epoch = 1 + min(range(len(val_loss)), key=val_loss.__getitem__)
+    validated = [i for i, v in enumerate(val_loss) if v is not None and math.isfinite(v)]
+    if best_epoch is None and validated:  # no checkpoint: the epoch of the lowest val_loss
+        best_epoch = 1 + min(validated, key=val_loss.__getitem__)
     results = {
         "framework": "lightning",
         "dataset": datamodule.dataset,
         "seed": int(cfg.get("seed_everything") or 0),
         "epochs_run": len(val_loss),
-        "best_epoch": best_epoch or 0,
+        "best_epoch": best_epoch,  # null: no epoch was validated
         "history": recorder.history,
         "epoch_seconds": recorder.epoch_seconds,
         "fit_seconds": fit_seconds,
@@ -153,7 +155,7 @@ def print_summary(results: dict, run_dir: Path, best: str, fit_seconds: float) -
     tested = "best checkpoint" if best else "last weights"
     print(
         f"\nRun folder: {run_dir}\n"
-        f"Epochs run: {results['epochs_run']} (best {results['best_epoch']}), "
+        f"Epochs run: {results['epochs_run']} (best {results['best_epoch'] or 'none'}), "
         f"median {secs[len(secs) // 2]:.2f} s/epoch, fit {fit_seconds:.1f} s, "
         f"conv path {results['conv_path']}\n"
         f"Testing Accuracy:  {100 * results['test_accuracy']:.2f}  "

@@ -69,6 +69,11 @@ def test_report_only_needs_runs(tmp_path, capsys):
     (tmp_path / "empty" / "runs" / "x" / "results.json").write_text("{truncated")
     assert main(["--report_only", "true", "--out", str(tmp_path / "empty")]) == 2
     assert "is not a readable results.json" in capsys.readouterr().err
+    # A Lightning run with validation off (limit_val_batches 0) records no best epoch.
+    unvalidated = fake_results("lightning", 0, 0.98) | {"best_epoch": None}
+    (tmp_path / "empty" / "runs" / "x" / "results.json").write_text(json.dumps(unvalidated))
+    assert main(["--report_only", "true", "--out", str(tmp_path / "empty")]) == 2
+    assert "has no validated epoch" in capsys.readouterr().err
 
 
 def test_epoch_stats_skip_the_first_epoch():
