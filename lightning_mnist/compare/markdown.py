@@ -114,7 +114,7 @@ def _agreement(report: dict[str, Any]) -> str:
         return ""
     head = ("seed", "same prediction", "share", "both wrong (same wrong class)")
     head += ("only Keras wrong", "only Lightning wrong")
-    table = md_table(head, map(_agreement_cells, report["agreement"]), "r" * 6)
+    table = md_table(head, map(_agreement_cells, report["agreement"]), all_right=True)
     yardstick = ""
     if within := report.get("agreement_within"):
         yard = "; ".join(
@@ -152,7 +152,9 @@ def _per_class(report: dict[str, Any]) -> str:
         f"![confusion matrices]({PLOTS['confusion']})",
         "Confusion matrices summed over the seeds (rows: true class, columns: predicted). "
         "Off-diagonal cells are the errors, coloured by count; the diagonal is grey.",
-        md_table(("class", *head), ([c, *_class_cells(per, fws, c)] for c in classes), "r" * 4),
+        md_table(
+            ("class", *head), ([c, *_class_cells(per, fws, c)] for c in classes), all_right=True
+        ),
         "Per-class accuracy: mean ± std over seeds of the share of each class right.",
     )
 

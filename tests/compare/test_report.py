@@ -13,6 +13,7 @@ from lightning_mnist.compare import bench
 from lightning_mnist.compare.bench import row_result
 from lightning_mnist.compare.bench_table import render_markdown as bench_markdown
 from lightning_mnist.compare.cli import main
+from lightning_mnist.compare.md_table import md_table
 from lightning_mnist.compare.plain_loop import train_flops_per_sample
 from lightning_mnist.compare.plots import PLOTS
 from lightning_mnist.compare.report import epoch_stats
@@ -213,6 +214,13 @@ def test_a_one_framework_report_numbers_its_sections_and_names_only_it(tmp_path)
     assert [h.split(".")[0] for h in heads] == [f"## {i}" for i in range(1, len(heads) + 1)]
     assert md.splitlines()[0].startswith("# Lightning: ") and "Keras vs" not in md
     assert not any("Agreement" in h for h in heads)
+    assert "| class | Lightning (n=3) |\n|---:|---:|\n" in md  # rule as wide as the head
+
+
+def test_a_table_row_of_another_width_is_refused():
+    assert md_table(("a", "b"), [(1, 2)], all_right=True) == "| a | b |\n|---:|---:|\n| 1 | 2 |\n"
+    with pytest.raises(ValueError, match="2 cells"):
+        md_table(("a", "b"), [(1, 2, 3)])
 
 
 def test_curves_of_one_epoch_runs_show_their_points(monkeypatch, tmp_path):
