@@ -127,7 +127,7 @@ def plot_confusion(per_class: dict[str, Any], path: Path) -> Path:
 def plot_time(time: dict[str, Any], path: Path) -> Path:
     """One stacked bar per framework: where one run's process time went."""
     fws = [fw for fw in time if time[fw]["breakdown"]]
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.8 * len(fws)), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.8 * len(fws)), dpi=120, layout="constrained")
     for row, fw in enumerate(fws):
         left = 0.0
         for phase, value in time[fw]["breakdown"].items():
@@ -143,11 +143,9 @@ def plot_time(time: dict[str, Any], path: Path) -> Path:
     ax.set_xlim(0, ax.get_xlim()[1] * 1.08)
     handles = [plt.Rectangle((0, 0), 1, 1, color=PHASE_COLOURS[p]) for p in PHASES]
     names = [p.replace("_", " ") for p in PHASES]
-    below = (0.5, -0.35 if len(fws) < 3 else -0.2)
-    legend = {"ncol": 4, "fontsize": 8, "loc": "upper center", "frameon": False}
-    ax.legend(handles, names, bbox_to_anchor=below, **legend)
+    # Below the axis label, with room made for it by the constrained layout.
+    fig.legend(handles, names, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     ax.set_title("where one run's time went")
-    fig.tight_layout()
     return _save(fig, path, bbox_inches="tight")
 
 

@@ -256,3 +256,18 @@ def test_the_report_names_the_data_folder_by_its_variable(tmp_path, monkeypatch)
     recorded = [r["data_dir"] for r in json.loads((out / "report.json").read_text())["runs"]]
     assert recorded == ["$MNIST_DATA_DIR", "/elsewhere"]
     assert data not in (out / "report.json").read_text()
+
+
+@pytest.mark.parametrize("frameworks", [1, 2])
+def test_the_time_legend_sits_below_the_axis_label(frameworks, monkeypatch, tmp_path):
+    from lightning_mnist.compare import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, **_: figures.append(fig) or path)
+    phases = dict.fromkeys(("startup", "data", "train", "validation", "test", "after"), 2.0)
+    time = {fw: {"breakdown": phases, "breakdown_seed": 0} for fw in ("keras", "lightning")}
+    plots.plot_time(dict(list(time.items())[:frameworks]), tmp_path / "t.png")
+    fig = figures[0]
+    fig.canvas.draw()  # lays the figure out
+    legend = (fig.legends or [fig.axes[0].get_legend()])[0].get_window_extent()
+    assert legend.y1 <= fig.axes[0].xaxis.label.get_window_extent().y0
