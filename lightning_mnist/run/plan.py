@@ -64,7 +64,7 @@ def plan_run(subcommand: str | None, cfg: Any, locks: ExitStack) -> Path | None:
             f"{subcommand} needs --ckpt_path CKPT (a trained checkpoint); "
             "--evaluate_initial_weights true evaluates the untrained network"
         )
-    repair_for_trainer(cfg)
+    repair_for_trainer(cfg, subcommand)
     resumed = _resumed_run(root, cfg.get("ckpt_path")) if subcommand == "fit" else None
     version = choose_version(subcommand, cfg, root, locks, resumed)
     run_dir = None if trainer.get("fast_dev_run") else root / f"version_{version}"
@@ -127,7 +127,7 @@ def _best(root: Path) -> Path:
     raise no_run(root, "best", "no finished run with a best checkpoint")
 
 
-def repair_for_trainer(cfg: Any) -> None:
+def repair_for_trainer(cfg: Any, subcommand: str | None) -> None:
     """Drop what the Trainer settings forbid, saying so in one line."""
     trainer = cfg.trainer
     if trainer.get("barebones"):
@@ -144,7 +144,7 @@ def repair_for_trainer(cfg: Any) -> None:
         # Without this Lightning would add a default ModelCheckpoint of its own.
         trainer.enable_checkpointing = False
         say("checkpoint removed: no checkpoints; the final test uses the last weights")
-    if trainer.get("limit_val_batches") == 0:  # Lightning's switch for no validation
+    if subcommand == "fit" and trainer.get("limit_val_batches") == 0:  # no validation
         _no_validation(cfg)
     if trainer.get("fast_dev_run") and cfg.get("checkpoint"):
         # A smoke test writes nothing; ModelCheckpoint.on_train_end would save last.ckpt.
