@@ -101,6 +101,12 @@ def test_validation_turned_off_runs_without_a_val_monitor_and_invents_no_best(
     assert sorted(p.name for p in (cli.run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
 
 
+@pytest.mark.parametrize(("flag", "seed"), [("false", None), ("7", 7)])
+def test_the_recorded_seed_is_the_one_set(flag, seed, tiny_idx_dir, tmp_path):
+    res, _ = _fit(tiny_idx_dir, tmp_path, "--trainer.max_epochs", "1", "--seed_everything", flag)
+    assert res["seed"] == seed  # unseeded: null, not 0
+
+
 def test_a_plot_draws_no_val_line_without_validation(tmp_path, monkeypatch):
     from lightning_mnist.run import plots
 

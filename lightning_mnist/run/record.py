@@ -69,7 +69,7 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
     results = {
         "framework": "lightning",
         "dataset": datamodule.dataset,
-        "seed": int(cfg.get("seed_everything") or 0),
+        "seed": _seed(cfg.get("seed_everything")),
         "epochs_run": len(val_loss),
         "best_epoch": best_epoch,  # null: no epoch was validated
         "history": recorder.history,
@@ -92,6 +92,11 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
     plot_history(results["history"], run_dir)
     write_json(run_dir / "results.json", results)
     return results
+
+
+def _seed(seed: Any) -> int | None:
+    """The seed LightningCLI set (it replaces ``true`` by the one it chose); None: unseeded."""
+    return None if seed is None or isinstance(seed, bool) else int(seed)
 
 
 def run_timing(recorder, fit_seconds: float, test_seconds: float, datamodule, trainer) -> dict:
