@@ -91,10 +91,19 @@ def test_a_users_files_in_the_checkpoints_folder_survive_a_resume(world, tmp_pat
 
 
 def test_own_name_pattern_matches_only_the_runs_names():
-    pattern = RunCheckpoint()._own_name()
+    pattern = RunCheckpoint(monitor="val_loss")._own_name()
     assert pattern.fullmatch("best-03-0.0712.ckpt") and pattern.fullmatch("best-03-0.0712-v1.ckpt")
     for name in ("best-03-0.0712-copy.ckpt", "last.ckpt", "my.ckpt", "best-x-0.1.ckpt"):
         assert not pattern.fullmatch(name), name
+
+
+def test_best_checkpoints_are_named_by_what_they_monitor():
+    name = {m: RunCheckpoint(monitor=m).filename for m in ("val_loss", "loss", "a/b", None)}
+    assert name["val_loss"] == "best-{epoch:02d}-{val_loss:.4f}"  # the presets' names
+    assert name["loss"] == "best-{epoch:02d}-{loss:.4f}"
+    assert name["a/b"] == name[None] == "best-{epoch:02d}"  # a "/" would make a folder
+    metrics = {"epoch": 0, "loss": torch.tensor(0.5)}  # no val_loss: Lightning would write 0
+    assert RunCheckpoint(monitor="loss").format_checkpoint_name(metrics) == "best-01-0.5000.ckpt"
 
 
 def test_checkpoint_io_never_removes_a_folder(tmp_path, capsys):

@@ -34,17 +34,22 @@ class RunCheckpoint(ModelCheckpoint):
     is dropped with a line saying so; best files the state does not list are removed.
 
     Args:
-        filename: The best checkpoints' names (``best-EPOCH-VAL_LOSS``, epochs from 1).
+        filename: The best checkpoints' names; null: ``best-EPOCH-VALUE``, epochs from 1 and
+            the monitored value (val_loss in the presets).
         auto_insert_metric_name: Whether Lightning puts ``name=`` before each value.
         **kwargs: ModelCheckpoint's other arguments (monitor, mode, save_top_k, save_last).
     """
 
     def __init__(
         self,
-        filename: str | None = "best-{epoch:02d}-{val_loss:.4f}",
+        filename: str | None = None,
         auto_insert_metric_name: bool = False,
         **kwargs: Any,
     ) -> None:
+        if filename is None:  # named by what it monitors (Lightning writes 0 for a missing one)
+            monitor = kwargs.get("monitor")
+            named = monitor and "/" not in monitor  # a "/" would make a folder
+            filename = "best-{epoch:02d}" + (f"-{{{monitor}:.4f}}" if named else "")
         super().__init__(
             filename=filename, auto_insert_metric_name=auto_insert_metric_name, **kwargs
         )

@@ -160,11 +160,11 @@ def _no_validation(cfg: Any) -> None:
         cfg.early_stopping = None
     if "checkpoint" in watched:
         cfg.checkpoint.init_args.monitor, cfg.checkpoint.init_args.save_top_k = None, 0
+    names = {"early_stopping": "early stopping", "checkpoint": "best checkpoint"}
     if watched:
-        say(
-            "validation off (limit_val_batches 0): no early stopping or best checkpoint on "
-            "val_loss; the final test uses the last weights"
-        )
+        then = "; the final test uses the last weights" if "checkpoint" in watched else ""
+        left_out = " or ".join(names[k] for k in watched)
+        say(f"validation off (limit_val_batches 0): no {left_out} on a val_ metric{then}")
 
 
 def choose_version(
