@@ -38,6 +38,18 @@ def test_an_epoch_line_shows_only_what_its_epoch_measured(tiny_idx_dir, tmp_path
     assert all("loss" in x.split(":")[1] for x in lines), lines
 
 
+def test_a_first_epoch_cut_before_validation_keeps_early_stopping_and_says_only_its_time(
+    tiny_idx_dir, tmp_path, capsys
+):
+    # max_steps 3 of the epoch's 7: no val_loss yet for the preset's EarlyStopping to read.
+    args = cli_args(tiny_idx_dir, tmp_path, "--data.batch_size", "8", "--trainer.max_steps", "3")
+    args[args.index("--trainer.enable_progress_bar") + 1] = "true"
+    cli = cli_main(["fit", *args])
+    assert any(type(c).__name__ == "EarlyStopping" for c in cli.trainer.callbacks)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("Epoch ")]
+    assert len(lines) == 1 and re.fullmatch(r"Epoch 1/100: \([\d.]+ s\)", lines[0]), lines
+
+
 def test_a_log_file_gets_one_line_per_epoch(tiny_idx_dir, tmp_path, capsys):
     args = cli_args(tiny_idx_dir, tmp_path, "--data.batch_size", "8", "--trainer.max_epochs", "2")
     args[args.index("--trainer.enable_progress_bar") + 1] = "true"  # on, as a user has it

@@ -71,7 +71,8 @@ class EpochLines(_RunMetrics, ProgressBar):
         metrics = sorted(items, key=lambda item: item[0].startswith("val_"))  # val_ last
         values = ", ".join(f"{k} {v:.4f}" for k, v in metrics if isinstance(v, float))
         seconds = time.perf_counter() - self.started
-        print(f"{_epoch(trainer)}: {values} ({seconds:.1f} s)", flush=True)
+        values += " " if values else ""  # an epoch cut before its means shows its time only
+        print(f"{_epoch(trainer)}: {values}({seconds:.1f} s)", flush=True)
 
 
 def with_run_bar(trainer: dict, terminal: bool | None = None) -> list | None:
