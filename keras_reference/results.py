@@ -6,7 +6,6 @@ The file has the same schema as the Lightning port's, so the comparison reads bo
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
 from importlib import metadata
@@ -19,14 +18,6 @@ import numpy as np
 from lightning_mnist.atomic import write_json  # stdlib only: no torch
 
 RESULTS_NAME = "results.json"
-
-
-def best_epoch(val_loss: list[float]) -> int:
-    """The 1-based epoch of the lowest val_loss, the one ModelCheckpoint kept: it saves on
-    strict improvement only, so on a tie the first epoch wins, as with ``np.argmin``; NaN
-    never wins."""
-    finite = [v if math.isfinite(v) else math.inf for v in val_loss]
-    return int(np.argmin(finite)) + 1
 
 
 def versions() -> dict[str, str]:

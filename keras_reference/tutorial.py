@@ -22,8 +22,9 @@ from keras_reference import improved, measure
 from keras_reference.data import load_data
 from keras_reference.model import build_model
 from keras_reference.order import seeded_dataset
-from keras_reference.results import best_epoch, device_name, versions
+from keras_reference.results import device_name, versions
 from lightning_mnist.run import plots  # matplotlib only (PNG files, no window): no torch
+from lightning_mnist.run.history import HISTORY_KEYS, best_epoch  # stdlib only: no torch
 
 # Keras 3 still saves and loads `.h5` (its legacy HDF5 format), so the tutorial's file name
 # stays. Keras logs a deprecation warning on every save (every better epoch); it is shown once.
@@ -205,7 +206,7 @@ def _results(
     predictions (written into ``out``), latency and memory. ``test``: x_test, y_test and the
     test loss and accuracy; ``facts``: dataset, seed, jit_compile and preset."""
     x_test, y_test, loss, acc = test
-    hist = {k: [float(v) for v in history.history[k]] for k in _HISTORY_KEYS}
+    hist = {k: [float(v) for v in history.history[k]] for k in HISTORY_KEYS}
     predicted = model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
     measure.write_predictions(out / measure.PREDICTIONS_CSV, y_test.argmax(axis=1), predicted)
     epochs_total, val_total = sum(timer.epoch_seconds), sum(timer.val_seconds)
@@ -244,9 +245,6 @@ def _results(
         "peak_rss_mb": measure.peak_rss_mb(),
         "environment": measure.environment(),
     }
-
-
-_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 class _OnceFilter(logging.Filter):

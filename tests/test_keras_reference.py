@@ -27,7 +27,7 @@ pytestmark = pytest.mark.keras
 REPO = Path(__file__).resolve().parents[1]
 # `data_dir` (conftest.py) is the real data root; it fails the test when MNIST is missing.
 # Modules the reference must never load: the port and the torch stack it builds on; of the port
-# only the torch-free preset reader, atomic writer, plots and allocator setting (ctypes).
+# only the torch-free preset reader, atomic writer, plots, history rule and allocator setting.
 FORBIDDEN = ("torch", "torchvision", "torchmetrics", "lightning", "lightning_mnist")
 ALLOWED = (
     "lightning_mnist",
@@ -36,6 +36,7 @@ ALLOWED = (
     "lightning_mnist.ops",
     "lightning_mnist.ops.malloc",
     "lightning_mnist.run",
+    "lightning_mnist.run.history",
     "lightning_mnist.run.plots",
 )
 LOADED = (
@@ -168,11 +169,12 @@ def test_refuses_an_out_dir_with_results(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_best_epoch_is_the_first_lowest_val_loss() -> None:
-    from keras_reference.results import best_epoch
+    from lightning_mnist.run.history import best_epoch  # both frameworks' rule
 
     # ModelCheckpoint(save_best_only=True) saves on strict improvement: ties keep the first.
     assert best_epoch([0.5, 0.3, 0.3, 0.4]) == 2
     assert best_epoch([float("nan"), 0.2, 0.1]) == 3
+    assert best_epoch([None, float("nan")]) is None  # nothing validated: no best, not epoch 1
 
 
 # --- import boundary ------------------------------------------------------------------------

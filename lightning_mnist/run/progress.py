@@ -9,7 +9,7 @@ from importlib.util import find_spec
 
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
 
-from lightning_mnist.run.results import HISTORY_KEYS
+from lightning_mnist.run.history import HISTORY_KEYS
 
 
 def _epoch(trainer) -> str:

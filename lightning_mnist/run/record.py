@@ -1,7 +1,6 @@
 """After ``fit``: test the best checkpoint, as the tutorial does, and write the run record
 (results.json last, after the predictions and plots it points to)."""
 
-import math
 import platform
 import time
 from copy import deepcopy
@@ -19,6 +18,7 @@ from lightning_mnist.errors import folder_removed
 from lightning_mnist.model import count_params
 from lightning_mnist.network import conv_path
 from lightning_mnist.run import measure
+from lightning_mnist.run.history import best_epoch as lowest_val_loss_epoch
 from lightning_mnist.run.plots import plot_history
 from lightning_mnist.run.results import HistoryRecorder
 
@@ -62,10 +62,8 @@ def write_record(trainer, model, datamodule, run_dir, cfg, recorder, test, best,
         raise folder_removed(run_dir)
     fit_seconds, test_seconds = seconds
     val_loss = recorder.history["val_loss"]
-    best_epoch = model.loaded_epoch + 1 if best else None
-    validated = [i for i, v in enumerate(val_loss) if v is not None and math.isfinite(v)]
-    if best_epoch is None and validated:  # no checkpoint: the epoch of the lowest val_loss
-        best_epoch = 1 + min(validated, key=val_loss.__getitem__)
+    # The tested checkpoint's epoch; without a checkpoint, the epoch of the lowest val_loss.
+    best_epoch = model.loaded_epoch + 1 if best else lowest_val_loss_epoch(val_loss)
     results = {
         "framework": "lightning",
         "dataset": datamodule.dataset,

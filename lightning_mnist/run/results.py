@@ -5,7 +5,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+from lightning_mnist.run.history import HISTORY_KEYS
 
 
 class HistoryRecorder(Callback):
