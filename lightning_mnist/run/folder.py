@@ -67,11 +67,13 @@ def no_run(root: Path, ckpt: str, missing: str) -> UserError:
     below = sorted(
         {str(p.parent) for p in Path(root).glob("*/version_*") if VERSION.search(p.name)}
     )
-    hint = below and (
-        f"; runs are under {', '.join(below)}: pass the --config that trained them or "
+    line = f"--ckpt_path {ckpt}: {missing} under {root}"
+    if not below:
+        return UserError(line)
+    return UserError(
+        f"{line}; runs are under {', '.join(below)}: pass the --config that trained them or "
         f"--trainer.default_root_dir {below[0]}"
     )
-    return UserError(f"--ckpt_path {ckpt}: {missing} under {root}{hint or ''}")
 
 
 def clean_for_resume(run_dir: Path, epoch: int) -> None:
